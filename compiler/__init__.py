@@ -1,0 +1,1 @@
+"""gemmstone.compiler: framework graphs to gemmstone programs (never imports gemmstone.hw)."""

@@ -1,0 +1,1 @@
+"""gemmstone.driver: one device API over every backend, and the PyTorch integration."""

@@ -1,0 +1,1 @@
+"""gemmstone.fpga: board tops, host link and the open-toolchain build."""

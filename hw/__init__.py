@@ -1,0 +1,1 @@
+"""gemmstone.hw: the accelerator in Amaranth (never imports torch)."""

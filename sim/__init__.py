@@ -1,0 +1,1 @@
+"""gemmstone.sim: the functional (golden) model, performance model and sweeps."""
