@@ -6,7 +6,14 @@ from gemmstone.isa.errors import *  # noqa: F403 (the error types are part of th
 from gemmstone.isa.errors import __all__ as _error_names
 from gemmstone.isa.program import Buffer, Program, Segment
 from gemmstone.isa.table import (
-    BY_MNEMONIC, BY_OPCODE, INSTRUCTIONS, WORD_BYTES, AccLoadType, AluFunc, StoreMode, Unit,
+    BY_MNEMONIC,
+    BY_OPCODE,
+    INSTRUCTIONS,
+    WORD_BYTES,
+    AccLoadType,
+    AluFunc,
+    StoreMode,
+    Unit,
     isa_hash,
 )
 

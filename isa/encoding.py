@@ -11,8 +11,14 @@ from dataclasses import dataclass
 
 from gemmstone.isa.errors import EncodingError, IllegalInstructionError
 from gemmstone.isa.table import (
-    BY_MNEMONIC, BY_OPCODE, OPCODE_FIELD, RESERVED_OPCODES, WORD_BITS, WORD_BYTES,
-    FieldSpec, InstructionSpec,
+    BY_MNEMONIC,
+    BY_OPCODE,
+    OPCODE_FIELD,
+    RESERVED_OPCODES,
+    WORD_BITS,
+    WORD_BYTES,
+    FieldSpec,
+    InstructionSpec,
 )
 
 __all__ = ["Instruction", "make", "encode", "decode", "words_to_bytes", "bytes_to_words"]
