@@ -23,6 +23,7 @@ __all__ = [
     "WORD_BITS", "WORD_BYTES", "Unit", "AccLoadType", "StoreMode", "AluFunc", "FieldSpec",
     "InstructionSpec", "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE", "RESERVED_OPCODES",
     "HEADER_FIELDS", "OPCODE_FIELD", "TOKEN_FIELDS", "ISA_VERSION", "isa_hash", "TableError",
+    "check_table",
 ]
 
 WORD_BITS = 128
@@ -298,18 +299,28 @@ BY_MNEMONIC = {spec.mnemonic: spec for spec in INSTRUCTIONS}
 BY_OPCODE = {spec.opcode: spec for spec in INSTRUCTIONS}
 
 
-def _check_table() -> None:
-    if len(BY_MNEMONIC) != len(INSTRUCTIONS):
+def check_table(instructions: tuple[InstructionSpec, ...],
+                reserved_opcodes: dict[int, str]) -> None:
+    """Raise `TableError` unless ``instructions`` form a consistent instruction table.
+
+    Mnemonics and opcodes are unique; opcodes and ``reserved_opcodes`` partition the opcode
+    space; the fields of each instruction tile its word exactly and every flag and enum fits
+    its field. Run on `INSTRUCTIONS` at import; taking the table as an argument lets the
+    tests show that each broken table is rejected.
+    """
+    by_mnemonic = {spec.mnemonic for spec in instructions}
+    by_opcode = {spec.opcode for spec in instructions}
+    if len(by_mnemonic) != len(instructions):
         raise TableError("duplicate mnemonic in the instruction table")
-    if len(BY_OPCODE) != len(INSTRUCTIONS):
+    if len(by_opcode) != len(instructions):
         raise TableError("duplicate opcode in the instruction table")
-    for opcode in list(BY_OPCODE) + list(RESERVED_OPCODES):
+    for opcode in sorted(by_opcode) + sorted(reserved_opcodes):
         if not 0 <= opcode <= OPCODE_FIELD.max:
             raise TableError(f"opcode {opcode} does not fit the {OPCODE_FIELD.width}-bit field")
-    overlap = set(BY_OPCODE) & set(RESERVED_OPCODES)
-    if overlap or set(BY_OPCODE) | set(RESERVED_OPCODES) != set(range(1 << OPCODE_FIELD.width)):
+    overlap = by_opcode & set(reserved_opcodes)
+    if overlap or by_opcode | set(reserved_opcodes) != set(range(1 << OPCODE_FIELD.width)):
         raise TableError("opcodes and reserved opcodes must partition the opcode space")
-    for spec in INSTRUCTIONS:
+    for spec in instructions:
         owner: list[str | None] = [None] * WORD_BITS
         names = [f.name for f in spec.all_fields if f.kind != "reserved"]
         if len(names) != len(set(names)):
@@ -333,7 +344,7 @@ def _check_table() -> None:
             raise TableError(f"{spec.mnemonic}: bits {uncovered} are not covered by any field")
 
 
-_check_table()
+check_table(INSTRUCTIONS, RESERVED_OPCODES)
 
 
 def isa_hash() -> str:
