@@ -223,38 +223,43 @@ class FunctionalModel:
 
     def _report_deadlock(self, queues, tokens, words, pc, pending) -> None:
         """Nothing can move: name the blocked instruction, and whether it waits for a token
-        no remaining instruction will ever push (underflow) or for one that is itself
-        blocked (deadlock)."""
-        remaining = [i for u in _EXECUTING_UNITS for i, _ in queues[u]]
-        index = min(remaining) if remaining else pc
-        blocked_unit = next(u for u in _EXECUTING_UNITS if queues[u] and queues[u][0][0]
-                            == index) if remaining else None
-        if blocked_unit is None:
-            raise TokenError("deadlock: dispatch is blocked", index=pc, text=str(pending))
-        instr = queues[blocked_unit][0][1]
-        future = [ins for u in _EXECUTING_UNITS for _, ins in queues[u]]
-        future += self._decodable(words[pc:])
-        for flag, other in self._neighbours(blocked_unit, instr, "pop"):
-            if flag and tokens[(other, blocked_unit)] == 0:
-                push = "push_next" if other < blocked_unit else "push_prev"
-                queue_name = f"{other.name.lower()}->{blocked_unit.name.lower()}"
-                if not any(ins.spec.unit is other and ins.values[push] for ins in future):
-                    raise TokenError(
-                        f"token underflow: pops a token from {queue_name} that no remaining "
-                        f"instruction pushes", index=index, text=str(instr))
+        no remaining instruction will ever push (underflow), for one whose producer cannot
+        be dispatched because a queue is full, or for one whose producer is blocked too."""
+        heads = [(queue[0][0], unit, queue[0][1]) for unit, queue in queues.items() if queue]
+        index, unit, instr = min(heads, key=lambda head: head[0])
+        queued = [(i, ins) for u in _EXECUTING_UNITS for i, ins in queues[u]]
+        future = queued + self._decodable(words, pc)
+        for flag, other in self._neighbours(unit, instr, "pop"):
+            if not flag or tokens[(other, unit)]:
+                continue
+            push = "push_next" if other < unit else "push_prev"
+            queue_name = f"{other.name.lower()}->{unit.name.lower()}"
+            producers = sorted(i for i, ins in future if ins.spec.unit is other
+                               and ins.values[push])
+            if not producers:
                 raise TokenError(
-                    f"deadlock: waits for a token from {queue_name}, but every instruction "
-                    f"that could push it is blocked", index=index, text=str(instr))
+                    f"token underflow: pops a token from {queue_name} that no remaining "
+                    f"instruction pushes", index=index, text=str(instr))
+            if producers[0] >= pc:
+                full = pending.spec.unit.name.lower()
+                raise TokenError(
+                    f"deadlock: waits for a token from {queue_name} that instruction "
+                    f"{producers[0]} would push, but it cannot be dispatched while the {full} "
+                    f"queue is full (depth {self.config.queue_depth})",
+                    index=index, text=str(instr))
+            raise TokenError(
+                f"deadlock: waits for a token from {queue_name}, but every instruction "
+                f"that could push it is blocked", index=index, text=str(instr))
         raise TokenError(
             "deadlock: its token queue is full and the consumer is blocked",
             index=index, text=str(instr))
 
     @staticmethod
-    def _decodable(words: Sequence[int]) -> list[Instruction]:
+    def _decodable(words: Sequence[int], start: int) -> list[tuple[int, Instruction]]:
         decoded = []
-        for word in words:
+        for index in range(start, len(words)):
             try:
-                decoded.append(decode(int(word)))
+                decoded.append((index, decode(int(words[index]))))
             except ExecutionError:
                 break  # execution would stop at this word anyway
         return decoded
