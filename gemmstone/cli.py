@@ -1,0 +1,266 @@
+"""The `gemmstone` command line: inspect configs, assemble, disassemble and run programs.
+
+Each command is a thin layer over the library; anything bigger than argument handling and
+printing lives in the package it belongs to (the demo in `gemmstone.demo`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
+from gemmstone.isa.errors import ExecutionError
+
+__all__ = ["main"]
+
+# Expected failures (bad input files, programs that fault) print their message and exit 1;
+# anything else is a bug and keeps its traceback.
+_USER_ERRORS = (ValueError, ExecutionError, OSError)
+_DERIVED = ("line_bytes", "spad_lines", "spad_addr_bits", "acc_row_bytes", "acc_rows",
+            "acc_addr_bits", "macs_per_cycle", "dram_bytes")
+
+
+class _Integer(click.ParamType):
+    """An integer in any Python literal base (16, 0x10, 0b10000), like the assembler."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(value, 0)
+        except ValueError:
+            self.fail(f"{value!r} is not an integer (decimal, 0x hex or 0b binary)", param, ctx)
+
+
+def _console() -> Console:
+    # Created per call so output goes to whatever sys.stdout is now (click's test runner
+    # swaps it); no highlighting, so numbers print as plain text.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except _USER_ERRORS as error:
+            raise click.ClickException(str(error)) from None
+    return wrapper
+
+
+def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+        help="Accelerator config TOML file (an [accelerator] table).")(command)
+    return click.option(
+        "--preset", type=click.Choice(sorted(PRESETS)),
+        help="Named accelerator config (default: small, or the one a program was built for).",
+    )(command)
+
+
+def _resolve_config(preset: str | None, config_path: str | None) -> AcceleratorConfig | None:
+    if preset and config_path:
+        raise click.UsageError("give --preset or --config, not both")
+    if config_path:
+        return AcceleratorConfig.load(config_path)
+    return PRESETS[preset] if preset else None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gemmstone")
+def main() -> None:
+    """gemmstone: an open tensor accelerator and its software stack.
+
+    Configs are named presets (--preset) or TOML files (--config); programs are .gem
+    containers built for one config. `gemmstone COMMAND --help` explains each command.
+    """
+
+
+@main.command()
+@_config_options
+@_reports_errors
+def info(preset: str | None, config_path: str | None) -> None:
+    """Describe a config: parameters, sizes, hashes.
+
+    Prints every parameter of the accelerator config, the sizes derived from them, the
+    config hash (the hardware ID a program is checked against) and the ISA hash.
+    """
+    from gemmstone.isa.table import isa_hash
+
+    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    console = _console()
+    console.print(f"[bold]{config.describe()}[/bold]")
+    table = Table("parameter", "value", title="parameters")
+    for name, value in config.to_dict().items():
+        table.add_row(name, str(value))
+    derived = Table("derived", "value", title="derived sizes")
+    for name in _DERIVED:
+        derived.add_row(name, str(getattr(config, name)))
+    console.print(table, derived)
+    console.print(f"config hash  {config.content_hash}")
+    console.print(f"ISA hash     {isa_hash()}")
+
+
+def _parse_buffer(text: str) -> Any:
+    """NAME=OFFSET:SHAPE[:DTYPE], shape as 16x8, e.g. x=0x100:16x8:int8."""
+    from gemmstone.isa.program import Buffer
+
+    name, sep, rest = text.partition("=")
+    parts = rest.split(":")
+    if not (sep and name and len(parts) in (2, 3)):
+        raise click.BadParameter(f"{text!r} is not NAME=OFFSET:SHAPE[:DTYPE]",
+                                 param_hint="--buffer")
+    try:
+        offset = int(parts[0], 0)
+        shape = tuple(int(dim) for dim in parts[1].split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: offset and shape must be integers "
+                                 f"(shape like 16x8)", param_hint="--buffer") from None
+    dtype = parts[2] if len(parts) == 3 else "int8"
+    if dtype not in ("int8", "uint8", "int32"):
+        raise click.BadParameter(f"{text!r}: dtype must be int8, uint8 or int32",
+                                 param_hint="--buffer")
+    return Buffer(name, offset, shape, dtype)
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Program file to write (default: SOURCE with the suffix .gem).")
+@_config_options
+@click.option("--window", type=_Integer(), default=None,
+              help="DMA window size in bytes (default: the config's whole DRAM).")
+@click.option("--buffer", "buffers", multiple=True, metavar="NAME=OFFSET:SHAPE[:DTYPE]",
+              help="Declare a named tensor in the window, e.g. x=0x100:16x8:int8 "
+                   "(`run --input` fills it, `run` prints it). Repeatable.")
+@_reports_errors
+def asm(source: str, output: str | None, preset: str | None, config_path: str | None,
+        window: int | None, buffers: tuple[str, ...]) -> None:
+    """Assemble a program.
+
+    Reads SOURCE (assembly text, syntax in docs/isa.md) and writes a program container
+    for one config. Example:
+
+        gemmstone asm gemm.s -o gemm.gem --preset small --buffer x=0x40:16x8
+    """
+    from gemmstone.isa.assembly import assemble
+    from gemmstone.isa.program import Program
+
+    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    words = assemble(Path(source).read_text())
+    declared = [_parse_buffer(text) for text in buffers]
+    program = Program(config_hash=config.content_hash, words=words,
+                      window_size=config.dram_bytes if window is None else window,
+                      buffers={b.name: b for b in declared})
+    program.validate_layout()
+    target = Path(output) if output else Path(source).with_suffix(".gem")
+    program.save(target)
+    click.echo(f"{target}: {len(words)} instructions, window {program.window_size:#x} bytes, "
+               f"config {config.content_hash[:12]} ({config.describe()})")
+
+
+@main.command()
+@click.argument("program_path", metavar="PROGRAM", type=click.Path(exists=True, dir_okay=False))
+@_reports_errors
+def disasm(program_path: str) -> None:
+    """Print a program as assembly.
+
+    Header, buffers and segments come first as comments; `gemmstone asm` reads the
+    listing back into the same instruction words.
+    """
+    from gemmstone.isa.program import Program
+
+    click.echo(Program.load(program_path).text(), nl=False)
+
+
+def _program_config(program: Any, given: AcceleratorConfig | None) -> AcceleratorConfig:
+    """The config to run ``program`` on: the one given, else the preset it was built for."""
+    if given is not None:
+        return given
+    for config in PRESETS.values():
+        if config.content_hash == program.config_hash:
+            return config
+    raise ConfigError(f"the program was built for config {program.config_hash[:12]}, which "
+                      f"is no preset; pass its config with --config FILE.toml")
+
+
+def _parse_input(text: str) -> tuple[str, np.ndarray]:
+    name, sep, path = text.partition("=")
+    if not (sep and name and path):
+        raise click.BadParameter(f"{text!r} is not NAME=FILE.npy", param_hint="--input")
+    return name, np.load(path, allow_pickle=False)
+
+
+@main.command()
+@click.argument("program_path", metavar="PROGRAM", type=click.Path(exists=True, dir_okay=False))
+@click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
+              help="Fill the program's buffer NAME from a .npy file. Repeatable.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="Write every buffer not given as an input to DIR/NAME.npy.")
+@_config_options
+@_reports_errors
+def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
+        preset: str | None, config_path: str | None) -> None:
+    """Run a program on the functional model.
+
+    Loads PROGRAM's constants and the --input arrays into its DMA window, runs it
+    bit-exactly, and prints the counters and every buffer's range. The config is the
+    one given, or else the preset the program was built for. A program that faults
+    prints the fault (instruction index and text) and exits with status 1.
+    """
+    from gemmstone.isa.program import Program
+    from gemmstone.sim.functional import run_program
+
+    program = Program.load(program_path)
+    config = _program_config(program, _resolve_config(preset, config_path))
+    given = dict(_parse_input(text) for text in inputs)
+    result = run_program(program, config, given)
+    console = _console()
+    console.print(f"{program_path}: ran on the functional model, {config.describe()}")
+    counters = result.counters
+    table = Table("counter", "value", title="counters")
+    for unit, count in counters.instructions.items():
+        table.add_row(f"{unit} instructions", str(count))
+    table.add_row("DRAM bytes read", str(counters.dram_bytes_read))
+    table.add_row("DRAM bytes written", str(counters.dram_bytes_written))
+    table.add_row("MACs", str(counters.macs))
+    console.print(table)
+    if result.outputs:
+        buffers = Table("buffer", "role", "dtype", "shape", "min", "max", title="buffers")
+        for name, array in result.outputs.items():
+            buffers.add_row(name, "input" if name in given else "output", str(array.dtype),
+                            "x".join(map(str, array.shape)),
+                            str(array.min()) if array.size else "-",
+                            str(array.max()) if array.size else "-")
+        console.print(buffers)
+    if output_dir:
+        folder = Path(output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, array in result.outputs.items():
+            if name not in given:
+                np.save(folder / f"{name}.npy", array)
+        console.print(f"outputs written to {folder}/")
+
+
+@main.command("isa-doc")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default: standard output), e.g. docs/isa.md.")
+def isa_doc(output: str | None) -> None:
+    """Generate the Markdown ISA reference from the instruction table."""
+    from gemmstone.isa.reference import render
+
+    text = render()
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
