@@ -83,30 +83,24 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def _violations(package: str, allowed_check) -> list[str]:
+def _direction_violations(package: str) -> list[str]:
     found = []
     for path in _sources(package):
         for name in sorted(_imports(path)):
-            problem = allowed_check(name)
-            if problem:
-                found.append(f"{path.relative_to(ROOT)} imports {name}: {problem}")
+            for prefix in FORBIDDEN[package]:
+                if _matches(name, prefix):
+                    found.append(f"{path.relative_to(ROOT)} imports {name}: {package} must "
+                                 f"not import {prefix}")
     return found
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_import_direction(package: str) -> None:
-    forbidden = FORBIDDEN[package]
-
-    def check(name: str) -> str | None:
-        for prefix in forbidden:
-            if _matches(name, prefix):
-                return f"{package} must not import {prefix}"
-        return None
-
-    assert _violations(package, check) == []
+    assert _direction_violations(package) == []
 
 
-def _stdlib_and(package: str, allowed: tuple[str, ...], name: str) -> str | None:
+def _layer_violation(package: str, name: str) -> str | None:
+    allowed = ONLY_STDLIB_AND[package]
     top = name.split(".")[0]
     if top == "gemmstone":
         # `from gemmstone.x import y` also yields gemmstone.x.y; its parent decides.
@@ -118,19 +112,47 @@ def _stdlib_and(package: str, allowed: tuple[str, ...], name: str) -> str | None
     return None
 
 
-@pytest.mark.parametrize("package", sorted(ONLY_STDLIB_AND))
-def test_lowest_layers_import_only_stdlib_and_lower_layers(package: str) -> None:
-    allowed = ONLY_STDLIB_AND[package]
+def _layer_violations(package: str) -> list[str]:
     if package == "gemmstone.config":
-        paths = [ROOT / "gemmstone" / "config.py"]
+        paths = [ROOT / PACKAGE_DIRS["gemmstone"] / "config.py"]
     elif package == "gemmstone":
-        paths = [ROOT / "gemmstone" / "__init__.py"]
+        paths = [ROOT / PACKAGE_DIRS["gemmstone"] / "__init__.py"]
     else:
         paths = _sources(package)
-    found = [f"{path.relative_to(ROOT)} imports {name}: {problem}"
-             for path in paths for name in sorted(_imports(path))
-             if (problem := _stdlib_and(package, allowed, name))]
-    assert found == []
+    return [f"{path.relative_to(ROOT)} imports {name}: {problem}"
+            for path in paths for name in sorted(_imports(path))
+            if (problem := _layer_violation(package, name))]
+
+
+@pytest.mark.parametrize("package", sorted(ONLY_STDLIB_AND))
+def test_lowest_layers_import_only_stdlib_and_lower_layers(package: str) -> None:
+    assert _layer_violations(package) == []
+
+
+def test_violations_are_reported(tmp_path, monkeypatch) -> None:
+    """The checks find a forbidden import when there is one (not just pass on the tree)."""
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "bad.py").write_text("import numpy\nfrom gemmstone.sim import functional\n"
+                                   "def f():\n    import torch\n")
+    monkeypatch.setitem(PACKAGE_DIRS, "gemmstone.hw", str(folder))
+    monkeypatch.setitem(PACKAGE_DIRS, "gemmstone.isa", str(folder))
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _direction_violations("gemmstone.hw") == [
+        "pkg/bad.py imports gemmstone.sim: gemmstone.hw must not import gemmstone.sim",
+        "pkg/bad.py imports gemmstone.sim.functional: gemmstone.hw must not import "
+        "gemmstone.sim",
+        "pkg/bad.py imports torch: gemmstone.hw must not import torch",
+    ]
+    assert _layer_violations("gemmstone.isa") == [
+        "pkg/bad.py imports gemmstone.sim: gemmstone.isa may import only gemmstone.config, "
+        "gemmstone.isa of gemmstone",
+        "pkg/bad.py imports gemmstone.sim.functional: gemmstone.isa may import only "
+        "gemmstone.config, gemmstone.isa of gemmstone",
+        "pkg/bad.py imports numpy: gemmstone.isa may import only the standard library",
+        "pkg/bad.py imports torch: gemmstone.isa may import only the standard library",
+    ]
 
 
 def test_checker_sees_relative_and_lazy_imports(tmp_path, monkeypatch) -> None:
