@@ -4,26 +4,14 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from isa_strategies import instruction_values
 
 from gemmstone.hw.isa_layout import HEADER_LAYOUT, INSTRUCTION_LAYOUTS, reserved_mask
 from gemmstone.isa import INSTRUCTIONS, decode, encode, make
 
 
-@st.composite
-def instructions(draw):
-    spec = draw(st.sampled_from(INSTRUCTIONS))
-    values = {}
-    for f in spec.all_fields:
-        if f.name == "opcode" or f.kind == "reserved":
-            continue
-        if f.name.endswith(("_prev", "_next")):
-            allowed = spec.unit.has_prev if f.name.endswith("prev") else spec.unit.has_next
-            values[f.name] = draw(st.integers(0, 1)) if allowed else 0
-        elif f.is_enum:
-            values[f.name] = draw(st.sampled_from(list(f.kind)))
-        else:
-            values[f.name] = draw(st.integers(f.min, f.max))
-    return make(spec.mnemonic, **values)
+def instructions():
+    return instruction_values().map(lambda sv: make(sv[0].mnemonic, **sv[1]))
 
 
 @settings(max_examples=20, deadline=None)
