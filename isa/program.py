@@ -138,18 +138,22 @@ class Program:
             name = reader.take(name_len, "segment name").decode(errors="replace")
             offset, length = _SEGMENT.unpack(reader.take(_SEGMENT.size, "segment header"))
             segments.append(Segment(name, offset, reader.take(length, f"segment {name!r}")))
+        meta_text = reader.take(meta_len, "metadata")
         try:
-            meta = json.loads(reader.take(meta_len, "metadata"))
+            meta = json.loads(meta_text)
         except ValueError:
             raise ProgramFormatError("program metadata is not valid JSON") from None
         if reader.pos != len(body):
             raise ProgramFormatError(f"{len(body) - reader.pos} unexpected bytes at the end")
+        try:
+            buffers = {name: Buffer(name, offset, tuple(shape), dtype)
+                       for name, offset, shape, dtype in meta["buffers"]}
+            notes = dict(meta["notes"])
+        except (KeyError, TypeError, ValueError):
+            raise ProgramFormatError("program metadata does not hold buffers and notes") from None
         program = cls(
             config_hash=config_hash.hex(), isa_hash=program_isa.hex(), words=words,
-            window_size=window, segments=segments,
-            buffers={name: Buffer(name, offset, tuple(shape), dtype)
-                     for name, offset, shape, dtype in meta["buffers"]},
-            notes=meta["notes"],
+            window_size=window, segments=segments, buffers=buffers, notes=notes,
         )
         program.validate_layout()
         if config is not None:

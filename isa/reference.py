@@ -26,11 +26,11 @@ from gemmstone.isa.table import (
     isa_hash,
 )
 
-__all__ = ["render", "member_comments"]
+__all__ = ["EXAMPLE", "render", "member_comments"]
 
 _MEMBER_LINE = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*[^#]*?#\s*(.*?)\s*$")
 
-_EXAMPLE = """\
+EXAMPLE = """\
 # y[16x8] = x[16x8] @ w[8x8] on an 8x8 array, requantized to int8
 load    dram=0x0 stride=8 spad=0 n=8 len=8 push_next     # weights w -> spad 0..7
 load    dram=0x40 stride=8 spad=8 n=16 len=8 push_next   # inputs x -> spad 8..23
@@ -191,10 +191,10 @@ def _overview() -> list[str]:
         "hex, `0b` binary, negative where signed; enum fields take the member name). A flag "
         "may be written bare to set it. Fields not given are zero. `.word 0x...` emits a raw "
         "word; `#` starts a comment. Example:", "",
-        "```", _EXAMPLE.rstrip("\n"), "```", "",
+        "```", EXAMPLE.rstrip("\n"), "```", "",
         "The disassembler prints every operand (this is the example above, assembled and "
         "disassembled):", "",
-        "```", disassemble(assemble(_EXAMPLE)).rstrip("\n"), "```", "",
+        "```", disassemble(assemble(EXAMPLE)).rstrip("\n"), "```", "",
     ]
 
 
