@@ -289,7 +289,7 @@ def test_dma_window(text, last):
 
 
 def test_dma_window_protects_memory_outside():
-    model = FunctionalModel(TINY)
+    model = FunctionalModel(TINY.replace(dram_mib=1))
     model.acc[:4] = 0x01010101
     before = model.dram.copy()
     with pytest.raises(DmaWindowError):
