@@ -269,7 +269,8 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             _f("imm", 64, 32, "int", doc="immediate operand b"),
             _reserved(96),
         ),
-        "acc[dst + i] = func(acc[dst + i], use_imm ? imm : acc[src + i]), i < n",
+        "acc[dst + i] = func(acc[dst + i], use_imm ? imm : acc[src + i]), i < n; "
+        "src rows must be the dst rows or disjoint from them",
         "element-wise ALU on accumulator rows (residual add, pooling, rescaling)",
     ),
     InstructionSpec(

@@ -403,6 +403,12 @@ class FunctionalModel:
             b = np.int64(v["imm"])
         else:
             self._acc_span(v["src"], n)
+            if v["src"] != v["dst"] and abs(v["src"] - v["dst"]) < n:
+                # Rows stream through a pipeline: a partly overlapping source would be read
+                # after some of its rows were overwritten, so the ISA forbids it.
+                raise _HandlerFaultError(
+                    OperandError, f"src rows {v['src']}..{v['src'] + n - 1} partly overlap "
+                    f"dst rows {v['dst']}..{v['dst'] + n - 1}")
             b = self.acc[v["src"]:v["src"] + n].astype(np.int64)
         if func is AluFunc.ADD:
             out = _sat32(d + b)

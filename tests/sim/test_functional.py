@@ -251,6 +251,8 @@ def test_token_flag_the_unit_does_not_have():
     ("preload k=5", "k = 5 is outside 1..4"),
     ("store len=5 n=1", "len = 5 is outside 1..4"),
     ("config lo=5 hi=4", "clamp lo = 5 is above hi = 4"),
+    ("alu dst=4 src=6 n=3", "src rows 6..8 partly overlap dst rows 4..6"),
+    ("alu dst=7 src=6 n=3", "src rows 6..8 partly overlap dst rows 7..9"),
 ])
 def test_operand_errors(text, reason):
     error = error_of(f"{text}\nhalt")
