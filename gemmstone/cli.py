@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
 from gemmstone.isa.errors import ExecutionError
@@ -76,7 +76,7 @@ def _resolve_config(preset: str | None, config_path: str | None) -> AcceleratorC
     return PRESETS[preset] if preset else None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("gemmstone", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gemmstone")
 def main() -> None:
     """gemmstone: an open tensor accelerator and its software stack.
@@ -250,6 +250,53 @@ def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
             if name not in given:
                 np.save(folder / f"{name}.npy", array)
         console.print(f"outputs written to {folder}/")
+
+
+@main.command()
+@_config_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Random data seed.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False),
+              help="Also write the programs and their inputs to DIR (for `gemmstone run`).")
+@_reports_errors
+def demo(preset: str | None, config_path: str | None, seed: int, save_dir: str | None) -> None:
+    """Run a GEMM and a convolution; check them against numpy.
+
+    Generates both programs for the config (default: the small preset), runs them on
+    the functional model, compares every output element with a numpy reference and
+    prints a report. Exits with status 1 if any output differs.
+    """
+    from gemmstone.demo import run_demo, save_case
+
+    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    cases = run_demo(config, seed=seed)
+    console = _console()
+    console.print(f"[bold]gemmstone demo[/bold] on the functional model: {config.describe()}")
+    for case in cases:
+        console.print(f"{case.name}: {case.shapes}")
+    table = Table("", *(Column(case.name, justify="right") for case in cases))
+    units = cases[0].counters.instructions
+    rows = {f"{unit} instructions": [c.counters.instructions[unit] for c in cases]
+            for unit in units}
+    rows |= {
+        "instructions": [c.counters.total_instructions for c in cases],
+        "DRAM bytes read": [c.counters.dram_bytes_read for c in cases],
+        "DRAM bytes written": [c.counters.dram_bytes_written for c in cases],
+        "array MACs": [c.counters.macs for c in cases],
+        "useful MACs": [c.useful_macs for c in cases],
+    }
+    for label, values in rows.items():
+        table.add_row(label, *(str(value) for value in values))
+    table.add_row("result", *("[green]PASS[/green]" if case.passed else
+                              f"[red]FAIL[/red]: {case.mismatches} differ" for case in cases))
+    console.print(table)
+    if save_dir:
+        for case in cases:
+            paths = save_case(case, Path(save_dir))
+            console.print("saved " + ", ".join(str(path) for path in paths))
+    failed = [case.name for case in cases if not case.passed]
+    if failed:
+        raise click.ClickException(f"outputs differ from numpy: {', '.join(failed)}")
+    console.print("all outputs equal numpy exactly")
 
 
 @main.command("isa-doc")
