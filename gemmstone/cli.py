@@ -194,6 +194,21 @@ def _program_config(program: Any, given: AcceleratorConfig | None) -> Accelerato
                       f"is no preset; pass its config with --config FILE.toml")
 
 
+def _roles(program: Any, given: dict[str, np.ndarray]) -> dict[str, str]:
+    """Each buffer's role: an input given on the command line, a constant (its bytes come
+    from one of the program's segments), or an output."""
+    roles = {}
+    for name, buf in program.buffers.items():
+        if name in given:
+            roles[name] = "input"
+        elif any(seg.offset <= buf.offset and buf.offset + buf.nbytes <= seg.offset
+                 + len(seg.data) for seg in program.segments):
+            roles[name] = "constant"
+        else:
+            roles[name] = "output"
+    return roles
+
+
 def _parse_input(text: str) -> tuple[str, np.ndarray]:
     name, sep, path = text.partition("=")
     if not (sep and name and path):
@@ -206,7 +221,7 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
               help="Fill the program's buffer NAME from a .npy file. Repeatable.")
 @click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Write every buffer not given as an input to DIR/NAME.npy.")
+              help="Write every output buffer (not an input, not a constant) to DIR/NAME.npy.")
 @_config_options
 @_reports_errors
 def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
@@ -225,6 +240,7 @@ def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
     config = _program_config(program, _resolve_config(preset, config_path))
     given = dict(_parse_input(text) for text in inputs)
     result = run_program(program, config, given)
+    roles = _roles(program, given)
     console = _console()
     console.print(f"{program_path}: ran on the functional model, {config.describe()}")
     counters = result.counters
@@ -238,7 +254,7 @@ def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
     if result.outputs:
         buffers = Table("buffer", "role", "dtype", "shape", "min", "max", title="buffers")
         for name, array in result.outputs.items():
-            buffers.add_row(name, "input" if name in given else "output", str(array.dtype),
+            buffers.add_row(name, roles[name], str(array.dtype),
                             "x".join(map(str, array.shape)),
                             str(array.min()) if array.size else "-",
                             str(array.max()) if array.size else "-")
@@ -247,7 +263,7 @@ def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
         folder = Path(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         for name, array in result.outputs.items():
-            if name not in given:
+            if roles[name] == "output":
                 np.save(folder / f"{name}.npy", array)
         console.print(f"outputs written to {folder}/")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -68,4 +70,6 @@ def test_saved_demo_programs_run_from_the_command_line(tmp_path) -> None:
         result = _invoke("run", str(tmp_path / f"{case.name}.gem"), *inputs,
                          "--output-dir", str(out))
         assert result.exit_code == 0, result.output
+        assert re.search(r"\bqparams\s+\S\s+constant\b", result.output)
+        assert sorted(path.name for path in out.iterdir()) == ["out.npy"]
         np.testing.assert_array_equal(np.load(out / "out.npy"), case.expected)

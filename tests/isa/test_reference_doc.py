@@ -82,3 +82,9 @@ def test_documented_example_computes_what_it_says() -> None:
     acc = x.astype(np.int64) @ w.astype(np.int64) + params[:8]
     expected = np.clip(np.floor(acc * 3 / 16 + 0.5), -128, 127).astype(np.int8)
     np.testing.assert_array_equal(y, expected)
+
+
+def test_readme_example_is_the_reference_example() -> None:
+    """The README shows the same (tested) program as the reference."""
+    readme = (DOC.parents[1] / "README.md").read_text()
+    assert f"```\n{EXAMPLE}```" in readme
