@@ -168,6 +168,13 @@ def test_conv_matches_numpy_on_base(case):
     check_conv(preset("base"), case)
 
 
+def test_conv_rows_wider_than_a_load_pad_field():
+    """Output rows of more than 255 pixels take several LOADs per row (pad_lo/pad_hi are
+    8-bit fields); the image's left and right padding fall in different LOADs."""
+    check_conv(preset("small"), ((None, 2, 600, 3, 5), (3, 3), (1, 1), (2, 2), None,
+                                 ("int8", "scaled", 1, -128, 127), 7))
+
+
 def test_tiles_in_m_on_a_small_accumulator():
     """The default block_m of a config whose accumulator holds fewer rows than M."""
     config = preset("tiny").replace(acc_kib=1)  # 64 rows: 32-row tiles, double buffered
