@@ -1,0 +1,1 @@
+"""Graph passes (Grappler style): small functions that rewrite an IR graph in place."""
