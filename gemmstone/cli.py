@@ -17,7 +17,11 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
+from gemmstone.isa.assembly import assemble
 from gemmstone.isa.errors import ExecutionError
+from gemmstone.isa.program import Buffer, Program
+from gemmstone.isa.reference import render
+from gemmstone.isa.table import isa_hash
 
 __all__ = ["main"]
 
@@ -68,12 +72,15 @@ def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def _resolve_config(preset: str | None, config_path: str | None) -> AcceleratorConfig | None:
+def _resolve_config(preset: str | None, config_path: str | None, *,
+                    default: str | None = "small") -> AcceleratorConfig | None:
+    """The config from --preset or --config, else the ``default`` preset (or None)."""
     if preset and config_path:
         raise click.UsageError("give --preset or --config, not both")
     if config_path:
         return AcceleratorConfig.load(config_path)
-    return PRESETS[preset] if preset else None
+    name = preset or default
+    return PRESETS[name] if name else None
 
 
 @click.group("gemmstone", context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,9 +102,7 @@ def info(preset: str | None, config_path: str | None) -> None:
     Prints every parameter of the accelerator config, the sizes derived from them, the
     config hash (the hardware ID a program is checked against) and the ISA hash.
     """
-    from gemmstone.isa.table import isa_hash
-
-    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    config = _resolve_config(preset, config_path)
     console = _console()
     console.print(f"[bold]{config.describe()}[/bold]")
     table = Table("parameter", "value", title="parameters")
@@ -111,10 +116,8 @@ def info(preset: str | None, config_path: str | None) -> None:
     console.print(f"ISA hash     {isa_hash()}")
 
 
-def _parse_buffer(text: str) -> Any:
+def _parse_buffer(text: str) -> Buffer:
     """NAME=OFFSET:SHAPE[:DTYPE], shape as 16x8, e.g. x=0x100:16x8:int8."""
-    from gemmstone.isa.program import Buffer
-
     name, sep, rest = text.partition("=")
     parts = rest.split(":")
     if not (sep and name and len(parts) in (2, 3)):
@@ -153,10 +156,7 @@ def asm(source: str, output: str | None, preset: str | None, config_path: str | 
 
         gemmstone asm gemm.s -o gemm.gem --preset small --buffer x=0x40:16x8
     """
-    from gemmstone.isa.assembly import assemble
-    from gemmstone.isa.program import Program
-
-    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    config = _resolve_config(preset, config_path)
     words = assemble(Path(source).read_text())
     declared = [_parse_buffer(text) for text in buffers]
     program = Program(config_hash=config.content_hash, words=words,
@@ -178,12 +178,10 @@ def disasm(program_path: str) -> None:
     Header, buffers and segments come first as comments; `gemmstone asm` reads the
     listing back into the same instruction words.
     """
-    from gemmstone.isa.program import Program
-
     click.echo(Program.load(program_path).text(), nl=False)
 
 
-def _program_config(program: Any, given: AcceleratorConfig | None) -> AcceleratorConfig:
+def _program_config(program: Program, given: AcceleratorConfig | None) -> AcceleratorConfig:
     """The config to run ``program`` on: the one given, else the preset it was built for."""
     if given is not None:
         return given
@@ -194,7 +192,7 @@ def _program_config(program: Any, given: AcceleratorConfig | None) -> Accelerato
                       f"is no preset; pass its config with --config FILE.toml")
 
 
-def _roles(program: Any, given: dict[str, np.ndarray]) -> dict[str, str]:
+def _roles(program: Program, given: dict[str, np.ndarray]) -> dict[str, str]:
     """Each buffer's role: an input given on the command line, a constant (its bytes come
     from one of the program's segments), or an output."""
     roles = {}
@@ -233,11 +231,11 @@ def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
     one given, or else the preset the program was built for. A program that faults
     prints the fault (instruction index and text) and exits with status 1.
     """
-    from gemmstone.isa.program import Program
+    # The functional model and the kernels load only for the commands that use them.
     from gemmstone.sim.functional import run_program
 
     program = Program.load(program_path)
-    config = _program_config(program, _resolve_config(preset, config_path))
+    config = _program_config(program, _resolve_config(preset, config_path, default=None))
     given = dict(_parse_input(text) for text in inputs)
     result = run_program(program, config, given)
     roles = _roles(program, given)
@@ -283,7 +281,7 @@ def demo(preset: str | None, config_path: str | None, seed: int, save_dir: str |
     """
     from gemmstone.demo import run_demo, save_case
 
-    config = _resolve_config(preset, config_path) or PRESETS["small"]
+    config = _resolve_config(preset, config_path)
     cases = run_demo(config, seed=seed)
     console = _console()
     console.print(f"[bold]gemmstone demo[/bold] on the functional model: {config.describe()}")
@@ -318,10 +316,9 @@ def demo(preset: str | None, config_path: str | None, seed: int, save_dir: str |
 @main.command("isa-doc")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="File to write (default: standard output), e.g. docs/isa.md.")
+@_reports_errors
 def isa_doc(output: str | None) -> None:
     """Generate the Markdown ISA reference from the instruction table."""
-    from gemmstone.isa.reference import render
-
     text = render()
     if output:
         Path(output).write_text(text)
