@@ -362,8 +362,9 @@ def _same_attr(a, b) -> bool:
 def _format_attr(value) -> str:
     if isinstance(value, np.ndarray):
         if value.size <= 8:
-            return np.array2string(value.reshape(-1) if value.ndim else value, separator=",",
-                                   precision=6).replace("\n", "")
+            text = np.array2string(value.reshape(-1) if value.ndim else value, separator=",",
+                                   precision=6)
+            return text.replace("\n", "").replace(" ", "")
         return f"<{format_type(value.shape, DType.from_numpy(value.dtype))}>"
     if isinstance(value, DType):
         return value.value
