@@ -11,6 +11,7 @@ synchronized program gives the same memory whatever the interleaving.
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -122,8 +123,13 @@ class FunctionalModel:
     # -- running ------------------------------------------------------------------------
 
     def run(self, words: Sequence[int], *, window_base: int = 0,
-            window_size: int | None = None) -> Counters:
+            window_size: int | None = None, schedule_seed: int | None = None) -> Counters:
         """Execute ``words`` with the DMA window [window_base, window_base + window_size).
+
+        By default the units are stepped in a fixed order, each as far as it can go. With
+        ``schedule_seed``, dispatch and the units advance by random amounts in random order
+        instead, as different hardware timings would: a program whose tokens do not order
+        every dependency then gives different results for different seeds.
 
         Raises
         ------
@@ -146,10 +152,16 @@ class FunctionalModel:
                   (Unit.COMPUTE, Unit.STORE): 0, (Unit.STORE, Unit.COMPUTE): 0}
         pc = 0
         pending: Instruction | None = None  # fetched, waiting for room in its queue
+        rng = random.Random(schedule_seed) if schedule_seed is not None else None
+        stalled = False  # a random step moved nothing: the next step goes as far as it can
+        unlimited = len(words) + 1
         while True:
             progressed = False
+            full = rng is None or stalled
+            budget = unlimited if full else rng.randint(0, 3)
             # Dispatch: in order, until a queue is full or a fence/halt must wait.
-            while True:
+            while budget > 0:
+                budget -= 1
                 if pending is None:
                     if pc >= len(words):
                         if any(queues.values()):
@@ -179,15 +191,19 @@ class FunctionalModel:
                 pending = None
                 pc += 1
                 progressed = True
-            # Each unit runs as far as its tokens allow.
-            for unit in _EXECUTING_UNITS:
+            # Each unit runs as far as its tokens allow (or its random budget).
+            order = _EXECUTING_UNITS if full else rng.sample(_EXECUTING_UNITS, 3)
+            for unit in order:
                 queue = queues[unit]
-                while queue and self._tokens_ready(unit, queue[0][1], tokens):
+                budget = unlimited if full else rng.randint(0, 2)
+                while budget > 0 and queue and self._tokens_ready(unit, queue[0][1], tokens):
+                    budget -= 1
                     index, instr = queue.popleft()
                     self._execute(index, instr, unit, tokens)
                     progressed = True
-            if not progressed:
+            if not progressed and full:
                 self._report_deadlock(queues, tokens, words, pc, pending)
+            stalled = not progressed
 
     def _tokens_ready(self, unit: Unit, instr: Instruction, tokens: dict) -> bool:
         depth = self.config.token_depth
@@ -444,8 +460,11 @@ class RunResult:
 
 def run_program(program: Program, config: AcceleratorConfig,
                 inputs: dict[str, np.ndarray] | None = None, *, window_base: int = 0,
-                model: FunctionalModel | None = None) -> RunResult:
+                model: FunctionalModel | None = None,
+                schedule_seed: int | None = None) -> RunResult:
     """Place a program's constants and inputs in a DMA window, run it, read every buffer.
+
+    ``schedule_seed`` randomizes the units' interleaving (see `FunctionalModel.run`).
 
     Raises
     ------
@@ -476,7 +495,7 @@ def run_program(program: Program, config: AcceleratorConfig,
         model.dram[start:start + buffer.nbytes] = np.ascontiguousarray(array).view(
             np.uint8).reshape(-1)
     counters = model.run(program.words, window_base=window_base,
-                         window_size=program.window_size)
+                         window_size=program.window_size, schedule_seed=schedule_seed)
     outputs = {}
     for name, buffer in program.buffers.items():
         start = window_base + buffer.offset

@@ -75,7 +75,8 @@ def build_and_run(config, inputs, emit, out_dtype, out_shape, acc, stage_style, 
     out = builder.buffer("out", out_shape, out_dtype)
     emit(builder, bufs, out, qparams)
     program = builder.finish()
-    result = run_program(program, config, inputs)
+    # A random interleaving of the units: a missing token shows up as a wrong result.
+    result = run_program(program, config, inputs, schedule_seed=int(rng.integers(1 << 31)))
     if params is None:
         return result.outputs["out"], acc
     return result.outputs["out"], reference.requantize(acc, *params, zp, lo, hi)

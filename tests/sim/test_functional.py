@@ -205,6 +205,28 @@ def test_tokens_order_units_through_full_token_queues():
         np.testing.assert_array_equal(model.acc[4 * i:4 * i + 4], a @ w)
 
 
+RACE = """
+    load dram=0 stride=4 spad=0 n=4 len=4 {push}
+    preload spad=0 k=4 {pop}
+    matmul spad=0 acc=0 n=4
+    halt"""
+
+
+def race_results(push, pop):
+    results = set()
+    for seed in range(12):
+        model = FunctionalModel(TINY)
+        put(model, 0, np.arange(1, 17, dtype=np.int8))
+        run(model, RACE.format(push=push, pop=pop), schedule_seed=seed)
+        results.add(model.acc[:4].tobytes())
+    return results
+
+
+def test_random_schedules_expose_a_missing_token():
+    assert len(race_results("", "")) > 1  # compute may run before the load: a race
+    assert len(race_results("push_next", "pop_prev")) == 1
+
+
 def test_fence_waits_for_all_units():
     model = FunctionalModel(TINY)
     model.acc[0] = [1, 2, 3, 4]
