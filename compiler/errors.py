@@ -6,7 +6,20 @@ __all__ = ["IRError", "VerifyError", "FrontendError"]
 
 
 class IRError(ValueError):
-    """An operation on the IR broke one of its rules (bad operand, unknown attribute...)."""
+    """An operation on the IR broke one of its rules (bad operand, unknown attribute...).
+
+    Parameters
+    ----------
+    message : str
+        Names the node and says what is wrong.
+    reason : str, optional
+        What is wrong without the node (frontends name their own node instead); defaults
+        to ``message``.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
 
 
 class VerifyError(IRError):

@@ -230,7 +230,7 @@ class Graph:
             node.shape, node.dtype = infer(node.op, [(v.shape, v.dtype) for v in node.inputs],
                                            node.attrs)
         except IRError as error:
-            raise IRError(f"%{node.name} = {node.op.value}: {error}") from None
+            raise IRError(f"%{node.name} = {node.op.value}: {error}", error.reason) from None
 
     def replace_uses(self, old: Node, new: Node, *, users: Iterable[Node] | None = None) -> int:
         """Make every user of ``old`` (or only those in ``users``) take ``new`` instead;

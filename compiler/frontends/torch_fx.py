@@ -205,7 +205,7 @@ class _Converter:
         try:
             result = handler(self, node, *self._arguments(node))
         except IRError as error:
-            raise FrontendError("torch", node.name, str(target), str(error)) from None
+            raise FrontendError("torch", node.name, str(target), error.reason) from None
         if isinstance(result, Node):
             self._check_meta(node, result)
         return result

@@ -17,6 +17,7 @@ from gemmstone.compiler.passes.cse import eliminate_common_subexpressions
 from gemmstone.compiler.passes.fusion import fuse_accelerator_ops
 from gemmstone.compiler.passes.layout import assign_layouts
 from gemmstone.compiler.passes.matmul import fold_transposes_into_matmul
+from gemmstone.compiler.passes.patterns import recognize_gelu
 from gemmstone.compiler.passes.simplify import simplify_arithmetic
 from gemmstone.compiler.verify import verify
 
@@ -30,6 +31,7 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (
     remove_identities,
     fold_constants,
     eliminate_common_subexpressions,
+    recognize_gelu,
     fold_transposes_into_matmul,
     simplify_arithmetic,
     fold_batch_norms,
