@@ -24,7 +24,7 @@ from gemmstone.compiler.ops import DType, Op
 from gemmstone.compiler.verify import verify
 
 __all__ = ["KEPT_WHOLE", "decomposition_table", "from_torch", "from_exported_program",
-           "from_fx"]
+           "from_fx", "runtime_input_positions"]
 
 aten = torch.ops.aten
 
@@ -121,6 +121,15 @@ def from_fx(graph_module: torch.fx.GraphModule, example_inputs: Sequence, *,
         if _is_static(source, value):
             constants[node.name] = value.detach()
     return _Converter(exported.graph_module, constants, labels, name).convert()
+
+
+def runtime_input_positions(graph_module: torch.fx.GraphModule,
+                            example_inputs: Sequence) -> list[int]:
+    """Positions of the arguments of a Dynamo graph that `from_fx` makes graph inputs (the
+    others, parameters and buffers, it bakes in as constants)."""
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    return [i for i, (node, value) in enumerate(zip(placeholders, example_inputs, strict=True))
+            if not _is_static(node, value)]
 
 
 def _is_static(placeholder: torch.fx.Node, value: torch.Tensor) -> bool:
@@ -537,6 +546,15 @@ def _to_copy(c, node, x, *rest) -> Node:
     return _identity(c, node, x)
 
 
+def _full(c, node, *args) -> Node:
+    """A tensor filled with one value, created inside the model (aten.full/zeros/ones)."""
+    value = node.meta.get("val")
+    dtype = c._dtype(node, value.dtype)
+    fill = {"zeros": 0, "ones": 1}.get(node.target._opname, args[1] if len(args) > 1 else 0)
+    array = np.full(c._static_shape(node, value), fill, dtype=dtype.numpy)
+    return c.graph.constant(array, name=node.name)
+
+
 def _skip(c, node, *args) -> type[_Skip]:
     return _Skip
 
@@ -600,6 +618,9 @@ _HANDLERS: dict = {
     aten.contiguous.default: _identity,
     aten.dropout.default: _dropout,
     aten._to_copy.default: _to_copy,
+    aten.full.default: _full,
+    aten.zeros.default: _full,
+    aten.ones.default: _full,
     aten._assert_tensor_metadata.default: _skip,
     aten._assert_scalar.default: _skip,
 }
