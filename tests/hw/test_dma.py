@@ -65,9 +65,13 @@ def dma_verilog(*, line_bytes: int, data_bytes: int) -> str:
 # (line bytes, bus bytes): a scratchpad line as wide as the bus (8x8, 8 B/cycle), an
 # accumulator row of several beats (8 int32 on a 4-byte bus), a bus wider than the line.
 CONFIGS = [(8, 8), (32, 4), (4, 16)]
+# Slow tier: the 16x16 preset's line and accumulator row, a line that is not a power of two
+# on a 2-byte bus, and a 1-byte bus.
+SLOW_CONFIGS = [(16, 16), (64, 16), (20, 2), (8, 1)]
 
 
-@pytest.mark.parametrize(("line_bytes", "data_bytes"), CONFIGS)
+@pytest.mark.parametrize(("line_bytes", "data_bytes"), [
+    *CONFIGS, *(pytest.param(*c, marks=pytest.mark.slow) for c in SLOW_CONFIGS)])
 def test_dma_on_verilator_matches_numpy(line_bytes, data_bytes, tmp_path):
     model = build_verilated(dma_verilog(line_bytes=line_bytes, data_bytes=data_bytes),
                             toplevel="dma_top")
