@@ -18,7 +18,7 @@ from gemmstone.compiler.ir import Graph, Node, format_type
 from gemmstone.compiler.ops import Op
 from gemmstone.compiler.shapes import pool_output_size
 
-__all__ = ["run", "evaluate", "erf"]
+__all__ = ["run", "trace", "evaluate", "erf"]
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -32,19 +32,26 @@ def run(graph: Graph, *args: np.ndarray, **kwargs: np.ndarray) -> list[np.ndarra
     IRError
         If an input is missing or has the wrong shape or dtype.
     """
+    values = trace(graph, *args, **kwargs)
+    return [values[v.name] for v in graph.output_node.inputs]
+
+
+def trace(graph: Graph, *args: np.ndarray, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+    """Like `run`, but returns the value of every node, by node name (for calibration
+    and debugging)."""
     inputs = graph.inputs
     if len(args) > len(inputs):
         raise IRError(f"graph {graph.name!r} takes {len(inputs)} inputs, got {len(args)}")
     given = dict(zip((n.name for n in inputs), args, strict=False))
     given.update(kwargs)
-    values: dict[int, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if node.op is Op.OUTPUT:
-            return [values[id(v)] for v in node.inputs]
+            return values
         if node.op is Op.INPUT:
-            values[id(node)] = _take_input(node, given)
+            values[node.name] = _take_input(node, given)
         else:
-            values[id(node)] = evaluate(node, [values[id(v)] for v in node.inputs])
+            values[node.name] = evaluate(node, [values[v.name] for v in node.inputs])
     raise IRError(f"graph {graph.name!r} has no output node")
 
 
@@ -194,9 +201,25 @@ def _wrap_int32(acc: np.ndarray) -> np.ndarray:
     return ((wide - _INT32_MIN) & 0xFFFF_FFFF) + _INT32_MIN
 
 
-def _add_bias_sat32(acc: np.ndarray, bias: np.ndarray, axis: int) -> np.ndarray:
-    total = acc + _per_axis(bias.astype(np.int64), axis, acc.ndim)
-    return np.clip(total, _INT32_MIN, _INT32_MAX)
+def _round_shift(product: np.ndarray, shift) -> np.ndarray:
+    """``product / 2**shift`` rounded half up (the ISA's rshr); shift 0 keeps ``product``."""
+    shift = np.asarray(shift, dtype=np.int64)
+    rounded = (product >> shift) + ((product >> np.maximum(shift - 1, 0)) & 1)
+    return np.where(shift == 0, product, rounded)
+
+
+def _add_extras(acc: np.ndarray, ops: list, attrs: dict, axis: int) -> np.ndarray:
+    """Residual (rescaled, wrapping add) and bias (saturating add) of QCONV2D/QMATMUL."""
+    rest = ops[2:]
+    bias = rest.pop(0) if attrs["bias"] else None
+    if attrs["residual"]:
+        mult = _per_axis(np.asarray(attrs["residual_multiplier"], np.int64), axis, acc.ndim)
+        scaled = _round_shift(rest.pop(0).astype(np.int64) * mult, attrs["residual_shift"])
+        acc = _wrap_int32(acc + np.clip(scaled, _INT32_MIN, _INT32_MAX))
+    if bias is not None:
+        acc = np.clip(acc + _per_axis(bias.astype(np.int64), axis, acc.ndim),
+                      _INT32_MIN, _INT32_MAX)
+    return acc
 
 
 def _qconv2d(ops: list, attrs: dict) -> np.ndarray:
@@ -205,10 +228,8 @@ def _qconv2d(ops: list, attrs: dict) -> np.ndarray:
     xz = _to_nchw(x, layout).astype(np.float64) - attrs["x_zero_point"]
     wz = w.astype(np.float64) - _per_axis(attrs["w_zero_point"], 0, 4)
     acc = _conv_core(xz, wz, attrs, _out_hw(attrs, x.shape, w.shape, layout), np.float64)
-    acc = _wrap_int32(np.rint(acc))
-    if attrs["bias"]:
-        acc = _add_bias_sat32(acc, ops[2], 1)
-    return _from_nchw(acc, layout)
+    acc = _from_nchw(_wrap_int32(np.rint(acc)), layout)
+    return _add_extras(acc, ops, attrs, 1 if layout == "NCHW" else 3)
 
 
 def _qmatmul(ops: list, attrs: dict) -> np.ndarray:
@@ -218,8 +239,7 @@ def _qmatmul(ops: list, attrs: dict) -> np.ndarray:
     b_zp = np.asarray(attrs["b_zero_point"], dtype=np.float64)
     b = b - (b_zp.reshape(-1, 1) if attrs["transpose_b"] else b_zp.reshape(-1))
     a, b = _matmul_operands(a, b, attrs)
-    acc = _wrap_int32(np.rint(np.matmul(a, b)))
-    return _add_bias_sat32(acc, ops[2], -1) if attrs["bias"] else acc
+    return _add_extras(_wrap_int32(np.rint(np.matmul(a, b))), ops, attrs, -1)
 
 
 def _requantize(ops: list, attrs: dict) -> np.ndarray:
@@ -228,10 +248,7 @@ def _requantize(ops: list, attrs: dict) -> np.ndarray:
     if attrs["mode"] == "fixed":
         mult = _per_axis(np.asarray(attrs["multiplier"], dtype=np.int64), axis, rank)
         shift = _per_axis(np.asarray(attrs["shift"], dtype=np.int64) & 63, axis, rank)
-        product = acc * mult  # |acc|, |mult| < 2**31: fits int64
-        # (p >> s) + ((p >> (s - 1)) & 1): round half up; s == 0 keeps p.
-        rounded = (product >> shift) + ((product >> np.maximum(shift - 1, 0)) & 1)
-        y = np.where(shift == 0, product, rounded)
+        y = _round_shift(acc * mult, shift)  # |acc|, |mult| < 2**31: fits int64
     else:
         scale = _per_axis(np.asarray(attrs["scale"], dtype=np.float32), axis, rank)
         y = np.rint(acc.astype(np.float32) * scale).astype(np.int64)

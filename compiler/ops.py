@@ -15,8 +15,12 @@ binary ops broadcast like numpy and need equal dtypes):
   if the ``bias`` attribute is true, then ``residual`` if ``residual`` is true; ``clamp`` is
   None or (lo, hi) (ReLU is (0, inf), ReLU6 (0, 6)).
 - ``QCONV2D`` / ``QMATMUL``: integer ``(x - x_zero_point) * (w - w_zero_point)`` products
-  summed into int32 (two's complement wrap), plus an int32 ``bias`` if the attribute is
-  true. ``w_zero_point`` is a scalar or one per output channel.
+  summed into int32 (two's complement wrap). ``w_zero_point`` is a scalar or one per output
+  channel. Inputs ``x, w``, then an int32 ``bias`` if the ``bias`` attribute is true (added
+  saturating, as STORE adds it), then an int8 ``residual`` if ``residual`` is true: it is
+  rescaled per channel like the ALU's MULSHR,
+  ``sat32(round_half_up(r * residual_multiplier[c] / 2**residual_shift))``, and added to
+  the sum (wrapping, as MATMUL accumulates onto a loaded accumulator).
 - ``REQUANTIZE(acc)``: int32 to int8/uint8, per channel along ``axis`` (arrays of length 1
   apply to every channel). ``mode="fixed"`` is the ISA's STORE int8 path
   (``multiplier``/``shift``, round half up); ``mode="float"`` is ONNX's QLinear* path
@@ -139,6 +143,8 @@ _POOL = {"kernel": REQUIRED, "stride": REQUIRED, "padding": (0, 0, 0, 0), "ceil_
          "layout": "NCHW"}
 _FUSED = {"bias": False, "residual": False, "clamp": None}
 _QPARAMS = {"scale": REQUIRED, "zero_point": REQUIRED, "axis": 1}
+_QRESIDUAL = {"bias": False, "residual": False, "residual_multiplier": None,
+              "residual_shift": 0}
 
 SPECS: dict[Op, OpSpec] = {
     Op.INPUT: OpSpec(0, 0),
@@ -149,8 +155,8 @@ SPECS: dict[Op, OpSpec] = {
     Op.MATMUL: OpSpec(2, 3, {"transpose_a": False, "transpose_b": False}),
     Op.FUSED_CONV2D: OpSpec(2, 4, {**_CONV, **_FUSED}),
     Op.FUSED_MATMUL: OpSpec(2, 4, {"transpose_a": False, "transpose_b": False, **_FUSED}),
-    Op.QCONV2D: OpSpec(2, 3, {**_CONV, "bias": False, "x_zero_point": 0, "w_zero_point": 0}),
-    Op.QMATMUL: OpSpec(2, 3, {"transpose_a": False, "transpose_b": False, "bias": False,
+    Op.QCONV2D: OpSpec(2, 4, {**_CONV, **_QRESIDUAL, "x_zero_point": 0, "w_zero_point": 0}),
+    Op.QMATMUL: OpSpec(2, 4, {"transpose_a": False, "transpose_b": False, **_QRESIDUAL,
                               "a_zero_point": 0, "b_zero_point": 0}),
     Op.REQUANTIZE: OpSpec(1, 1, {"mode": REQUIRED, "scale": None, "multiplier": None,
                                  "shift": None, "zero_point": 0, "lo": -128, "hi": 127,

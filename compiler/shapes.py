@@ -135,8 +135,14 @@ def _extras(inputs, attrs, out, out_t, channels, *, fused: bool, quant: bool) ->
         _need(bt is want, f"bias dtype must be {want.value}, not {bt.value}")
     if has_residual:
         rs, rt = inputs[-1]
-        _need(rs == out and rt is out_t, f"residual {rt.value}{list(rs)} must match the "
-              f"output {out_t.value}{list(out)}")
+        want = (DType.INT8, DType.UINT8) if quant else (out_t,)
+        _need(rs == out and rt in want, f"residual {rt.value}{list(rs)} must match the "
+              f"output shape {list(out)} and be {'/'.join(d.value for d in want)}")
+        if quant:
+            _channel_params("residual", attrs, ("residual_multiplier",), out,
+                            1 if attrs.get("layout", "NHWC") == "NCHW" else -1)
+            _need(0 <= attrs["residual_shift"] <= 63,
+                  f"residual_shift {attrs['residual_shift']} must be in [0, 63]")
     clamp = attrs.get("clamp")
     _need(clamp is None or (len(clamp) == 2 and clamp[0] <= clamp[1]),
           f"clamp must be None or (lo, hi) with lo <= hi, not {clamp!r}")

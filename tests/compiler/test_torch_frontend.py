@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import torch
+import trained
 from torch import nn
 
 from gemmstone.compiler.errors import FrontendError
@@ -19,7 +20,6 @@ from gemmstone.compiler.models import (
     mobilenet_v2,
     randomize_batch_norm,
     resnet18,
-    train_digits_cnn,
 )
 from gemmstone.compiler.ops import Op
 from gemmstone.compiler.passes import optimize
@@ -72,13 +72,8 @@ def test_kept_operators_arrive_whole():
     assert "= matmul(%view, %fc_weight, %fc_bias) {transpose_b=True} : f32[2,6]" in str(graph)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return train_digits_cnn()
-
-
-def test_digits_cnn_predictions_through_the_ir(digits):
-    model, (_, _, x_test, y_test), accuracy = digits
+def test_digits_cnn_predictions_through_the_ir():
+    model, (_, _, x_test, y_test), accuracy = trained.digits()
     assert accuracy > 0.95
     compare(model, torch.from_numpy(x_test[:64]))
     full = from_torch(model, (torch.from_numpy(x_test),))
