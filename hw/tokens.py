@@ -16,11 +16,11 @@ QUEUES = {
 
 
 class TokenCounters(wiring.Component):
-    """Four saturating-free counters of tokens in flight, 0..depth.
+    """Four counters of tokens in flight, 0..depth.
 
     The units guarantee a push never meets a full counter and a pop never meets an empty
     one (they start an instruction only when its pops are there and its pushes have room),
-    so the counters need no overflow handling; a push and a pop in the same cycle cancel.
+    so the counters need no overflow handling.
 
     Parameters
     ----------
@@ -29,8 +29,10 @@ class TokenCounters(wiring.Component):
 
     Members
     -------
-    push_<queue>, pop_<queue> : In(1)
-        One-cycle strobes, for each queue in `QUEUES`.
+    push_<queue> : In(2)
+        Tokens pushed this cycle (the compute unit may push two at once).
+    pop_<queue> : In(1)
+        One-cycle strobe, for each queue in `QUEUES`.
     count_<queue> : Out(range(depth + 1))
     all_zero : Out(1)
         No token anywhere (checked by halt).
@@ -44,7 +46,7 @@ class TokenCounters(wiring.Component):
         self.depth = depth
         members = {"all_zero": Out(1), "clear": In(1)}
         for queue in QUEUES:
-            members[f"push_{queue}"] = In(1)
+            members[f"push_{queue}"] = In(2)
             members[f"pop_{queue}"] = In(1)
             members[f"count_{queue}"] = Out(range(depth + 1))
         super().__init__(members)
@@ -58,9 +60,7 @@ class TokenCounters(wiring.Component):
             counts.append(count)
             with m.If(self.clear):
                 m.d.sync += count.eq(0)
-            with m.Elif(push & ~pop):
-                m.d.sync += count.eq(count + 1)
-            with m.Elif(pop & ~push):
-                m.d.sync += count.eq(count - 1)
+            with m.Else():
+                m.d.sync += count.eq(count + push - pop)
         m.d.comb += self.all_zero.eq(~Cat(*counts).any())
         return m

@@ -21,8 +21,8 @@ def test_counters_follow_random_legal_pushes_and_pops():
         for _ in range(400):
             for queue in QUEUES:
                 # Units never push into a full queue nor pop an empty one.
-                push = counts[queue] < depth and rng.random() < 0.5
                 pop = counts[queue] > 0 and rng.random() < 0.5
+                push = rng.randint(0, min(2, depth - counts[queue] + pop))
                 ctx.set(getattr(dut, f"push_{queue}"), push)
                 ctx.set(getattr(dut, f"pop_{queue}"), pop)
                 counts[queue] += push - pop

@@ -1,0 +1,161 @@
+"""The whole accelerator on Verilator against the functional model, byte for byte.
+
+Programs from the reference generator (GEMM and conv with random shapes) and bad programs
+run on the RTL (cocotb_accelerator.py, with cocotbext-axi bus models) and on the
+functional model; the final memory must be identical over the whole RAM, and faults must
+leave the same error code, instruction index and address in the registers. One Verilator
+build per configuration (a few minutes cold on 2 cores, cached after).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gemmstone.compiler.builder import ProgramBuilder
+from gemmstone.compiler.kernels.conv import emit_conv2d
+from gemmstone.compiler.kernels.gemm import emit_gemm, pack_qparams
+from gemmstone.config import preset
+from gemmstone.hw.accelerator import TOP_NAME, accelerator_verilog
+from gemmstone.hw.register_map import config_id, isa_id
+from gemmstone.hw.sim_build import build_verilated
+from gemmstone.isa import ErrorCode, ExecutionError, Program, assemble
+from gemmstone.isa.encoding import words_to_bytes
+from gemmstone.sim.functional import FunctionalModel
+
+HERE = Path(__file__).parent
+RAM_BYTES = 1 << 18
+INSTR_BASE = 0x100
+WINDOW_BASE = 0x8000
+
+
+@pytest.fixture(scope="module", params=["tiny", "rect"])
+def accelerator(request):
+    config = preset(request.param)
+    model = build_verilated(accelerator_verilog(config), toplevel=TOP_NAME)
+    return config, model
+
+
+def make_run(name, config, program: Program, inputs=None, *, window_size=None, stall=0.0,
+             seed=0):
+    """The RTL run of ``program`` and the functional model's expectation for it."""
+    window_size = program.window_size if window_size is None else window_size
+    image = np.zeros(RAM_BYTES, np.uint8)
+    code = np.frombuffer(words_to_bytes(program.words), np.uint8)
+    image[INSTR_BASE:INSTR_BASE + code.size] = code
+    for segment in program.segments:
+        start = WINDOW_BASE + segment.offset
+        image[start:start + len(segment.data)] = np.frombuffer(segment.data, np.uint8)
+    for buffer_name, value in (inputs or {}).items():
+        buffer = program.buffers[buffer_name]
+        start = WINDOW_BASE + buffer.offset
+        image[start:start + buffer.nbytes] = np.ascontiguousarray(value).view(np.uint8).ravel()
+    model = FunctionalModel(config.replace(dram_mib=1) if config.dram_mib > 1 else config)
+    model.dram[:RAM_BYTES] = image
+    try:
+        model.run(program.words, window_base=WINDOW_BASE, window_size=window_size)
+        error = None
+    except ExecutionError as raised:
+        error = raised
+    run = {"name": name, "ram": image.tobytes(), "instr_base": INSTR_BASE,
+           "instr_count": len(program.words), "window_base": WINDOW_BASE,
+           "window_limit": WINDOW_BASE + window_size, "watchdog": 0, "stall": stall,
+           "seed": seed, "max_cycles": 2_000_000}
+    return run, model.dram[:RAM_BYTES].copy(), error
+
+
+def play(model, runs, tmp_path):
+    runs_file, results_file = tmp_path / "runs.pkl", tmp_path / "results.pkl"
+    runs_file.write_bytes(pickle.dumps(runs))
+    model.run_cocotb("cocotb_accelerator", module_dir=HERE, test_dir=tmp_path,
+                     extra_env={"GEMMSTONE_RUNS": str(runs_file),
+                                "GEMMSTONE_RESULTS": str(results_file)})
+    return pickle.loads(results_file.read_bytes())
+
+
+def gemm_program(config, rng, m, n, k):
+    builder = ProgramBuilder(config)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, n).astype(np.int32)
+    mult = rng.integers(1 << 20, 1 << 22, n).astype(np.int32)
+    shift = np.full(n, 24, np.int32)
+    a_buf = builder.buffer("a", (m, k))
+    b_buf = builder.buffer("b", (k, n), data=b)
+    q_buf = builder.buffer("q", 3 * n, "int32", data=pack_qparams(bias, mult, shift, config.cols))
+    out = builder.buffer("out", (m, n))
+    emit_gemm(builder, a_buf, b_buf, out, q_buf, zp=-3, lo=-3, hi=127)
+    return builder.finish(), {"a": a}
+
+
+def conv_program(config, rng, h, w, cin, cout, kernel, stride, pad):
+    builder = ProgramBuilder(config)
+    x = rng.integers(-128, 128, (h, w, cin), dtype=np.int8)
+    weights = rng.integers(-128, 128, (kernel * kernel * cin, cout), dtype=np.int8)
+    ho, wo = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
+    x_buf = builder.buffer("x", (h, w, cin))
+    w_buf = builder.buffer("w", weights.shape, data=weights)
+    out = builder.buffer("out", (ho, wo, cout), "int32")
+    emit_conv2d(builder, x_buf, w_buf, out, None, kernel_size=kernel, stride=stride,
+                padding=pad)
+    return builder.finish(), {"x": x}
+
+
+def check(results, expectations):
+    for result, (run, memory, error) in zip(results, expectations, strict=True):
+        name = run["name"]
+        if error is None:
+            assert result["ERROR_CODE"] == ErrorCode.NONE, (name, result["ERROR_CODE"],
+                                                            result["ERROR_INDEX"])
+            got = np.frombuffer(result["ram"], np.uint8)
+            differ = np.flatnonzero(got != memory)
+            assert differ.size == 0, f"{name}: {differ.size} bytes differ, first at " \
+                                     f"{differ[:8]}"
+        else:
+            got = (result["ERROR_CODE"], result["ERROR_INDEX"])
+            assert got == (error.code, error.index), (name, got, str(error))
+            if error.address is not None:
+                assert result["ERROR_ADDR"] == error.address & 0xFFFF_FFFF, name
+            # Nothing outside the DMA window changed.
+            got = np.frombuffer(result["ram"], np.uint8)
+            start = np.frombuffer(run["ram"], np.uint8)
+            outside = np.ones(RAM_BYTES, bool)
+            outside[run["window_base"]:run["window_limit"]] = False
+            assert (got[outside] == start[outside]).all(), name
+
+
+def test_kernels_and_faults_match_the_functional_model(accelerator, tmp_path):
+    config, model = accelerator
+    rng = np.random.default_rng(2026)
+    cases = [
+        ("gemm 1x1x1", *gemm_program(config, rng, 1, 1, 1)),
+        ("gemm 13x9x21", *gemm_program(config, rng, 13, 9, 21)),
+        ("gemm 33x17x40", *gemm_program(config, rng, 33, 17, 40)),
+        ("conv 7x6x5 k3 s1 p1", *conv_program(config, rng, 7, 6, 5, 6, 3, 1, 1)),
+        ("conv 9x9x3 k3 s2 p0", *conv_program(config, rng, 9, 9, 3, 5, 3, 2, 0)),
+    ]
+    expectations = [make_run(name, config, program, inputs) for name, program, inputs in cases]
+    expectations.append(make_run(
+        "gemm under bus stalls", config, cases[2][1], cases[2][2], stall=0.3, seed=5))
+    for name, text in (
+        ("illegal opcode", "load n=1 len=1\nfence\n.word 0xc\nhalt"),
+        ("load outside the window", "load dram=0x1000 stride=16 n=4 len=4\nhalt"),
+        ("store outside the window", "store dram=0xff8 n=1 len=4 mode=int32\nhalt"),
+        ("scratchpad range", f"load spad={config.spad_lines - 1} n=2 len=1\nhalt"),
+        ("accumulator range", f"matmul acc={config.acc_rows - 2} n=3\nhalt"),
+        ("token underflow", "load len=1\nmatmul n=1 pop_prev\nhalt"),
+        ("token deadlock", "load len=1 pop_next\nmatmul n=1 pop_prev push_prev\nhalt"),
+        ("tokens left at halt", "load len=1 push_next\nhalt"),
+        ("no halt", "load len=1"),
+    ):
+        program = Program(config.content_hash, assemble(text), window_size=0x1000)
+        expectations.append(make_run(name, config, program))
+    assert all(error is None for _, _, error in expectations[:6])
+    assert all(error is not None for _, _, error in expectations[6:])
+    results = play(model, [run for run, _, _ in expectations], tmp_path)
+    check(results, expectations)
+    assert results[0]["CONFIG_ID"] == config_id(config)
+    assert results[0]["ISA_ID"] == isa_id()
