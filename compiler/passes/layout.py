@@ -83,6 +83,8 @@ def _rewrite_transpose(graph: Graph, node: Node, users: dict) -> bool:
         reshape = graph.add(Op.RESHAPE, [source], {"shape": node.shape}, before=node)
         graph.replace_uses(node, reshape)
         return True
+    if perm == TO_NCHW and _fold_into_weights(graph, node, users):
+        return True
     for user in users[node]:
         if user.op in ELEMENTWISE_UNARY or (user.op is Op.QUANTIZE and _per_tensor(user)):
             if len(users[node]) == 1:
@@ -93,6 +95,33 @@ def _rewrite_transpose(graph: Graph, node: Node, users: dict) -> bool:
         if sink is not None and sink(graph, node, user, users):
             return True
     return False
+
+
+def _fold_into_weights(graph: Graph, node: Node, users: dict) -> bool:
+    """``matmul(reshape(transpose(x, NHWC->NCHW), [N, C*H*W]), W)`` (a flatten before a
+    linear layer) -> ``matmul(reshape(x, [N, H*W*C]), W')`` with W's rows permuted to
+    the NHWC order, when W is a constant."""
+    (flat,) = users[node] if len(users[node]) == 1 else (None,)
+    if flat is None or flat.op is not Op.RESHAPE or len(users[flat]) != 1:
+        return False
+    n, h, w, c = node.inputs[0].shape
+    matmul = users[flat][0]
+    if flat.shape != (n, c * h * w) or matmul.op not in (Op.MATMUL, Op.FUSED_MATMUL) or \
+            matmul.inputs[0] is not flat or matmul.attrs["transpose_a"] or \
+            not matmul.inputs[1].is_constant:
+        return False
+    weight = matmul.inputs[1]
+    if matmul.attrs["transpose_b"]:
+        out = weight.shape[0]
+        value = weight.value.reshape(out, c, h, w).transpose(0, 2, 3, 1).reshape(out, -1)
+    else:
+        out = weight.shape[1]
+        value = weight.value.reshape(c, h, w, out).transpose(1, 2, 0, 3).reshape(-1, out)
+    matmul.inputs[0] = graph.add(Op.RESHAPE, [node.inputs[0]], {"shape": flat.shape},
+                                 name=flat.name, before=matmul)
+    matmul.inputs[1] = graph.constant(np.ascontiguousarray(value), f"{weight.name}_nhwc",
+                                      before=matmul)
+    return True
 
 
 def _dies_with(operand: Node, user: Node, users: dict, perm: tuple) -> bool:

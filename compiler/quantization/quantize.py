@@ -6,8 +6,9 @@ in the accumulator's scale ``sx * sw[c]``. Each ``fused_conv2d``/``fused_matmul`
 ``qconv2d``/``qmatmul`` (int32) + ``requantize`` (mode "fixed": the ISA's multiplier, shift
 and round-half-up, with the activation as the clamp bounds); a residual operand is added
 in the accumulator after an ALU-style rescale. Ops that commute with symmetric
-quantization (max pool, relu, reshape, transpose, identity) stay in int8; every other op
-runs in float on the host behind ``dequantize``/``quantize`` at the boundary.
+quantization (max pool, relu, reshape, transpose, identity) stay in int8, and a multiply
+or divide by a positive scalar only changes the scale; every other op runs in float on
+the host behind ``dequantize``/``quantize`` at the boundary.
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ class _Quantizer:
                 q, scale = self.quants[node.inputs[0].name]
                 self.quants[node.name] = (self.graph.add(node.op, [q], node.attrs,
                                                          name=node.name), scale)
+            elif self._rescales(node):
+                # x * c or x / c for a positive scalar c: same integers, another scale.
+                q, scale = self.quants[node.inputs[0].name]
+                factor = float(node.inputs[1].value.reshape(()))
+                self.quants[node.name] = (q, scale * factor if node.op is Op.MUL
+                                          else scale / factor)
             else:
                 inputs = [self.float_of(v) for v in node.inputs]
                 self.floats[node.name] = self.graph.add(node.op, inputs, node.attrs,
@@ -120,6 +127,13 @@ class _Quantizer:
         return self.quants[node.name]
 
     # -- accelerator ops ----------------------------------------------------------------
+
+    def _rescales(self, node: Node) -> bool:
+        if node.op not in (Op.MUL, Op.DIV) or node.inputs[0].name not in self.quants:
+            return False
+        factor = node.inputs[1]
+        return factor.is_constant and factor.value.size == 1 and \
+            node.shape == node.inputs[0].shape and float(factor.value.reshape(())) > 0
 
     @staticmethod
     def _quantizable(node: Node) -> bool:

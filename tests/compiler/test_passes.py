@@ -301,6 +301,21 @@ def test_assign_layouts_leaves_one_layout_change():
     assert [(t.inputs[0].name, t.attrs["perm"]) for t in transposes] == [("x", (0, 2, 3, 1))]
 
 
+def test_assign_layouts_folds_a_flatten_into_linear_weights():
+    g = Graph("g")
+    x = g.input("x", (2, 3, 4, 5))
+    conv = g.add(Op.FUSED_CONV2D, [x, g.constant(rand(6, 3, 1, 1), "w")])
+    flat = g.add(Op.RESHAPE, [conv], {"shape": (2, 120)})
+    g.output(g.add(Op.FUSED_MATMUL, [flat, g.constant(rand(7, 120), "fc")],
+                   {"transpose_b": True}),
+             g.add(Op.MATMUL, [g.add(Op.RESHAPE, [g.add(Op.MAX_POOL2D, [conv], {
+                 "kernel": (2, 2), "stride": (2, 2)})], {"shape": (2, 24)}),
+                 g.constant(rand(24, 3), "fc2")]))
+    apply(g, lambda graph: (assign_layouts(graph), simplify_arithmetic(graph)))
+    assert [n.inputs[0].name for n in g.nodes if n.op is Op.TRANSPOSE] == ["x"]
+    assert {n.name for n in g.nodes if n.is_constant} >= {"fc_nhwc", "fc2_nhwc"}
+
+
 def test_pass_manager_reports_and_verifies():
     g = Graph("g")
     x = g.input("x", (1, 2, 4, 4))
