@@ -2,10 +2,13 @@
 
 MATMUL streams one scratchpad line per cycle into the array and retires as soon as its
 last line is in: its rows drain into the accumulator through a fixed-latency pipeline while
-the next PRELOAD or MATMUL already runs (the array double-buffers its weights). LOADACC
-and ALU touch accumulator rows a draining MATMUL may still write, so they wait for the
-pipeline to empty, and each completes its own writes before the next instruction starts.
-A MATMUL pushes its tokens when its last row is written.
+the next instructions already run. PRELOAD runs in its own weight loader, on its own
+scratchpad read port: it may start while the previous MATMUL still streams (the array
+double-buffers its weights), and holds back its last weight row, which switches the array
+to the new weights, until that MATMUL's last line is in. A MATMUL waits for the loader to
+finish. LOADACC and ALU touch accumulator rows a draining MATMUL may still write, so they
+wait for the pipeline to empty, and each completes its own writes before the next
+instruction starts. A MATMUL pushes its tokens when its last row is written.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -42,7 +45,8 @@ class ComputeUnit(wiring.Component):
     prev, next : Out(TokenLinkSignature)
         Tokens with the load and the store unit.
     window : In(WindowSignature)
-    spad : scratchpad read port (flipped ReadPort.Signature, lines of ``line_bytes``)
+    spad, spad_w : scratchpad read ports (flipped ReadPort.Signature, lines of
+        ``line_bytes``): input rows of MATMUL, weight rows of PRELOAD
     acc_a, acc_b : accumulator read ports (flipped ReadPort.Signature, rows of ``cols``
         int32); ``acc_a`` must be transparent for ``acc_w``.
     acc_w : accumulator write port (flipped WritePort.Signature)
@@ -63,13 +67,14 @@ class ComputeUnit(wiring.Component):
         self.line = data.ArrayLayout(unsigned(8), config.line_bytes)
         self.row = data.ArrayLayout(signed(32), config.cols)
         acc_read = memory.ReadPort.Signature(addr_width=config.acc_addr_bits, shape=self.row)
+        spad_read = memory.ReadPort.Signature(addr_width=config.spad_addr_bits, shape=self.line)
         super().__init__({
             "queue": In(stream.Signature(QueueEntry)),
             "prev": Out(TokenLinkSignature(config.token_depth)),
             "next": Out(TokenLinkSignature(config.token_depth)),
             "window": In(WindowSignature()),
-            "spad": In(memory.ReadPort.Signature(addr_width=config.spad_addr_bits,
-                                                 shape=self.line)),
+            "spad": In(spad_read),
+            "spad_w": In(spad_read),
             "acc_a": In(acc_read),
             "acc_b": In(acc_read),
             "acc_w": In(memory.WritePort.Signature(addr_width=config.acc_addr_bits,
@@ -97,6 +102,8 @@ class ComputeUnit(wiring.Component):
         links = {"prev": self.prev, "next": self.next}
 
         head = HEADER_LAYOUT(self.queue.payload.word)
+        head_preload = INSTRUCTION_LAYOUTS["preload"](self.queue.payload.word)
+        head_matmul = INSTRUCTION_LAYOUTS["matmul"](self.queue.payload.word)
         entry = Signal(QueueEntry)
         header = HEADER_LAYOUT(entry.word)
         preload = INSTRUCTION_LAYOUTS["preload"](entry.word)
@@ -136,13 +143,61 @@ class ComputeUnit(wiring.Component):
                          self.acc_w.data.eq(matmul_row)]
             for side in links:
                 m.d.comb += drained_push[side].eq(getattr(write_stage, f"push_{side}"))
+        loader_push = {side: Signal(name=f"loader_push_{side}") for side in links}
         for side, link in links.items():
-            m.d.comb += link.push.eq(pushes[side] + drained_push[side])
+            m.d.comb += link.push.eq(pushes[side] + drained_push[side] + loader_push[side])
+
+        # -- the weight loader (PRELOAD) -------------------------------------------------
+        loading = Signal()                  # a preload is in the loader
+        loader_word = Signal(QueueEntry)
+        loader = INSTRUCTION_LAYOUTS["preload"](loader_word.word)
+        loader_header = HEADER_LAYOUT(loader_word.word)
+        loader_count = Signal(8)            # weight rows read
+        loader_done = Signal(8)             # weight rows taken by the array
+        loader_have = Signal()              # a row is on spad_w, waiting for the array
+        streaming = Signal()                # the FSM is streaming a matmul's lines
+        fsm_busy = Signal()                 # the FSM executes an instruction
+        final_row = loader_done == loader.k - 1
+        offered = loader_have & ~(final_row & streaming)
+        taken = offered & array.weights.ready
+        reading = loading & (loader_count < loader.k) & (~loader_have | taken)
+        m.d.comb += [
+            array.weights.valid.eq(loading & offered),
+            array.weights.payload.data.eq(self.spad_w.data.as_value()[:8 * c.cols]),
+            array.weights.payload.last.eq(final_row),
+            self.spad_w.en.eq(reading),
+            self.spad_w.addr.eq(loader.spad + loader_count),
+        ]
+        m.d.sync += loader_have.eq(reading | (loader_have & ~taken))
+        with m.If(reading):
+            m.d.sync += loader_count.eq(loader_count + 1)
+        with m.If(loading & taken):
+            m.d.sync += loader_done.eq(loader_done + 1)
+            with m.If(final_row):
+                m.d.sync += loading.eq(0)
+                m.d.comb += self.retired.eq(1)
+                for side in links:
+                    m.d.comb += loader_push[side].eq(getattr(loader_header, f"push_{side}"))
+        # Pushes the loader will make count against the room a new instruction needs.
+        promised = {side: pending[side] + (loading & getattr(loader_header, f"push_{side}"))
+                    for side in links}
+        preload_ok = ((head_preload.k != 0) & (head_preload.k <= c.rows)
+                      & (head_preload.spad + head_preload.k <= c.spad_lines))
+        matmul_ok = (head_matmul.n == 0) | (
+            (head_matmul.spad + head_matmul.n <= c.spad_lines)
+            & (head_matmul.acc + head_matmul.n <= c.acc_rows))
+        head_ready = self.queue.valid & ~self.stop & ~self.clear & tokens_ready(head, links,
+                                                                                  promised)
+
+        def take_into_loader() -> None:
+            m.d.comb += [self.queue.ready.eq(1), self.prev.pop.eq(head.pop_prev),
+                         self.next.pop.eq(head.pop_next)]
+            m.d.sync += [loading.eq(1), loader_word.eq(self.queue.payload),
+                         loader_count.eq(0), loader_done.eq(0), loader_have.eq(0)]
 
         # -- instruction sequencing -----------------------------------------------------
         count = Signal(13)   # reads issued (lines, beats, rows)
         done = Signal(13)    # rows or beats completed
-        have = Signal()      # a preload line is on the scratchpad port, waiting for the array
         last_byte = Signal(FAULT_ADDRESS_BITS)
         element_bytes = Mux(loadacc.type == AccLoadType.INT8, 1, 4)
 
@@ -163,29 +218,38 @@ class ComputeUnit(wiring.Component):
         opcode = {name: Const(value, 4) for name, value in OPCODES.items()}
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                is_preload = head.opcode == opcode["preload"]
+                is_matmul = head.opcode == opcode["matmul"]
                 needs_drain = ((head.opcode == opcode["loadacc"])
                                | (head.opcode == opcode["alu"]))
-                ready = tokens_ready(head, links, pending) & ~(needs_drain & draining)
-                m.d.comb += self.idle.eq(~self.queue.valid & ~draining)
-                with m.If(self.queue.valid & ~self.stop & ~self.clear):
-                    m.d.comb += self.token_wait.eq(~ready)
-                    with m.If(ready):
-                        m.d.comb += [self.queue.ready.eq(1), self.prev.pop.eq(head.pop_prev),
-                                     self.next.pop.eq(head.pop_next)]
-                        m.d.sync += [entry.eq(self.queue.payload), count.eq(0), done.eq(0),
-                                     have.eq(0)]
+                # Any instruction but a checked-good preload waits for the loader; loadacc
+                # and alu also wait for the matmul pipeline to drain.
+                blocked = loading | (needs_drain & draining)
+                m.d.comb += [
+                    self.idle.eq(~self.queue.valid & ~draining & ~loading),
+                    self.token_wait.eq(self.queue.valid & ~self.stop & ~self.clear
+                                       & ~tokens_ready(head, links, promised)),
+                ]
+                with m.If(head_ready & is_preload & preload_ok), m.If(~loading):
+                    take_into_loader()
+                with m.Elif(head_ready & ~blocked):
+                    m.d.comb += [self.queue.ready.eq(1), self.prev.pop.eq(head.pop_prev),
+                                 self.next.pop.eq(head.pop_next)]
+                    m.d.sync += [entry.eq(self.queue.payload), count.eq(0), done.eq(0)]
+                    # A good matmul streams at once; everything else is checked first.
+                    with m.If(is_matmul & matmul_ok):
+                        m.next = "MATMUL"
+                    with m.Else():
                         m.next = "CHECK"
 
             with m.State("CHECK"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += fsm_busy.eq(1)
                 with m.Switch(header.opcode):
                     with m.Case(opcode["preload"]):
                         with m.If((preload.k == 0) | (preload.k > c.rows)):
                             fail(ErrorCode.OPERAND, 0)
-                        with m.Elif(preload.spad + preload.k > c.spad_lines):
+                        with m.Else():  # only preloads that fail their checks come here
                             fail(ErrorCode.SPAD_RANGE, preload.spad + preload.k - 1)
-                        with m.Else():
-                            m.next = "PRELOAD"
                     with m.Case(opcode["matmul"]):
                         with m.If((matmul.n != 0) & (matmul.spad + matmul.n > c.spad_lines)):
                             fail(ErrorCode.SPAD_RANGE, matmul.spad + matmul.n - 1)
@@ -216,28 +280,12 @@ class ComputeUnit(wiring.Component):
                         with m.Else():
                             m.next = "ALU"
 
-            with m.State("PRELOAD"):
-                # The scratchpad port holds a line until the array takes it (en low).
-                m.d.comb += self.busy.eq(1)
-                taken = have & array.weights.ready
-                issuing = (count < preload.k) & (~have | array.weights.ready)
-                m.d.comb += [
-                    array.weights.valid.eq(have),
-                    array.weights.payload.data.eq(self.spad.data.as_value()[:8 * c.cols]),
-                    array.weights.payload.last.eq(done == preload.k - 1),
-                    self.spad.en.eq(issuing),
-                    self.spad.addr.eq(preload.spad + count),
-                ]
-                m.d.sync += have.eq(issuing | (have & ~array.weights.ready))
-                with m.If(issuing):
-                    m.d.sync += count.eq(count + 1)
-                with m.If(taken):
-                    m.d.sync += done.eq(done + 1)
-                    with m.If(done == preload.k - 1):
-                        finish()
-
             with m.State("MATMUL"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += fsm_busy.eq(1)
+                # The next preload may start now; its last row waits for this matmul.
+                with m.If(head_ready & (head.opcode == opcode["preload"]) & preload_ok
+                          & ~loading):
+                    take_into_loader()
                 with m.If(count < matmul.n):
                     last = count == matmul.n - 1
                     m.d.comb += [
@@ -258,7 +306,7 @@ class ComputeUnit(wiring.Component):
 
             with m.State("LOADACC_ISSUE"):
                 m.d.comb += [
-                    self.busy.eq(1),
+                    fsm_busy.eq(1),
                     dma.cmd.valid.eq(loadacc.n != 0),
                     dma.cmd.payload.addr.eq(self.window.base + loadacc.dram),
                     dma.cmd.payload.stride.eq(loadacc.stride),
@@ -273,7 +321,7 @@ class ComputeUnit(wiring.Component):
             with m.State("LOADACC"):
                 # Line i is read from the accumulator as it arrives and written back,
                 # added to the old row, one cycle later; with overwrite the old row is 0.
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += fsm_busy.eq(1)
                 incoming = Signal(self.row)
                 line = dma.lines.payload.data
                 for j in range(c.cols):
@@ -306,7 +354,7 @@ class ComputeUnit(wiring.Component):
                         finish()
 
             with m.State("ALU"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += fsm_busy.eq(1)
                 with m.If(alu_op.n == 0):
                     finish()
                 reading = count < alu_op.n
@@ -343,6 +391,10 @@ class ComputeUnit(wiring.Component):
                 starts = issue.valid & getattr(issue, f"push_{side}")
                 m.d.sync += pending[side].eq(pending[side] + starts - drained_push[side])
         assert ALU_LATENCY == 2  # the ALU state's bookkeeping assumes nothing else
-        m.d.comb += self.active.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("FAULT")
-                                   | draining | dma.busy)
+        m.d.comb += [
+            streaming.eq(fsm.ongoing("MATMUL")),
+            self.busy.eq(fsm_busy | loading),
+            self.active.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("FAULT")
+                           | draining | loading | dma.busy),
+        ]
         return m

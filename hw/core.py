@@ -130,6 +130,7 @@ class Core(wiring.Component):
         acc_write = acc.write_port()
         wiring.connect(m, spad_write, load.spad)
         wiring.connect(m, spad.read_port(), compute.spad)
+        wiring.connect(m, spad.read_port(), compute.spad_w)
         wiring.connect(m, acc_write, compute.acc_w)
         # A matmul reads the row the previous one writes in the same cycle: transparent.
         wiring.connect(m, acc.read_port(transparent_for=(acc_write,)),
