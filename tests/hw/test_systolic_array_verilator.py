@@ -1,7 +1,8 @@
 """The systolic array Verilated and driven by cocotb (cocotb_systolic_array.py), checked
 against numpy: proves the Verilog export, the cached Verilator build and the cocotb runner
-work together. Costs one Verilator build per configuration on a cold cache (about a minute
-each on 2 cores), a few seconds per configuration when cached."""
+work together. A cold cache costs one Verilator build per configuration (10-20 s each on 2
+cores once Verilator's runtime objects are cached, about 25 s of CPU more for the very first
+build); a warm one a few seconds per configuration."""
 
 from __future__ import annotations
 
