@@ -293,7 +293,8 @@ class Graph:
     # -- helpers ------------------------------------------------------------------------
 
     def _fresh(self, base: str) -> str:
-        base = "".join(c if c.isalnum() or c == "_" else "_" for c in base) or "v"
+        # Identifier characters and dots (ONNX's "input.1"), so listings stay readable.
+        base = "".join(c if c.isalnum() or c in "_." else "_" for c in base) or "v"
         name = base
         while name in self._taken:
             self._next[base] = self._next.get(base, 0) + 1

@@ -282,6 +282,26 @@ def _global_avg_pool(c: _Converter, inputs: list, attrs: dict) -> Node:
     return c.add(Op.ADAPTIVE_AVG_POOL2D, inputs[:1], {"output_size": (1, 1)})
 
 
+def _reduce_mean(c: _Converter, inputs: list, attrs: dict) -> Node:
+    c.require(inputs, 1)
+    x = inputs[0]
+    rank = len(x.shape)
+    if c.opset >= 18:
+        axes = c.constant_input(inputs, 1, "axes")
+        axes = None if axes is None else [int(a) for a in axes.reshape(-1)]
+    else:
+        axes = attrs.get("axes")
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return c.add(Op.IDENTITY, [x])
+        axes = list(range(rank))
+    axes = tuple(sorted(a % rank for a in axes))
+    keepdims = bool(attrs.get("keepdims", 1))
+    if rank == 4 and axes == (2, 3) and keepdims:
+        return c.add(Op.ADAPTIVE_AVG_POOL2D, [x], {"output_size": (1, 1)})
+    return c.add(Op.MEAN, [x], {"axes": axes, "keepdims": keepdims})
+
+
 def _flatten(c: _Converter, inputs: list, attrs: dict) -> Node:
     c.require(inputs, 1)
     shape = inputs[0].shape
@@ -562,6 +582,7 @@ _HANDLERS: dict[str, Callable] = {
     "Div": _binary(Op.DIV),
     "Relu": _unary(Op.RELU), "Erf": _unary(Op.ERF), "Clip": _clip, "Gelu": _gelu,
     "MaxPool": _max_pool, "AveragePool": _avg_pool, "GlobalAveragePool": _global_avg_pool,
+    "ReduceMean": _reduce_mean,
     "Flatten": _flatten, "Reshape": _reshape, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze,
     "Transpose": _transpose, "Concat": _concat,
     "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,

@@ -124,6 +124,20 @@ def test_conv_auto_pad(auto_pad):
     assert_matches_runtime(proto, {"x": rand(1, 3, 11, 10)})
 
 
+@pytest.mark.parametrize("opset", [17, 18])
+def test_reduce_mean(opset):
+    axes = {"axes": [-1, 2]} if opset < 18 else {}
+    inputs = ["x", "ax"] if opset >= 18 else ["x"]
+    nodes = [helper.make_node("ReduceMean", inputs, ["pool"], **axes),
+             helper.make_node("ReduceMean", inputs, ["flat"], keepdims=0, **axes)]
+    proto = model(nodes, [("x", F32, [2, 3, 4, 5])],
+                  [("pool", F32, [2, 3, 1, 1]), ("flat", F32, [2, 3])],
+                  {"ax": np.array([-1, 2])} if opset >= 18 else {}, opset=opset)
+    graph = from_onnx(proto)
+    assert graph.count(Op.ADAPTIVE_AVG_POOL2D) == 1 and graph.count(Op.MEAN) == 1
+    assert_matches_runtime(proto, {"x": rand(2, 3, 4, 5)})
+
+
 def test_softmax_before_opset_13_flattens_from_axis():
     nodes = [helper.make_node("Softmax", ["x"], ["y"], axis=1)]
     proto = model(nodes, [("x", F32, [2, 3, 4])], [("y", F32, [2, 3, 4])], opset=11)
