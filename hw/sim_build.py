@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from gemmstone.hw import objcache
 __all__ = [
     "DEFAULT_BUILD_ARGS", "VerilatorError", "CocotbTestError", "CocotbTest", "VerilatedModel",
     "verilator_root", "verilator_version", "build_environment", "default_cache_dir",
-    "build_key", "build_verilated",
+    "build_key", "build_verilated", "prune_cache",
 ]
 
 #: Amaranth's Verilog trips Verilator's width lint warnings; they are not errors here.
@@ -300,6 +301,42 @@ def _check_results(results_xml: Path, log: Path) -> list[CocotbTest]:
     return tests
 
 
+# Only needed while compiling: precompiled headers (about 150 MB for a whole accelerator),
+# objects and the archive. The executable, the C++ sources and the logs stay.
+_INTERMEDIATES = ("*.gch", "*.o", "*.a")
+
+
+def _drop_intermediates(directory: Path) -> None:
+    for pattern in _INTERMEDIATES:
+        for path in directory.glob(pattern):
+            path.unlink()
+
+
+def prune_cache(cache_dir: str | Path | None = None, *, unused_days: float = 14) -> list[Path]:
+    """Delete cached builds not used for ``unused_days`` and builds that never finished.
+
+    A build in progress (no stamp yet, less than a day old) is left alone. Returns the
+    directories deleted.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    now = time.time()
+    removed = []
+    for lock in sorted(cache.glob("*.lock")):
+        directory = lock.with_suffix("")
+        stamp = directory / _STAMP
+        if not directory.is_dir():
+            continue
+        if stamp.is_file():
+            stale = now - stamp.stat().st_mtime > unused_days * 86400
+        else:
+            stale = now - lock.stat().st_mtime > 86400
+        if stale:
+            with _lock(lock):  # the lock file stays: a waiting builder may hold it open
+                shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     if not path.is_file():
         return "(no log)"
@@ -339,7 +376,10 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
     key = build_key(verilog, toplevel=toplevel, build_args=build_args, public=public)
     directory = cache / key[:24]
     with _lock(cache / f"{key[:24]}.lock"):
-        if (directory / _STAMP).is_file():
+        stamp = directory / _STAMP
+        if stamp.is_file():
+            stamp.touch()  # last use, for prune_cache
+            _drop_intermediates(directory)  # builds stamped before they were dropped
             return VerilatedModel(directory=directory, toplevel=toplevel, built=False)
         shutil.rmtree(directory, ignore_errors=True)  # a build interrupted half-way
         directory.mkdir(parents=True)
@@ -360,7 +400,8 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
         except (RuntimeError, SystemExit) as error:
             raise VerilatorError(f"building {toplevel} in {directory} failed ({error}):\n"
                                  f"{_tail(log)}") from None
-        (directory / _STAMP).write_text(json.dumps({
+        _drop_intermediates(directory)
+        stamp.write_text(json.dumps({
             "toplevel": toplevel, "build_args": list(build_args), "public": public, "key": key,
             "verilator": verilator_version(),
         }, indent=2))

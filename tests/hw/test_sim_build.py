@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from gemmstone.hw.sim_build import (
     build_key,
     build_verilated,
     default_cache_dir,
+    prune_cache,
     verilator_root,
     verilator_version,
 )
@@ -76,6 +78,7 @@ def test_second_build_comes_from_the_cache():
     assert (first.directory / "ports.vlt").read_text() == (
         '`verilator_config\npublic_flat_rw -module "counter" -var "*"\n')
     assert "--public-flat-rw" not in (first.directory / "build.log").read_text()
+    assert not [*first.directory.glob("*.gch"), *first.directory.glob("*.o")]
 
 
 def test_a_failed_build_raises_with_the_log(tmp_path):
@@ -124,3 +127,20 @@ def test_objcache_compiles_runtime_sources_once(tmp_path):
     for _ in range(2):
         assert objcache.main(model, store=str(store), roots=[str(root)], identity="x") == 0
     assert runs.read_text() == "run\n" * 3
+
+
+def test_prune_cache_deletes_unused_and_unfinished_builds(tmp_path):
+    day = 86400
+    now = time.time()
+    ages = {"recent": (True, 1 * day), "unused": (True, 20 * day),
+            "unfinished": (False, 2 * day), "in_progress": (False, 600)}
+    for name, (stamped, age) in ages.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}.lock").touch()
+        marker = tmp_path / name / ("gemmstone-build.json" if stamped else "build.log")
+        marker.touch()
+        os.utime(marker if stamped else tmp_path / f"{name}.lock", (now - age, now - age))
+    removed = prune_cache(tmp_path, unused_days=14)
+    assert sorted(path.name for path in removed) == ["unfinished", "unused"]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == [
+        "in_progress", "recent"]
