@@ -1,4 +1,12 @@
-"""The load unit: executes LOAD (DRAM -> scratchpad, 2-D strided, zero padding)."""
+"""The load unit: executes LOAD (DRAM -> scratchpad, 2-D strided, zero padding).
+
+Two stages, so consecutive LOADs overlap: the front takes an instruction (its tokens),
+checks it (``len``, scratchpad range, DMA window, in the functional model's order) before
+any byte moves, and issues its DMA read; the back writes the ``pad_lo`` zero lines, one
+line per DMA line, the ``pad_hi`` zero lines, then pushes the tokens. The front issues the
+next LOAD's read while the back still writes the current one, which hides the DRAM latency
+between LOADs. Scratchpad writes and token pushes stay in program order.
+"""
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -22,12 +30,7 @@ __all__ = ["LoadUnit"]
 
 
 class LoadUnit(wiring.Component):
-    """Runs the load queue in order.
-
-    Each LOAD waits for its tokens, is checked (``len``, scratchpad range, DMA window, in
-    the functional model's order) before any byte moves, issues one DMA read, writes its
-    ``pad_lo`` zero lines while the first data is on its way, then one line per DMA line,
-    then the ``pad_hi`` zero lines, and pushes its tokens.
+    """Runs the load queue in order (see the module docstring).
 
     Members
     -------
@@ -46,10 +49,9 @@ class LoadUnit(wiring.Component):
     idle, busy, token_wait, dma_wait : Out(1)
         State for dispatch and the performance counters.
     active : Out(1)
-        Executing, draining or waiting for DMA transfers (the core may not end a run).
+        Executing or waiting for DMA transfers (the core may not end a run).
     retired : Out(1)
-        Strobe: an instruction finished (a matmul when its last line is in the array).
-        State for dispatch and the performance counters.
+        Strobe: an instruction finished.
     """
 
     def __init__(self, *, config: AcceleratorConfig) -> None:
@@ -81,11 +83,13 @@ class LoadUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.axi), dma.axi)
 
         head = HEADER_LAYOUT(self.queue.payload.word)
-        entry = Signal(QueueEntry)
-        load = INSTRUCTION_LAYOUTS["load"](entry.word)
-        header = HEADER_LAYOUT(entry.word)
-        line = Signal(range(c.spad_lines + 3 * 256))  # next scratchpad line to write
-        left = Signal(16)                              # lines left in the current phase
+        front = Signal(QueueEntry)  # the instruction the front checks and issues
+        back = Signal(QueueEntry)   # the instruction the back writes
+        load = INSTRUCTION_LAYOUTS["load"](front.word)
+        written = INSTRUCTION_LAYOUTS["load"](back.word)
+        back_header = HEADER_LAYOUT(back.word)
+        back_busy = Signal()
+        handoff = Signal()          # the front passes its instruction to the back
         total = Signal(range(3 * 4096))
         last_byte = Signal(FAULT_ADDRESS_BITS)
 
@@ -96,49 +100,67 @@ class LoadUnit(wiring.Component):
             dma.cmd.payload.n.eq(load.n),
             dma.cmd.payload.len.eq(load.len),
         ]
+        # The back's pending push counts against the room the next LOAD needs.
+        promised = {"next": back_busy & back_header.push_next}
 
-        def fail(code: ErrorCode, address) -> None:
-            m.d.sync += [self.fault.valid.eq(1), self.fault.code.eq(code),
-                         self.fault.index.eq(entry.index), self.fault.address.eq(address)]
-            m.next = "FAULT"
-
-        with m.FSM() as fsm:
+        with m.FSM(name="front") as front_fsm:
             with m.State("IDLE"):
-                m.d.comb += self.idle.eq(~self.queue.valid)
-                ready = tokens_ready(head, {"next": self.next})
+                ready = tokens_ready(head, {"next": self.next}, promised)
                 with m.If(self.queue.valid & ~self.stop & ~self.clear):
                     m.d.comb += self.token_wait.eq(~ready)
                     with m.If(ready):
                         m.d.comb += [self.queue.ready.eq(1), self.next.pop.eq(head.pop_next)]
-                        m.d.sync += entry.eq(self.queue.payload)
+                        m.d.sync += front.eq(self.queue.payload)
                         m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.comb += self.busy.eq(1)
-                m.d.comb += total.eq(load.pad_lo + load.n + load.pad_hi)
-                m.d.comb += last_byte.eq(load.dram + (load.n - 1) * load.stride + load.len - 1)
+                m.d.comb += [
+                    total.eq(load.pad_lo + load.n + load.pad_hi),
+                    last_byte.eq(load.dram + (load.n - 1) * load.stride + load.len - 1),
+                ]
+                fault = [self.fault.valid.eq(1), self.fault.index.eq(front.index)]
                 with m.If((load.len == 0) | (load.len > c.line_bytes)):
-                    fail(ErrorCode.OPERAND, 0)
+                    m.d.sync += fault + [self.fault.code.eq(ErrorCode.OPERAND),
+                                         self.fault.address.eq(0)]
+                    m.next = "FAULT"
                 with m.Elif((total != 0) & (load.spad + total > c.spad_lines)):
-                    fail(ErrorCode.SPAD_RANGE, load.spad + total - 1)
+                    m.d.sync += fault + [self.fault.code.eq(ErrorCode.SPAD_RANGE),
+                                         self.fault.address.eq(load.spad + total - 1)]
+                    m.next = "FAULT"
                 with m.Elif((load.n != 0) & (last_byte >= self.window.size)):
-                    fail(ErrorCode.DMA_WINDOW, last_byte)
+                    m.d.sync += fault + [self.fault.code.eq(ErrorCode.DMA_WINDOW),
+                                         self.fault.address.eq(last_byte)]
+                    m.next = "FAULT"
                 with m.Else():
-                    m.d.sync += [line.eq(load.spad), left.eq(load.pad_lo)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), dma.cmd.valid.eq(load.n != 0)]
+                m.d.comb += dma.cmd.valid.eq(load.n != 0)
                 with m.If((load.n == 0) | dma.cmd.ready):
+                    m.next = "HANDOFF"
+            with m.State("HANDOFF"):
+                with m.If(~back_busy):
+                    m.d.comb += handoff.eq(1)
+                    m.next = "IDLE"
+            with m.State("FAULT"):
+                with m.If(self.clear):
+                    m.d.sync += self.fault.valid.eq(0)
+                    m.next = "IDLE"
+
+        line = Signal(range(c.spad_lines + 3 * 256))  # next scratchpad line to write
+        left = Signal(16)                              # lines left in the current phase
+        with m.FSM(name="back"):
+            with m.State("FREE"):
+                with m.If(handoff):
+                    m.d.sync += [back.eq(front), back_busy.eq(1), line.eq(load.spad),
+                                 left.eq(load.pad_lo)]
                     m.next = "PAD_LO"
             with m.State("PAD_LO"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(left != 0):
                     m.d.comb += [self.spad.en.eq(1), self.spad.addr.eq(line)]
                     m.d.sync += [line.eq(line + 1), left.eq(left - 1)]
                 with m.Else():
-                    m.d.sync += left.eq(load.n)
+                    m.d.sync += left.eq(written.n)
                     m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(left != 0):
                     m.d.comb += [
                         dma.lines.ready.eq(1),
@@ -150,19 +172,21 @@ class LoadUnit(wiring.Component):
                     with m.If(dma.lines.valid):
                         m.d.sync += [line.eq(line + 1), left.eq(left - 1)]
                 with m.Else():
-                    m.d.sync += left.eq(load.pad_hi)
+                    m.d.sync += left.eq(written.pad_hi)
                     m.next = "PAD_HI"
             with m.State("PAD_HI"):
-                m.d.comb += self.busy.eq(1)
                 with m.If(left != 0):
                     m.d.comb += [self.spad.en.eq(1), self.spad.addr.eq(line)]
                     m.d.sync += [line.eq(line + 1), left.eq(left - 1)]
                 with m.Else():
-                    m.d.comb += [self.next.push.eq(header.push_next), self.retired.eq(1)]
-                    m.next = "IDLE"
-            with m.State("FAULT"), m.If(self.clear):
-                m.d.sync += self.fault.valid.eq(0)
-                m.next = "IDLE"
-        m.d.comb += self.active.eq(~fsm.ongoing("IDLE") & ~fsm.ongoing("FAULT")
-                                   | dma.busy)
+                    m.d.comb += [self.next.push.eq(back_header.push_next), self.retired.eq(1)]
+                    m.d.sync += back_busy.eq(0)
+                    m.next = "FREE"
+
+        front_working = ~front_fsm.ongoing("IDLE") & ~front_fsm.ongoing("FAULT")
+        m.d.comb += [
+            self.idle.eq(~self.queue.valid & front_fsm.ongoing("IDLE") & ~back_busy),
+            self.busy.eq(front_working | back_busy),
+            self.active.eq(front_working | back_busy | dma.busy),
+        ]
         return m
