@@ -324,3 +324,31 @@ def isa_doc(output: str | None) -> None:
         Path(output).write_text(text)
     else:
         click.echo(text, nl=False)
+
+
+@main.group("hw")
+def hw_group() -> None:
+    """The accelerator RTL: Verilog generation (needs the `hw` extra)."""
+
+
+@hw_group.command("verilog")
+@_config_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="File to write (default: standard output).")
+@_reports_errors
+def hw_verilog(preset: str | None, config_path: str | None, output: str | None) -> None:
+    """Generate the accelerator's Verilog for a config.
+
+    The top module `gemmstone_accelerator` has ports clk, rst (active high), s_axil_* (the
+    AXI4-Lite register port, docs/registers.md) and m_axi_* (the AXI4 DRAM port).
+    """
+    # Imported here: Amaranth is an optional dependency (the `hw` extra).
+    from gemmstone.hw.accelerator import accelerator_verilog
+
+    config = _resolve_config(preset, config_path, default="small")
+    text = accelerator_verilog(config)
+    if output:
+        Path(output).write_text(text)
+        _console().print(f"wrote {output}: {config.describe()}, {len(text.splitlines())} lines")
+    else:
+        click.echo(text, nl=False)

@@ -211,3 +211,13 @@ def test_isa_doc(tmp_path) -> None:
     assert _invoke("isa-doc").output == render()
     _invoke("isa-doc", "-o", str(tmp_path / "isa.md"))
     assert (tmp_path / "isa.md").read_text() == render()
+
+
+def test_hw_verilog_writes_the_accelerator_for_the_config(tmp_path):
+    out = tmp_path / "tiny.v"
+    _invoke("hw", "verilog", "--preset", "tiny", "-o", str(out))
+    text = out.read_text()
+    assert f"// config {preset('tiny').content_hash}" in text
+    assert "module gemmstone_accelerator(" in text
+    for port in ("s_axil_awaddr", "m_axi_araddr", "m_axi_wstrb"):
+        assert re.search(rf"\b(input|output) .*\b{port};", text), port
