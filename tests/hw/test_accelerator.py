@@ -32,7 +32,7 @@ INSTR_BASE = 0x100
 WINDOW_BASE = 0x8000
 
 
-@pytest.fixture(scope="module", params=["tiny", "rect"])
+@pytest.fixture(scope="module", params=["tiny", "small", "rect"])  # 4x4, 8x8, 4x8
 def accelerator(request):
     config = preset(request.param)
     model = build_verilated(accelerator_verilog(config), toplevel=TOP_NAME)
