@@ -79,8 +79,12 @@ def verilator_root() -> Path:
     return root
 
 
-def build_environment(cache_dir: str | Path | None = None) -> dict[str, str]:
+def build_environment(cache_dir: str | Path | None = None, *,
+                      optimize: bool = False) -> dict[str, str]:
     """Environment variables a Verilator build needs, on top of the current ones.
+
+    ``optimize`` compiles the model's C++ with -O3 instead of Verilator's -Os: about 20%
+    faster simulation for 2-3x the compile time (for long benchmark runs).
 
     With ``ccache`` on the PATH, compiles go through it; otherwise through `objcache`, which
     keeps Verilator's design-independent runtime objects under ``cache_dir`` (the
@@ -90,6 +94,8 @@ def build_environment(cache_dir: str | Path | None = None) -> dict[str, str]:
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks designs large
     # enough for Verilator to split the C++ ("Vtop__pch.h.slow: linker input file not found").
     makeflags = ["CFG_CXXFLAGS_PCH_I=-include"]
+    if optimize:
+        makeflags.append("OPT_FAST=-O3")
     if shutil.which("ccache"):
         makeflags.append("OBJCACHE=ccache")
     else:
@@ -154,7 +160,7 @@ def default_cache_dir() -> Path:
 
 
 def build_key(verilog: str, *, toplevel: str, build_args: Sequence[str] = (),
-              public: bool = False) -> str:
+              public: bool = False, optimize: bool = False) -> str:
     """Hex SHA-256 naming the build of ``verilog``: equal inputs, equal key."""
     import cocotb_tools.config
 
@@ -163,6 +169,7 @@ def build_key(verilog: str, *, toplevel: str, build_args: Sequence[str] = (),
         "toplevel": toplevel,
         "build_args": list(build_args),
         "public": public,
+        "optimize": optimize,
         "verilator": verilator_version(),
         # The model links cocotb's VPI library from this directory, by absolute path.
         "cocotb": [importlib.metadata.version("cocotb"), str(cocotb_tools.config.libs_dir)],
@@ -344,7 +351,8 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
-                    public: bool = False, cache_dir: str | Path | None = None) -> VerilatedModel:
+                    public: bool = False, optimize: bool = False,
+                    cache_dir: str | Path | None = None) -> VerilatedModel:
     """The Verilated model of ``verilog`` with top module ``toplevel``, built if not cached.
 
     Parameters
@@ -359,6 +367,8 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
         Keep every internal signal visible to cocotb (``dut.some.inner.signal``), as cocotb
         does by default. Off, only the top module's ports are visible, and the model builds
         and runs several times faster.
+    optimize : bool
+        Compile the model with -O3 (see `build_environment`); part of the cache key.
     cache_dir : path, optional
         Where build directories live; `default_cache_dir` if not given.
 
@@ -373,7 +383,8 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
         raise ValueError(f"'toplevel' must be a Verilog module name, not {toplevel!r}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    key = build_key(verilog, toplevel=toplevel, build_args=build_args, public=public)
+    key = build_key(verilog, toplevel=toplevel, build_args=build_args, public=public,
+                    optimize=optimize)
     directory = cache / key[:24]
     with _lock(cache / f"{key[:24]}.lock"):
         stamp = directory / _STAMP
@@ -394,7 +405,7 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
         log = directory / "build.log"
         runner = _runner(public=public)
         try:
-            with _patched_environ(build_environment(cache)):
+            with _patched_environ(build_environment(cache, optimize=optimize)):
                 runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=directory,
                              build_args=list(build_args), always=True, log_file=log)
         except (RuntimeError, SystemExit) as error:
@@ -402,7 +413,8 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
                                  f"{_tail(log)}") from None
         _drop_intermediates(directory)
         stamp.write_text(json.dumps({
-            "toplevel": toplevel, "build_args": list(build_args), "public": public, "key": key,
+            "toplevel": toplevel, "build_args": list(build_args), "public": public,
+            "optimize": optimize, "key": key,
             "verilator": verilator_version(),
         }, indent=2))
     return VerilatedModel(directory=directory, toplevel=toplevel, built=True)

