@@ -2,6 +2,7 @@
 outputs before == after on random inputs. Then the pass manager and the whole pipeline."""
 
 import math
+from itertools import product
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from gemmstone.compiler.passes import (
     remove_identities,
     simplify_arithmetic,
 )
+from gemmstone.compiler.passes.mincut import min_cut
 from gemmstone.compiler.verify import verify
 
 RNG = np.random.default_rng(1)
@@ -354,3 +356,18 @@ def test_default_pipeline_on_a_conv_net():
     assert [n.op for n in g.nodes if not n.is_constant] == [
         Op.INPUT, Op.TRANSPOSE, Op.FUSED_CONV2D, Op.MAX_POOL2D, Op.ADAPTIVE_AVG_POOL2D,
         Op.RESHAPE, Op.FUSED_MATMUL, Op.OUTPUT]
+
+
+def test_min_cut_matches_brute_force():
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        count = int(rng.integers(3, 8))
+        edges = [(int(u), int(v), int(rng.integers(1, 6))) for u, v in
+                 rng.integers(0, count, (int(rng.integers(2, 14)), 2)) if u != v]
+        value, side = min_cut(count, edges, 0, count - 1)
+        best = min(sum(c for u, v, c in edges if (u == 0 or bits[u - 1]) and
+                       not (v == 0 or bits[v - 1]))
+                   for bits in product([0, 1], repeat=count - 1) if not bits[-1])
+        assert value == best
+        assert 0 in side and count - 1 not in side
+        assert sum(c for u, v, c in edges if u in side and v not in side) == value
