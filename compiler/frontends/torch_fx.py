@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from gemmstone.compiler.ops import DType, Op
 from gemmstone.compiler.verify import verify
 
 __all__ = ["KEPT_WHOLE", "decomposition_table", "from_torch", "from_exported_program",
-           "from_fx", "runtime_input_positions"]
+           "from_fx", "from_pt2", "runtime_input_positions"]
 
 aten = torch.ops.aten
 
@@ -88,6 +89,11 @@ def from_exported_program(exported: torch.export.ExportedProgram, *,
     labels = {n.name: spec.target if spec.kind is not InputKind.USER_INPUT else n.name
               for n, spec in zip(placeholders, signature.input_specs, strict=True)}
     return _Converter(exported.graph_module, constants, labels, name).convert()
+
+
+def from_pt2(path, *, name: str | None = None) -> Graph:
+    """Convert an `ExportedProgram` saved with `torch.export.save` (a ``.pt2`` file)."""
+    return from_exported_program(torch.export.load(path), name=name or Path(path).stem)
 
 
 def from_fx(graph_module: torch.fx.GraphModule, example_inputs: Sequence, *,

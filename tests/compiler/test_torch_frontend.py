@@ -11,6 +11,7 @@ from gemmstone.compiler.errors import FrontendError
 from gemmstone.compiler.frontends.torch_fx import (
     from_exported_program,
     from_fx,
+    from_pt2,
     from_torch,
     runtime_input_positions,
 )
@@ -178,3 +179,15 @@ def test_unsupported_variants_and_training_mode_are_reported():
     with pytest.raises(FrontendError, match=r"training-mode batch norm \(call model.eval\(\) "
                                             r"before exporting\)|mutates buffer"):
         from_exported_program(exported)
+
+
+def test_saved_pt2_program(tmp_path):
+    torch.manual_seed(0)
+    model = EncoderBlock(32, 2).eval()
+    x = torch.randn(1, 4, 32)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "block.pt2")
+    graph = from_pt2(tmp_path / "block.pt2")
+    assert graph.name == "block"
+    with torch.no_grad():
+        np.testing.assert_allclose(run(graph, x.numpy())[0], model(x).numpy(), rtol=1e-4,
+                                   atol=1e-5)
