@@ -64,7 +64,11 @@ def parse_line(line: str, *, lineno: int = 1) -> int | None:
         if mnemonic == ".word":
             if len(tokens) != 1:
                 raise AssemblyError(f"line {lineno}: .word takes exactly one value")
-            word = _parse_int(tokens[0])
+            try:
+                word = _parse_int(tokens[0])
+            except ValueError:
+                raise AssemblyError(f"line {lineno}: .word {tokens[0]!r} is not an integer "
+                                    f"(decimal, 0x hex or 0b binary)") from None
             if not 0 <= word < 1 << WORD_BITS:
                 raise AssemblyError(f"line {lineno}: .word {tokens[0]} is not a "
                                     f"{WORD_BITS}-bit value")
@@ -77,6 +81,11 @@ def parse_line(line: str, *, lineno: int = 1) -> int | None:
             if name in values:
                 raise AssemblyError(f"line {lineno}: field {name!r} given twice")
             if not sep:
+                spec = BY_MNEMONIC[mnemonic]
+                kinds = {f.name: f.kind for f in spec.all_fields}
+                if kinds.get(name, "flag") != "flag":  # unknown names: make() says so
+                    raise AssemblyError(f"line {lineno}: {name} needs a value ({name}=...); "
+                                        f"only flags may be written bare")
                 values[name] = 1
                 continue
             try:

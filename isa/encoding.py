@@ -88,9 +88,8 @@ def make(mnemonic: str, **values: int | str) -> Instruction:
 
 def _token_not_allowed(spec: InstructionSpec, values: Mapping[str, int]) -> str | None:
     unit = spec.unit
-    for flag, allowed in (("pop_prev", unit.has_prev), ("push_prev", unit.has_prev),
-                          ("pop_next", unit.has_next), ("push_next", unit.has_next)):
-        if values[flag] and not allowed:
+    for flag in ("pop_prev", "push_prev", "pop_next", "push_next"):
+        if values[flag] and not unit.allows(flag):
             return (f"{spec.mnemonic}: {flag} set, but the {unit.name.lower()} unit has no "
                     f"{flag.split('_')[1]} neighbour")
     return None
@@ -98,17 +97,11 @@ def _token_not_allowed(spec: InstructionSpec, values: Mapping[str, int]) -> str 
 
 def _check_value(spec: InstructionSpec, f: FieldSpec, value: int | str):
     if f.is_enum:
-        if isinstance(value, str):
-            try:
-                return f.kind[value.upper()]
-            except KeyError:
-                choices = ", ".join(m.name.lower() for m in f.kind)
-                raise EncodingError(
-                    f"{spec.mnemonic}.{f.name}: {value!r} is not one of {choices}"
-                ) from None
-        if isinstance(value, int) and f.accepts(int(value)):
+        if isinstance(value, str) and value.upper() in f.kind.__members__:
+            return f.kind[value.upper()]
+        if isinstance(value, int) and not isinstance(value, bool) and f.accepts(value):
             return f.kind(value)
-        raise EncodingError(f"{spec.mnemonic}.{f.name}: {value!r} is not a {f.kind.__name__}")
+        raise EncodingError(_not_a_member(spec, f.name, value, f.kind))
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, int):
@@ -119,6 +112,12 @@ def _check_value(spec: InstructionSpec, f: FieldSpec, value: int | str):
             f"({f.min}..{f.max})"
         )
     return value
+
+
+def _not_a_member(spec: InstructionSpec, name: str, value, kind) -> str:
+    """The one message for an enum field value that names no member (make and decode)."""
+    choices = ", ".join(f"{member.name.lower()} ({int(member)})" for member in kind)
+    return f"{spec.mnemonic}.{name}: {value!r} is not one of {choices}"
 
 
 def encode(instr: Instruction) -> int:
@@ -189,7 +188,7 @@ def decode(word: int, *, index: int | None = None) -> Instruction:
                 value = enum_type(value)
             except ValueError:
                 raise IllegalInstructionError(
-                    f"{spec.mnemonic}: {name} = {value} is not a {enum_type.__name__}",
+                    _not_a_member(spec, name, value, enum_type),
                     index=index, text=f".word {word:#034x}",
                 ) from None
         values[name] = value

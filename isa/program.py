@@ -95,6 +95,9 @@ class Program:
     # -- serialization ------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """The container's bytes. Raises `ProgramFormatError` if a segment or buffer lies
+        outside the window (such a file could not be loaded back)."""
+        self.validate_layout()
         meta = json.dumps({
             "buffers": [[b.name, b.offset, list(b.shape), b.dtype] for b in self.buffers.values()],
             "notes": self.notes,

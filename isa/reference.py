@@ -80,7 +80,7 @@ def _field_table(spec: InstructionSpec) -> list[str]:
         doc = f.doc
         if f.name == "opcode":
             doc = f"{spec.opcode}"
-        elif f in HEADER_FIELDS and not _token_allowed(spec.unit, f.name):
+        elif f in HEADER_FIELDS and not spec.unit.allows(f.name):
             doc = (f"must be zero: the {spec.unit.name.lower()} unit has no "
                    f"{f.name.split('_')[1]} neighbour")
         lines.append(f"| {_code(f.name)} | {f.lsb} | {f.msb} | {f.width} | {_kind(f)} | "
@@ -101,12 +101,8 @@ def _syntax(spec: InstructionSpec) -> str:
             parts.append(f"{f.name}={'|'.join(m.name.lower() for m in f.kind)}")
         else:
             parts.append(f"{f.name}=<{f.kind}{f.width}>")
-    tokens = [f"[{f.name}]" for f in HEADER_FIELDS[1:] if _token_allowed(spec.unit, f.name)]
+    tokens = [f"[{f.name}]" for f in HEADER_FIELDS[1:] if spec.unit.allows(f.name)]
     return " ".join(parts + flags + tokens)
-
-
-def _token_allowed(unit: Unit, flag: str) -> bool:
-    return unit.has_prev if flag.endswith("_prev") else unit.has_next
 
 
 def _enum_tables(spec: InstructionSpec) -> list[str]:
@@ -127,7 +123,7 @@ def _enum_tables(spec: InstructionSpec) -> list[str]:
 
 
 def _tokens(unit: Unit) -> str:
-    allowed = [f.name for f in HEADER_FIELDS[1:] if _token_allowed(unit, f.name)]
+    allowed = [f.name for f in HEADER_FIELDS[1:] if unit.allows(f.name)]
     return ", ".join(_code(name) for name in allowed) if allowed else "none"
 
 

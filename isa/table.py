@@ -51,6 +51,11 @@ class Unit(enum.IntEnum):
     def has_next(self) -> bool:
         return self in (Unit.LOAD, Unit.COMPUTE)
 
+    def allows(self, token_flag: str) -> bool:
+        """Whether this unit's instructions may set ``token_flag`` (``pop_prev``, ...): only
+        towards a neighbour the unit has."""
+        return self.has_prev if token_flag.endswith("_prev") else self.has_next
+
 
 class AccLoadType(enum.IntEnum):
     """Element type of DRAM data loaded into the accumulator (int8 is sign-extended)."""
@@ -327,7 +332,9 @@ def check_table(instructions: tuple[InstructionSpec, ...],
         if len(names) != len(set(names)):
             raise TableError(f"{spec.mnemonic}: a field name is used twice")
         for f in spec.all_fields:
-            if f.width < 1 or f.lsb < 0 or f.msb >= WORD_BITS:
+            if f.width < 1:
+                raise TableError(f"{spec.mnemonic}.{f.name}: width {f.width} is not positive")
+            if f.lsb < 0 or f.msb >= WORD_BITS:
                 raise TableError(f"{spec.mnemonic}.{f.name}: bits [{f.lsb}, {f.msb}] "
                                  f"do not fit in {WORD_BITS}")
             if f.kind == "flag" and f.width != 1:

@@ -9,16 +9,10 @@ from gemmstone.isa.table import INSTRUCTIONS, FieldSpec, InstructionSpec
 __all__ = ["field_values", "instruction_values"]
 
 
-def _token_allowed(spec: InstructionSpec, name: str) -> bool:
-    if name.endswith("_prev"):
-        return spec.unit.has_prev
-    return spec.unit.has_next
-
-
 def _field_strategy(spec: InstructionSpec, f: FieldSpec) -> st.SearchStrategy:
     if f.is_enum:
         return st.sampled_from(list(f.kind))
-    if f.name.startswith(("pop_", "push_")) and not _token_allowed(spec, f.name):
+    if f.name.startswith(("pop_", "push_")) and not spec.unit.allows(f.name):
         return st.just(0)
     return st.integers(f.min, f.max)
 

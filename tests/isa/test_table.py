@@ -113,7 +113,7 @@ def test_opcode_checks(instructions, reserved, message) -> None:
      f"matmul: bits {list(range(16, 128))} are not covered by any field"),
     ((FieldSpec("a", 8, 8), FieldSpec("b", 16, 120)),
      "matmul.b: bits [16, 135] do not fit in 128"),
-    ((FieldSpec("a", 8, 0), _rest(8)), "matmul.a: bits [8, 7] do not fit in 128"),
+    ((FieldSpec("a", 8, 0), _rest(8)), "matmul.a: width 0 is not positive"),
     ((FieldSpec("a", 8, 2, "flag"), _rest(10)), "matmul.a: a flag is one bit wide"),
     ((FieldSpec("f", 8, 2, AluFunc), _rest(10)),
      "matmul.f: enum AluFunc does not fit 2 bits"),
