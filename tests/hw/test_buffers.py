@@ -167,9 +167,9 @@ def test_from_config_sizes():
     assert (spad.depth, spad.banks, spad.line_bytes) == (16384, 4, 16)
     acc = Accumulator.from_config(config, read_ports=3)
     assert (acc.depth, acc.banks, acc.cols, acc.width, len(acc.read)) == (1024, 2, 16, 32, 3)
-    for component in (Scratchpad.from_config(preset("rect")),
+    for component in (spad, acc, Scratchpad.from_config(preset("rect")),
                       Accumulator.from_config(preset("rect"))):
-        Fragment.get(component, None)  # every preset's buffers elaborate
+        Fragment.get(component, None)  # the buffers of configs elaborate
 
 
 @pytest.mark.parametrize(("make", "error", "message"), [
