@@ -283,8 +283,10 @@ class _Converter:
     @staticmethod
     def _static_shape(node: torch.fx.Node, value: torch.Tensor) -> tuple[int, ...]:
         if not all(isinstance(d, int) for d in value.shape):
-            raise FrontendError("torch", node.name, str(node.target),
-                                f"dynamic shape {list(value.shape)} is not supported")
+            what = "placeholder" if node.op == "placeholder" else str(node.target)
+            raise FrontendError("torch", node.name, what,
+                                f"dynamic shape {list(value.shape)} is not supported "
+                                "(export with static shapes)")
         return tuple(value.shape)
 
     @staticmethod

@@ -191,3 +191,12 @@ def test_saved_pt2_program(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(run(graph, x.numpy())[0], model(x).numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_dynamic_shapes_are_rejected():
+    model = nn.Linear(3, 2)
+    exported = torch.export.export(model, (torch.randn(4, 3),),
+                                   dynamic_shapes={"input": {0: torch.export.Dim("batch")}})
+    with pytest.raises(FrontendError, match=r"^torch node 'input' \(placeholder\): dynamic "
+                                            r"shape \[s\d+, 3\] is not supported"):
+        from_exported_program(exported)
