@@ -1,0 +1,142 @@
+"""The cocotb side of `gemmstone.hw.sim_top`: drives a Verilated `SimTop`.
+
+`SimTopBench` owns the clock, reset, the register master (cocotbext-axi's `AxiLiteMaster`
+on ``s_axil``) and the DRAM model's controls. Nothing of it wakes per cycle: the clock is
+cocotb's C++ clock, the register master sleeps until used, a DRAM image moves in or out
+in one clock edge (binary ``$fread`` / ``$fwrite`` in the model), and a run is waited for
+by polling ``STATUS`` at growing intervals. `play_runs` is the cocotb test
+`sim_top.run_programs` starts: it plays the runs of the pickle named by
+``GEMMSTONE_SIM_RUNS`` and writes the results to the file named by
+``GEMMSTONE_SIM_RESULTS``.
+
+Import this module only inside a cocotb simulation.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from gemmstone.hw.register_map import BY_NAME, REGISTERS, STATUS_BUSY, Kind
+from gemmstone.hw.sim_dram import file_port_value
+
+__all__ = ["SimTopBench", "play_runs"]
+
+PERIOD_NS = 10
+#: Polling STATUS starts this many cycles apart and doubles up to MAX_POLL_CYCLES: short
+#: runs end promptly, long ones spend almost no time in Python.
+FIRST_POLL_CYCLES = 32
+MAX_POLL_CYCLES = 8192
+
+
+class SimTopBench:
+    """Clock, reset, registers and DRAM access of a `gemmstone.hw.sim_top.SimTop`."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
+        self.regs = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        for name in ("dram_load", "dram_dump", "dram_rate", "dram_first", "dram_last"):
+            getattr(dut, name).value = 0
+        dut.dram_latency.value = 20
+
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 5)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    def set_dram(self, *, latency: int, rate: int) -> None:
+        """Latency (cycles) and shared bandwidth (bytes per cycle, 0 = unthrottled)."""
+        self.dut.dram_latency.value = latency
+        self.dut.dram_rate.value = rate
+
+    async def _dram_file_op(self, signal, path: str, first: int, last: int) -> None:
+        self.dut.dram_file.value = file_port_value(path)
+        self.dut.dram_first.value = first
+        self.dut.dram_last.value = last
+        signal.value = 1
+        await RisingEdge(self.dut.clk)
+        signal.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def load(self, path: str, first: int, last: int) -> None:
+        """Load words ``first..last`` of DRAM from the image file ``path``."""
+        await self._dram_file_op(self.dut.dram_load, path, first, last)
+
+    async def dump(self, path: str, first: int, last: int) -> None:
+        """Dump words ``first..last`` of DRAM to the file ``path``."""
+        await self._dram_file_op(self.dut.dram_dump, path, first, last)
+
+    async def read(self, name: str) -> int:
+        """A register by name (64-bit counters read low half first, as the map says)."""
+        register = BY_NAME[name]
+        low = await self.regs.read_dword(register.offset)
+        if register.width == 32:
+            return low
+        return low | (await self.regs.read_dword(register.offset + 4)) << 32
+
+    async def write(self, name: str, value: int) -> None:
+        await self.regs.write_dword(BY_NAME[name].offset, value)
+
+    async def wait_idle(self, max_cycles: int) -> None:
+        """Poll STATUS until BUSY clears.
+
+        Raises
+        ------
+        TimeoutError
+            If the accelerator is still busy after ``max_cycles``.
+        """
+        interval, waited = FIRST_POLL_CYCLES, 0
+        while (await self.read("STATUS")) & (1 << STATUS_BUSY.lsb):
+            if waited > max_cycles:
+                raise TimeoutError(f"the accelerator is still busy after {waited} cycles")
+            await ClockCycles(self.dut.clk, interval)
+            waited += interval
+            interval = min(2 * interval, MAX_POLL_CYCLES)
+
+    async def registers(self) -> dict[str, int]:
+        """Every status, counter and constant register, by name."""
+        return {register.name: await self.read(register.name) for register in REGISTERS
+                if register.kind in (Kind.STATUS, Kind.COUNTER, Kind.CONSTANT)}
+
+    async def run(self, run: dict) -> dict:
+        """Play one run of `sim_top.run_programs`' plan; return its results entry."""
+        started = time.perf_counter()
+        start_ns = get_sim_time(unit="ns")
+        self.set_dram(latency=run["latency"], rate=run["rate"])
+        await self.load(run["image_file"], 0, run["image_words"] - 1)
+        for name in ("INSTR_BASE", "INSTR_COUNT", "WINDOW_BASE", "WINDOW_LIMIT", "WATCHDOG"):
+            await self.write(name, run[name.lower()])
+        await self.write("CONTROL", 1)
+        try:
+            await self.wait_idle(run["max_cycles"])
+        except TimeoutError as error:
+            raise AssertionError(f"run {run['name']}: {error}") from None
+        registers = await self.registers()
+        await self.dump(run["dump_file"], run["dump_first"], run["dump_last"])
+        return {"name": run["name"], "registers": registers,
+                "wall_seconds": time.perf_counter() - started,
+                "sim_cycles": round((get_sim_time(unit="ns") - start_ns) / PERIOD_NS),
+                "dram_error": bool(self.dut.dram_error.value)}
+
+
+@cocotb.test()
+async def play_runs(dut):
+    """Play the runs named by GEMMSTONE_SIM_RUNS; results to GEMMSTONE_SIM_RESULTS."""
+    with open(os.environ["GEMMSTONE_SIM_RUNS"], "rb") as handle:
+        runs = pickle.load(handle)
+    bench = SimTopBench(dut)
+    await bench.reset()
+    results = []
+    for run in runs:
+        results.append(await bench.run(run))
+    with open(os.environ["GEMMSTONE_SIM_RESULTS"], "wb") as handle:
+        pickle.dump(results, handle)

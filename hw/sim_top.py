@@ -1,0 +1,246 @@
+"""`SimTop`: the accelerator with the in-simulation DRAM model under its AXI4 port — the
+design long RTL runs simulate — and the host side of running programs on it.
+
+The top module ``gemmstone_sim_top`` has the accelerator's clock, reset and register port
+(``s_axil_*``, for cocotbext-axi's `AxiLiteMaster`) and the DRAM model's controls
+(``dram_*``: latency, bandwidth throttle and bulk load/dump, see `gemmstone.hw.sim_dram`).
+No Python runs per cycle: the host writes the DRAM image to a file, the simulation loads
+it in one clock edge, runs the program while cocotb only polls ``STATUS`` now and then, and
+dumps the memory it is asked for to a file.
+
+`run_programs` is the host side: it writes the images, runs `gemmstone.hw.sim_bench` (the
+cocotb side) on a model from `build_sim_top`, and returns each run's registers and memory.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gemmstone.config import AcceleratorConfig
+from gemmstone.hw import sim_dram
+from gemmstone.hw.accelerator import Accelerator
+from gemmstone.hw.axi import AxiLiteSignature, flat_port_names
+from gemmstone.hw.register_map import ADDR_WIDTH
+from gemmstone.hw.sim_build import DEFAULT_BUILD_ARGS, VerilatedModel, build_verilated
+from gemmstone.isa.table import isa_hash
+
+__all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "build_sim_top", "ProgramRun",
+           "RunResult", "run_programs"]
+
+TOP_NAME = "gemmstone_sim_top"
+
+
+class SimTop(wiring.Component):
+    """An `Accelerator` whose AXI4 manager port is served by the simulation DRAM model.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    dram_bytes : int, optional
+        Size of the modelled memory (from bus address 0); ``config.dram_bytes`` if not
+        given. A multiple of ``config.dram_bytes_per_cycle``.
+    outstanding : int
+        Read and write bursts the model accepts ahead of their data (a power of two).
+
+    Members
+    -------
+    s_axil : In(AxiLiteSignature)
+        The accelerator's register port (docs/registers.md).
+    dram_latency : In(16)
+        Cycles from a burst's address to its first read beat or its write response.
+    dram_rate : In(16)
+        Bytes per cycle reads and writes share; 0 = one beat per cycle each way.
+    dram_file : In(8 * FILE_CHARS)
+        Path of the image file to load or dump (see `sim_dram.file_port_value`).
+    dram_first, dram_last : In(32)
+        Word range of a load or dump.
+    dram_load, dram_dump : In(1)
+        High for one clock edge: load the range from the file / dump it there.
+    dram_error : Out(1)
+        Sticky: the model saw a burst it does not implement (not INCR, narrow, bad last).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad parameter, naming it.
+    """
+
+    def __init__(self, *, config: AcceleratorConfig, dram_bytes: int | None = None,
+                 outstanding: int = sim_dram.DEFAULT_OUTSTANDING) -> None:
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"'config' must be an AcceleratorConfig, not {config!r}")
+        dram_bytes = config.dram_bytes if dram_bytes is None else dram_bytes
+        if type(dram_bytes) is not int or dram_bytes < 1:
+            raise TypeError(f"'dram_bytes' must be a positive integer, not {dram_bytes!r}")
+        if dram_bytes % config.dram_bytes_per_cycle or dram_bytes > 1 << 32:
+            raise ValueError(f"'dram_bytes' must be a multiple of the {config.dram_bytes_per_cycle}"
+                             f"-byte bus word up to 4 GiB, not {dram_bytes}")
+        if type(outstanding) is not int or outstanding < 2 or outstanding & (outstanding - 1):
+            raise ValueError(f"'outstanding' must be a power of two of at least 2, not "
+                             f"{outstanding!r}")
+        self.config = config
+        self.dram_bytes = dram_bytes
+        self.outstanding = outstanding
+        super().__init__({
+            "s_axil": In(AxiLiteSignature(addr_width=ADDR_WIDTH)),
+            "dram_latency": In(16),
+            "dram_rate": In(16),
+            "dram_file": In(8 * sim_dram.FILE_CHARS),
+            "dram_first": In(32),
+            "dram_last": In(32),
+            "dram_load": In(1),
+            "dram_dump": In(1),
+            "dram_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        m.submodules.accelerator = accelerator = Accelerator(config=c)
+        m.submodules.dram = dram = sim_dram.SimDram(
+            data_bytes=c.dram_bytes_per_cycle, words=self.dram_bytes // c.dram_bytes_per_cycle,
+            addr_width=accelerator.m_axi.signature.addr_width,
+            id_width=accelerator.m_axi.signature.id_width, outstanding=self.outstanding)
+        wiring.connect(m, wiring.flipped(self.s_axil), accelerator.s_axil)
+        wiring.connect(m, accelerator.m_axi, dram.axi)
+        for name in ("latency", "rate", "file", "first", "last", "load", "dump"):
+            m.d.comb += getattr(dram, name).eq(getattr(self, f"dram_{name}"))
+        m.d.comb += self.dram_error.eq(dram.error)
+        return m
+
+
+def sim_top_verilog(config: AcceleratorConfig, *, dram_bytes: int | None = None,
+                    outstanding: int = sim_dram.DEFAULT_OUTSTANDING) -> str:
+    """Verilog of `SimTop` (module `TOP_NAME`) followed by the DRAM model's module."""
+    top = SimTop(config=config, dram_bytes=dram_bytes, outstanding=outstanding)
+    header = (f"// gemmstone simulation top: {config.describe()}, {top.dram_bytes} B of "
+              f"simulated DRAM\n// config {config.content_hash}\n// isa {isa_hash()}\n")
+    text = verilog.convert(top, name=TOP_NAME, ports=flat_port_names(top), emit_src=False)
+    return header + text + sim_dram.SIM_DRAM_VERILOG
+
+
+def build_sim_top(config: AcceleratorConfig, *, dram_bytes: int | None = None,
+                  public: bool = False, optimize: bool = False,
+                  cache_dir: str | Path | None = None) -> VerilatedModel:
+    """The Verilated `SimTop` for ``config``, built once and cached by content hash (see
+    `gemmstone.hw.sim_build.build_verilated` for ``public``, ``optimize``, ``cache_dir``)."""
+    return build_verilated(sim_top_verilog(config, dram_bytes=dram_bytes), toplevel=TOP_NAME,
+                           build_args=DEFAULT_BUILD_ARGS, public=public, optimize=optimize,
+                           cache_dir=cache_dir)
+
+
+@dataclass(frozen=True)
+class ProgramRun:
+    """One program run on `SimTop`.
+
+    Attributes
+    ----------
+    name : str
+    image : bytes
+        DRAM contents from bus address 0: instructions, constants and inputs.
+    instr_base, instr_count, window_base, window_limit, watchdog : int
+        The register settings of the run (docs/registers.md).
+    latency : int
+        DRAM latency in cycles.
+    rate : int
+        DRAM bytes per cycle shared by reads and writes; 0 = not throttled.
+    readback : (int, int), optional
+        (bus address, bytes) of DRAM to return after the run; the image's extent if None.
+    max_cycles : int
+        The run fails if the accelerator is still busy after this many cycles.
+    """
+
+    name: str
+    image: bytes
+    instr_base: int
+    instr_count: int
+    window_base: int
+    window_limit: int
+    watchdog: int = 0
+    latency: int = 20
+    rate: int = 0
+    readback: tuple[int, int] | None = None
+    max_cycles: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a `ProgramRun` left: every readable register (STATUS, the error registers,
+    the counters and the IDs, by name), the DRAM read back, and timing.
+
+    Attributes
+    ----------
+    name : str
+    registers : dict of str to int
+    memory : bytes
+        The ``readback`` range of DRAM after the run.
+    wall_seconds : float
+        Wall time of the run in the simulator, loads and dumps included.
+    sim_cycles : int
+        Clock cycles the simulator ran for it (including polling slack and register
+        accesses; the CYCLES register counts only the accelerator's busy cycles).
+    dram_error : bool
+        The DRAM model saw a burst it does not implement.
+    """
+
+    name: str
+    registers: dict[str, int] = field(repr=False)
+    memory: bytes = field(repr=False)
+    wall_seconds: float
+    sim_cycles: int
+    dram_error: bool
+
+
+def run_programs(model: VerilatedModel, config: AcceleratorConfig, runs: Sequence[ProgramRun],
+                 workdir: str | Path) -> list[RunResult]:
+    """Run ``runs`` one after the other in one simulation of ``model`` (a `build_sim_top`
+    model for ``config``); files and logs go to ``workdir``.
+
+    Raises
+    ------
+    gemmstone.hw.sim_build.CocotbTestError
+        If the simulation failed (a run over its ``max_cycles``, a crash).
+    """
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_bytes = config.dram_bytes_per_cycle
+    plan = []
+    for index, run in enumerate(runs):
+        image_file = workdir / f"image{index}.bin"
+        words = sim_dram.write_image(image_file, run.image, data_bytes=data_bytes)
+        start, size = run.readback if run.readback is not None else (0, len(run.image))
+        first, last = start // data_bytes, -(-(start + size) // data_bytes) - 1
+        plan.append({
+            "name": run.name, "image_file": str(image_file), "image_words": words,
+            "dump_file": str(workdir / f"dump{index}.bin"), "dump_first": first,
+            "dump_last": last, "instr_base": run.instr_base, "instr_count": run.instr_count,
+            "window_base": run.window_base, "window_limit": run.window_limit,
+            "watchdog": run.watchdog, "latency": run.latency, "rate": run.rate,
+            "max_cycles": run.max_cycles,
+        })
+    plan_file, results_file = workdir / "runs.pkl", workdir / "results.pkl"
+    plan_file.write_bytes(pickle.dumps(plan))
+    results_file.unlink(missing_ok=True)
+    model.run_cocotb("gemmstone.hw.sim_bench", module_dir=Path(__file__).parent,
+                     test_dir=workdir, extra_env={"GEMMSTONE_SIM_RUNS": str(plan_file),
+                                                  "GEMMSTONE_SIM_RESULTS": str(results_file)})
+    raw_results = pickle.loads(results_file.read_bytes())
+    results = []
+    for run, entry, raw in zip(runs, plan, raw_results, strict=True):
+        start, size = run.readback if run.readback is not None else (0, len(run.image))
+        words = entry["dump_last"] - entry["dump_first"] + 1
+        memory = sim_dram.read_image(entry["dump_file"], data_bytes=data_bytes, words=words)
+        offset = start - entry["dump_first"] * data_bytes
+        results.append(RunResult(name=run.name, registers=raw["registers"],
+                                 memory=memory[offset:offset + size],
+                                 wall_seconds=raw["wall_seconds"], sim_cycles=raw["sim_cycles"],
+                                 dram_error=raw["dram_error"]))
+    return results
