@@ -16,9 +16,11 @@ from gemmstone.compiler.passes.manager import (
 )
 from gemmstone.compiler.passes.matmul import fold_transposes_into_matmul
 from gemmstone.compiler.passes.patterns import recognize_gelu
+from gemmstone.compiler.passes.qdq import fold_qdq_into_integer_ops
 from gemmstone.compiler.passes.simplify import simplify_arithmetic
 
 __all__ = ["fold_batch_norms", "remove_dead_nodes", "remove_identities", "fold_constants",
            "eliminate_common_subexpressions", "fuse_accelerator_ops", "assign_layouts",
            "fold_transposes_into_matmul", "simplify_arithmetic", "recognize_gelu",
-           "PassManager", "PassReport", "DEFAULT_PIPELINE", "optimize", "format_reports"]
+           "fold_qdq_into_integer_ops", "PassManager", "PassReport", "DEFAULT_PIPELINE",
+           "optimize", "format_reports"]

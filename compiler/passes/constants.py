@@ -15,9 +15,11 @@ _GROWTH_LIMIT_BYTES = 1 << 16
 def fold_constants(graph: Graph) -> None:
     """Evaluate every node whose operands are all constants and make it a constant (in
     place: it keeps its name and type). Results that would be much larger than their
-    operands (broadcasts) are left alone."""
+    operands (broadcasts) are left alone, and so are dequantized constants (integer
+    weights that `fold_qdq_into_integer_ops` turns back into integer ops)."""
     for node in graph.nodes:
-        if node.op in (Op.INPUT, Op.CONSTANT, Op.OUTPUT) or not node.inputs:
+        # dequantize(constant) stays: it marks integer weights for the integer-op passes.
+        if node.op in (Op.INPUT, Op.CONSTANT, Op.OUTPUT, Op.DEQUANTIZE) or not node.inputs:
             continue
         if not all(v.op is Op.CONSTANT for v in node.inputs):
             continue

@@ -67,8 +67,8 @@ def _flexible(node: Node) -> bool:
     """Ops that compute the same in either layout (after remapping their attributes)."""
     if not _is_activation(node):
         return False
-    if node.op in (Op.QUANTIZE, Op.DEQUANTIZE):
-        return np.asarray(node.attrs["scale"]).size == 1
+    if node.op in (Op.QUANTIZE, Op.DEQUANTIZE, Op.REQUANTIZE):
+        return True  # per-channel parameters follow the channel axis (see `_relabel`)
     if node.op not in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.CONCAT}:
         return False
     return all(_is_activation(v) or (v.is_constant and v.value.ndim <= 4 and node.op is not
@@ -157,7 +157,7 @@ def _relabel(graph: Graph, node: Node) -> None:
         node.attrs["layout"] = "NHWC"
     elif node.op is Op.BATCH_NORM:
         node.attrs["axis"] = 3
-    elif node.op is Op.CONCAT:
+    elif node.op in (Op.CONCAT, Op.QUANTIZE, Op.DEQUANTIZE, Op.REQUANTIZE):
         node.attrs["axis"] = TO_NCHW[node.attrs["axis"] % 4]
     elif node.op in ELEMENTWISE_BINARY:
         for position, value in enumerate(node.inputs):
@@ -206,7 +206,8 @@ def _fold_into_weights(graph: Graph, node: Node, users: dict) -> bool:
         return False
     n, h, w, c = node.inputs[0].shape
     matmul = users[flat][0]
-    if flat.shape != (n, c * h * w) or matmul.op not in (Op.MATMUL, Op.FUSED_MATMUL) or \
+    if flat.shape != (n, c * h * w) or \
+            matmul.op not in (Op.MATMUL, Op.FUSED_MATMUL, Op.QMATMUL) or \
             matmul.inputs[0] is not flat or matmul.attrs["transpose_a"] or \
             not matmul.inputs[1].is_constant:
         return False

@@ -18,6 +18,7 @@ from gemmstone.compiler.passes.fusion import fuse_accelerator_ops
 from gemmstone.compiler.passes.layout import assign_layouts
 from gemmstone.compiler.passes.matmul import fold_transposes_into_matmul
 from gemmstone.compiler.passes.patterns import recognize_gelu
+from gemmstone.compiler.passes.qdq import fold_qdq_into_integer_ops
 from gemmstone.compiler.passes.simplify import simplify_arithmetic
 from gemmstone.compiler.verify import verify
 
@@ -29,6 +30,7 @@ Pass = Callable[[Graph], None]
 DEFAULT_PIPELINE: tuple[Pass, ...] = (
     remove_dead_nodes,
     remove_identities,
+    fold_qdq_into_integer_ops,
     fold_constants,
     eliminate_common_subexpressions,
     recognize_gelu,

@@ -18,6 +18,7 @@ from gemmstone.compiler.passes import (
     eliminate_common_subexpressions,
     fold_batch_norms,
     fold_constants,
+    fold_qdq_into_integer_ops,
     fold_transposes_into_matmul,
     format_reports,
     fuse_accelerator_ops,
@@ -196,6 +197,40 @@ def test_fold_transposes_into_matmul():
         "  %matmul = matmul(%a, %b) {transpose_a=True, transpose_b=True} : f32[2,4,6]",
         "  %matmul_1 = matmul(%a, %transpose_2) {transpose_a=True} : f32[2,4,6]",
         "  output(%matmul, %matmul_1)",
+        "}")
+
+
+def test_fold_qdq_into_integer_ops():
+    g = Graph("qdq")
+    x = g.input("x", (1, 2, 4, 4))
+
+    def qdq(value, scale, zero, name):
+        params = {"scale": np.float32([scale]), "zero_point": np.array([zero])}
+        q = g.add(Op.QUANTIZE, [value], params, name=f"{name}_q")
+        return g.add(Op.DEQUANTIZE, [q], params, name=f"{name}_dq")
+
+    weight = g.add(Op.DEQUANTIZE, [g.constant(RNG.integers(-9, 9, (3, 2, 3, 3)).astype(np.int8),
+                                              "w")],
+                   {"scale": np.float32([0.5, 0.25, 1.0]), "zero_point": np.zeros(3, np.int64),
+                    "axis": 0})
+    conv = g.add(Op.CONV2D, [qdq(x, 0.5, 3, "x"), weight,
+                             g.constant(np.float32([1.0, -2.5, 0.5]), "b")], name="conv")
+    flat = g.add(Op.RESHAPE, [qdq(conv, 2.0, -5, "y")], {"shape": (1, 3, 4)}, name="flat")
+    g.output(qdq(flat, 2.0, -5, "z"))
+    # Power-of-two scales and a bias on the accumulator's grid: the float path before is
+    # exact, so the outputs match bit for bit.
+    assert apply(g, fold_qdq_into_integer_ops, tol=0) == listing(
+        "graph qdq(%x: f32[1,2,4,4]) {",
+        "  %x_q = quantize(%x) {scale=[0.5], zero_point=[3]} : i8[1,2,4,4]",
+        "  %w_1 = constant : i8[3,2,3,3]",
+        "  %conv_bias_q = constant {value=[4,-20,1]} : i32[3]",
+        "  %conv_1 = qconv2d(%x_q, %w_1, %conv_bias_q) {bias=True, x_zero_point=3} : "
+        "i32[1,3,2,2]",
+        "  %y_q_1 = requantize(%conv_1) {mode='float', scale=[0.125,0.0625,0.25], "
+        "zero_point=-5, axis=1} : i8[1,3,2,2]",
+        "  %flat_1 = reshape(%y_q_1) {shape=(1,3,4)} : i8[1,3,4]",
+        "  %z_dq = dequantize(%flat_1) {scale=[2.], zero_point=[-5]} : f32[1,3,4]",
+        "  output(%z_dq)",
         "}")
 
 
