@@ -132,7 +132,8 @@ def _materialize(graph: Graph, nhwc: set[int]) -> None:
             return value
         key = (id(value), want_nhwc)
         if key not in cache:
-            following = graph.nodes[graph.index(value) + 1]
+            # Right after the value (after the graph inputs, which stay first).
+            following = graph.nodes[max(graph.index(value) + 1, len(graph.inputs))]
             cache[key] = graph.add(Op.TRANSPOSE, [value],
                                    {"perm": TO_NHWC if want_nhwc else TO_NCHW},
                                    before=following)

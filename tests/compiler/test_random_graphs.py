@@ -23,7 +23,7 @@ def random_graph(seed: int) -> Graph:
         return g.constant(rng.standard_normal(shape).astype(np.float32), "k")
 
     g = Graph(f"random{seed}")
-    values = [g.input("x", (1, C, H, W))]
+    values = [g.input(name, (1, C, H, W)) for name in ("x", "y")[:rng.integers(1, 3)]]
     for _ in range(rng.integers(4, 14)):
         a = values[rng.integers(len(values))]
         kind = rng.integers(12)
@@ -61,7 +61,7 @@ def random_graph(seed: int) -> Graph:
         values.append(out)
     outputs = [values[-1]]
     if rng.integers(2):
-        outputs.append(values[rng.integers(1, len(values))])
+        outputs.append(values[rng.integers(len(values))])
     g.output(*outputs)
     return g
 
@@ -72,8 +72,10 @@ def test_pipeline_preserves_random_graphs(seed):
     verify(graph)
     before = graph.copy()
     PassManager().run(graph)
-    x = np.random.default_rng(seed + 1000).standard_normal((1, C, H, W)).astype(np.float32)
-    for got, want in zip(run(graph, x), run(before, x), strict=True):
+    data = np.random.default_rng(seed + 1000).standard_normal((2, 1, C, H, W))
+    inputs = list(data.astype(np.float32)[:len(graph.inputs)])
+    for got, want in zip(run(graph, *inputs), run(before, *inputs), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert all(n.op is Op.INPUT for n in graph.nodes[:len(graph.inputs)])
     transposes = graph.count(Op.TRANSPOSE)
-    assert transposes <= 1 + len(graph.outputs), str(graph)
+    assert transposes <= len(graph.inputs) + len(graph.outputs), str(graph)
