@@ -47,9 +47,12 @@ class ComputeUnit(wiring.Component):
     window : In(WindowSignature)
     spad, spad_w : scratchpad read ports (flipped ReadPort.Signature, lines of
         ``line_bytes``): input rows of MATMUL, weight rows of PRELOAD
+    acc_add : Out(stream.Signature(StructLayout(addr, data, accumulate), always_ready))
+        The accumulator's add-in-place port: MATMUL rows and LOADACC lines, written (or
+        added to the old row) one cycle after the transfer.
     acc_a, acc_b : accumulator read ports (flipped ReadPort.Signature, rows of ``cols``
-        int32); ``acc_a`` must be transparent for ``acc_w``.
-    acc_w : accumulator write port (flipped WritePort.Signature)
+        int32), transparent for the writes: the ALU's operands.
+    acc_w : accumulator write port (flipped WritePort.Signature): the ALU's results.
     axi : Out(AxiReadSignature)
         LOADACC's DMA reads.
     fault : Out(FaultSignature)
@@ -75,6 +78,9 @@ class ComputeUnit(wiring.Component):
             "window": In(WindowSignature()),
             "spad": In(spad_read),
             "spad_w": In(spad_read),
+            "acc_add": Out(stream.Signature(data.StructLayout({
+                "addr": config.acc_addr_bits, "data": self.row, "accumulate": 1,
+            }), always_ready=True)),
             "acc_a": In(acc_read),
             "acc_b": In(acc_read),
             "acc_w": In(memory.WritePort.Signature(addr_width=config.acc_addr_bits,
@@ -113,36 +119,33 @@ class ComputeUnit(wiring.Component):
 
         # -- the matmul drain pipeline: pipe[s] describes the row whose scratchpad line was
         # read s + 1 cycles ago. The array takes the line at pipe[0] and returns its row at
-        # pipe[latency], when it is written; the old row is read one cycle before.
-        depth = 1 + array.latency
+        # pipe[latency], when it goes to the accumulator's adder; pipe[latency + 1] is the
+        # cycle the adder writes it, when the matmul's tokens are pushed.
+        depth = 2 + array.latency
         stage = data.StructLayout({"valid": 1, "row": c.acc_addr_bits, "accumulate": 1,
                                    "push_prev": 1, "push_next": 1})
         pipe = [Signal(stage, name=f"pipe{s}") for s in range(depth)]
         issue = Signal(stage)  # what enters stage 0 this cycle
         m.d.sync += [pipe[0].eq(issue)] + [pipe[s].eq(pipe[s - 1]) for s in range(1, depth)]
-        draining = Cat(p.valid for p in pipe).any()
+        adding = Signal()  # the accumulator's adder writes a row this cycle
+        m.d.sync += adding.eq(self.acc_add.valid)
+        draining = Cat(*(p.valid for p in pipe), adding).any()
         # Promised pushes of matmuls in the pipeline, so a new instruction's room check
         # counts them.
         pending = {side: Signal(range(c.token_depth + 2), name=f"pending_{side}")
                    for side in links}
         m.d.comb += array.inputs.payload.eq(self.spad.data.as_value()[:8 * c.rows])
         m.d.comb += array.inputs.valid.eq(pipe[0].valid)
-        read_stage, write_stage = pipe[depth - 2], pipe[depth - 1]
-        m.d.comb += [
-            self.acc_a.addr.eq(read_stage.row),
-            self.acc_a.en.eq(read_stage.valid & read_stage.accumulate),
-        ]
-        matmul_row = Signal(self.row)
-        for j in range(c.cols):
-            old = Mux(write_stage.accumulate, self.acc_a.data[j], 0)
-            m.d.comb += matmul_row[j].eq(array.outputs.payload[j] + old)
+        output_stage, committed = pipe[depth - 2], pipe[depth - 1]
         pushes = {side: Signal(2, name=f"push_{side}") for side in links}
         drained_push = {side: Signal(name=f"drained_push_{side}") for side in links}
-        with m.If(write_stage.valid):
-            m.d.comb += [self.acc_w.en.eq(1), self.acc_w.addr.eq(write_stage.row),
-                         self.acc_w.data.eq(matmul_row)]
+        with m.If(output_stage.valid):
+            m.d.comb += [self.acc_add.valid.eq(1), self.acc_add.payload.addr.eq(output_stage.row),
+                         self.acc_add.payload.data.eq(array.outputs.payload),
+                         self.acc_add.payload.accumulate.eq(output_stage.accumulate)]
+        with m.If(committed.valid):
             for side in links:
-                m.d.comb += drained_push[side].eq(getattr(write_stage, f"push_{side}"))
+                m.d.comb += drained_push[side].eq(getattr(committed, f"push_{side}"))
         loader_push = {side: Signal(name=f"loader_push_{side}") for side in links}
         for side, link in links.items():
             m.d.comb += link.push.eq(pushes[side] + drained_push[side] + loader_push[side])
@@ -319,8 +322,8 @@ class ComputeUnit(wiring.Component):
                     m.next = "LOADACC"
 
             with m.State("LOADACC"):
-                # Line i is read from the accumulator as it arrives and written back,
-                # added to the old row, one cycle later; with overwrite the old row is 0.
+                # Each line goes to the accumulator's adder as it arrives (added to the old
+                # row, or written over it); the adder writes it the next cycle.
                 m.d.comb += fsm_busy.eq(1)
                 incoming = Signal(self.row)
                 line = dma.lines.payload.data
@@ -330,27 +333,19 @@ class ComputeUnit(wiring.Component):
                                    line[4 * j + 3]).as_signed()
                     m.d.comb += incoming[j].eq(Mux(loadacc.type == AccLoadType.INT8,
                                                    as_int8, as_int32))
-                staged = Signal(self.row)
-                staged_valid = Signal()
                 accepting = count < loadacc.n
+                arriving = accepting & dma.lines.valid
                 m.d.comb += [
                     dma.lines.ready.eq(accepting),
                     self.dma_wait.eq(accepting & ~dma.lines.valid),
-                    self.acc_b.en.eq(1),
-                    self.acc_b.addr.eq(loadacc.acc + count),
+                    self.acc_add.valid.eq(arriving),
+                    self.acc_add.payload.addr.eq(loadacc.acc + count),
+                    self.acc_add.payload.data.eq(incoming),
+                    self.acc_add.payload.accumulate.eq(loadacc.accumulate),
                 ]
-                m.d.sync += [staged.eq(incoming), staged_valid.eq(accepting & dma.lines.valid)]
-                with m.If(accepting & dma.lines.valid):
+                with m.If(arriving):
                     m.d.sync += count.eq(count + 1)
-                with m.If(staged_valid):
-                    written = Signal(self.row)
-                    for j in range(c.cols):
-                        old = Mux(loadacc.accumulate, self.acc_b.data[j], 0)
-                        m.d.comb += written[j].eq(staged[j] + old)
-                    m.d.comb += [self.acc_w.en.eq(1), self.acc_w.addr.eq(loadacc.acc + done),
-                                 self.acc_w.data.eq(written)]
-                    m.d.sync += done.eq(done + 1)
-                    with m.If(done == loadacc.n - 1):
+                    with m.If(count == loadacc.n - 1):
                         finish()
 
             with m.State("ALU"):

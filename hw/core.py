@@ -2,11 +2,12 @@
 accumulator memories, token counters and the AXI4 master — run by the register block's
 `CorePortSignature`. See docs/microarchitecture.md."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
-from amaranth.lib import data, fifo, memory, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from gemmstone.config import AcceleratorConfig
+from gemmstone.hw.accumulator import Accumulator
 from gemmstone.hw.axi import AxiSignature
 from gemmstone.hw.axi_arbiter import AxiReadArbiter
 from gemmstone.hw.compute_unit import ComputeUnit
@@ -14,6 +15,7 @@ from gemmstone.hw.dispatch import Dispatch, QueueEntry
 from gemmstone.hw.fetch import Fetch
 from gemmstone.hw.load_unit import LoadUnit
 from gemmstone.hw.registers import CorePortSignature
+from gemmstone.hw.scratchpad import Scratchpad
 from gemmstone.hw.store_unit import StoreUnit
 from gemmstone.hw.tokens import TokenCounters
 from gemmstone.isa.errors import ErrorCode
@@ -123,20 +125,16 @@ class Core(wiring.Component):
             ]
 
         # -- memories ---------------------------------------------------------------------
-        m.submodules.spad = spad = memory.Memory(shape=load.line, depth=c.spad_lines, init=[])
-        row = data.ArrayLayout(signed(32), c.cols)
-        m.submodules.acc = acc = memory.Memory(shape=row, depth=c.acc_rows, init=[])
-        spad_write = spad.write_port()
-        acc_write = acc.write_port()
-        wiring.connect(m, spad_write, load.spad)
-        wiring.connect(m, spad.read_port(), compute.spad)
-        wiring.connect(m, spad.read_port(), compute.spad_w)
-        wiring.connect(m, acc_write, compute.acc_w)
-        # A matmul reads the row the previous one writes in the same cycle: transparent.
-        wiring.connect(m, acc.read_port(transparent_for=(acc_write,)),
-                       compute.acc_a)
-        wiring.connect(m, acc.read_port(), compute.acc_b)
-        wiring.connect(m, acc.read_port(), store.acc)
+        m.submodules.spad = spad = Scratchpad.from_config(c, read_ports=2)
+        m.submodules.acc = acc = Accumulator.from_config(c, read_ports=3)
+        wiring.connect(m, spad.write[0], load.spad)
+        wiring.connect(m, spad.read[0], compute.spad)
+        wiring.connect(m, spad.read[1], compute.spad_w)
+        wiring.connect(m, compute.acc_add, acc.accumulate)
+        wiring.connect(m, acc.write, compute.acc_w)
+        wiring.connect(m, acc.read[0], compute.acc_a)
+        wiring.connect(m, acc.read[1], compute.acc_b)
+        wiring.connect(m, acc.read[2], store.acc)
 
         # -- AXI ----------------------------------------------------------------------------
         m.submodules.arbiter = arbiter = AxiReadArbiter(clients=4,
