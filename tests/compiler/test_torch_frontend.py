@@ -1,10 +1,10 @@
 """torch.export and torch.compile frontends: the kept-whole operators, the in-repo models
 (IR output == PyTorch before and after the pass pipeline), and the error messages."""
 
+import model_cache
 import numpy as np
 import pytest
 import torch
-import trained
 from torch import nn
 
 from gemmstone.compiler.errors import FrontendError
@@ -18,9 +18,7 @@ from gemmstone.compiler.frontends.torch_fx import (
 from gemmstone.compiler.interpreter import run
 from gemmstone.compiler.models import (
     EncoderBlock,
-    mobilenet_v2,
     randomize_batch_norm,
-    resnet18,
 )
 from gemmstone.compiler.ops import Op
 from gemmstone.compiler.passes import optimize
@@ -47,9 +45,9 @@ class Everything(nn.Module):
         return torch.softmax(y, -1), y.transpose(0, 1) @ y
 
 
-def compare(model, *args, tol=1e-4, passes=True):
+def compare(model, *args, tol=1e-4, passes=True, graph=None):
     """IR output == model output, straight from the frontend and after the pipeline."""
-    graph = from_torch(model, args)
+    graph = from_torch(model, args) if graph is None else graph.copy()
     with torch.no_grad():
         expected = model(*args)
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
@@ -74,7 +72,7 @@ def test_kept_operators_arrive_whole():
 
 
 def test_digits_cnn_predictions_through_the_ir():
-    model, (_, _, x_test, y_test), accuracy = trained.digits()
+    model, (_, _, x_test, y_test), accuracy = model_cache.digits()
     assert accuracy > 0.95
     compare(model, torch.from_numpy(x_test[:64]))
     full = from_torch(model, (torch.from_numpy(x_test),))
@@ -86,16 +84,9 @@ def test_digits_cnn_predictions_through_the_ir():
     assert full.count(Op.TRANSPOSE) == 0
 
 
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    model = randomize_batch_norm(resnet18(num_classes=10))
-    x = torch.randn(1, 3, 32, 32)
-    return model, x, compare(model, x)
-
-
-def test_resnet18_matches_torch(resnet):
-    _, _, (graph, optimized) = resnet
+def test_resnet18_matches_torch():
+    model, x, exported = model_cache.exported("resnet18")
+    graph, optimized = compare(model, x, graph=exported)
     assert graph.count(Op.CONV2D) == 20 and graph.count(Op.BATCH_NORM) == 20
     # Every conv+bn(+relu)(+residual) is one accelerator op; the only layout change left
     # is the input's.
@@ -106,9 +97,8 @@ def test_resnet18_matches_torch(resnet):
 
 
 def test_mobilenet_v2_matches_torch():
-    torch.manual_seed(0)
-    model = randomize_batch_norm(mobilenet_v2(num_classes=10, width_mult=0.35))
-    _, optimized = compare(model, torch.randn(1, 3, 32, 32))
+    model, x, exported = model_cache.exported("mobilenet_v2")
+    _, optimized = compare(model, x, graph=exported)
     depthwise = [n for n in optimized.nodes if n.op is Op.FUSED_CONV2D and n.attrs["groups"] > 1]
     assert len(depthwise) == 17 and optimized.count(Op.FUSED_CONV2D) == 52
     assert all(n.attrs["clamp"] == (0.0, 6.0) for n in depthwise)
