@@ -25,10 +25,8 @@ from gemmstone.hw.isa_layout import HEADER_LAYOUT, INSTRUCTION_LAYOUTS, OPCODES
 from gemmstone.hw.systolic_array import SystolicArray
 from gemmstone.hw.unit_ports import (
     FAULT_ADDRESS_BITS,
-    FaultSignature,
-    TokenLinkSignature,
-    WindowSignature,
     tokens_ready,
+    unit_members,
 )
 from gemmstone.isa.errors import ErrorCode
 from gemmstone.isa.table import AccLoadType
@@ -41,10 +39,6 @@ class ComputeUnit(wiring.Component):
 
     Members
     -------
-    queue : In(stream.Signature(QueueEntry))
-    prev, next : Out(TokenLinkSignature)
-        Tokens with the load and the store unit.
-    window : In(WindowSignature)
     spad, spad_w : scratchpad read ports (flipped ReadPort.Signature, lines of
         ``line_bytes``): input rows of MATMUL, weight rows of PRELOAD
     acc_add : Out(stream.Signature(StructLayout(addr, data, accumulate), always_ready))
@@ -55,14 +49,8 @@ class ComputeUnit(wiring.Component):
     acc_w : accumulator write port (flipped WritePort.Signature): the ALU's results.
     axi : Out(AxiReadSignature)
         LOADACC's DMA reads.
-    fault : Out(FaultSignature)
-    clear, stop : In(1)
-    idle, busy, token_wait, dma_wait : Out(1)
-        State for dispatch and the performance counters.
-    active : Out(1)
-        Executing, draining or waiting for DMA transfers (the core may not end a run).
-    retired : Out(1)
-        Strobe: an instruction finished (a matmul when its last line is in the array).
+    queue, window, fault, clear, stop, idle, active, retired, busy, token_wait, dma_wait
+        and the token links: see `unit_members`.
     """
 
     def __init__(self, *, config: AcceleratorConfig) -> None:
@@ -72,10 +60,6 @@ class ComputeUnit(wiring.Component):
         acc_read = memory.ReadPort.Signature(addr_width=config.acc_addr_bits, shape=self.row)
         spad_read = memory.ReadPort.Signature(addr_width=config.spad_addr_bits, shape=self.line)
         super().__init__({
-            "queue": In(stream.Signature(QueueEntry)),
-            "prev": Out(TokenLinkSignature(config.token_depth)),
-            "next": Out(TokenLinkSignature(config.token_depth)),
-            "window": In(WindowSignature()),
             "spad": In(spad_read),
             "spad_w": In(spad_read),
             "acc_add": Out(stream.Signature(data.StructLayout({
@@ -86,15 +70,7 @@ class ComputeUnit(wiring.Component):
             "acc_w": In(memory.WritePort.Signature(addr_width=config.acc_addr_bits,
                                                    shape=self.row)),
             "axi": Out(AxiReadSignature(data_bytes=config.dram_bytes_per_cycle)),
-            "fault": Out(FaultSignature()),
-            "clear": In(1),
-            "stop": In(1),
-            "idle": Out(1),
-            "active": Out(1),
-            "retired": Out(1),
-            "busy": Out(1),
-            "token_wait": Out(1),
-            "dma_wait": Out(1),
+            **unit_members(config, sides=("prev", "next")),
         })
 
     def elaborate(self, platform):

@@ -9,7 +9,7 @@ between LOADs. Scratchpad writes and token pushes stay in program order.
 """
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from gemmstone.config import AcceleratorConfig
@@ -19,10 +19,8 @@ from gemmstone.hw.dma import DmaReader
 from gemmstone.hw.isa_layout import HEADER_LAYOUT, INSTRUCTION_LAYOUTS
 from gemmstone.hw.unit_ports import (
     FAULT_ADDRESS_BITS,
-    FaultSignature,
-    TokenLinkSignature,
-    WindowSignature,
     tokens_ready,
+    unit_members,
 )
 from gemmstone.isa.errors import ErrorCode
 
@@ -34,45 +32,21 @@ class LoadUnit(wiring.Component):
 
     Members
     -------
-    queue : In(stream.Signature(QueueEntry))
-    next : Out(TokenLinkSignature)
-        Tokens with the compute unit.
-    window : In(WindowSignature)
     spad : Out(WritePort.Signature), flipped
         The scratchpad write port (lines of ``line_bytes`` bytes).
     axi : Out(AxiReadSignature)
-    fault : Out(FaultSignature)
-    clear : In(1)
-        A run starts: forget the last fault.
-    stop : In(1)
-        Start no new instruction (a fault elsewhere).
-    idle, busy, token_wait, dma_wait : Out(1)
-        State for dispatch and the performance counters.
-    active : Out(1)
-        Executing or waiting for DMA transfers (the core may not end a run).
-    retired : Out(1)
-        Strobe: an instruction finished.
+    queue, window, fault, clear, stop, idle, active, retired, busy, token_wait, dma_wait
+        and the token links: see `unit_members`.
     """
 
     def __init__(self, *, config: AcceleratorConfig) -> None:
         self.config = config
         self.line = data.ArrayLayout(unsigned(8), config.line_bytes)
         super().__init__({
-            "queue": In(stream.Signature(QueueEntry)),
-            "next": Out(TokenLinkSignature(config.token_depth)),
-            "window": In(WindowSignature()),
             "spad": In(memory.WritePort.Signature(addr_width=config.spad_addr_bits,
                                                   shape=self.line)),
             "axi": Out(AxiReadSignature(data_bytes=config.dram_bytes_per_cycle)),
-            "fault": Out(FaultSignature()),
-            "clear": In(1),
-            "stop": In(1),
-            "idle": Out(1),
-            "active": Out(1),
-            "retired": Out(1),
-            "busy": Out(1),
-            "token_wait": Out(1),
-            "dma_wait": Out(1),
+            **unit_members(config, sides=("next",)),
         })
 
     def elaborate(self, platform):

@@ -8,7 +8,7 @@ idle (for fence and halt) only when every write response has come back.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from gemmstone.config import AcceleratorConfig
@@ -19,10 +19,8 @@ from gemmstone.hw.isa_layout import HEADER_LAYOUT, INSTRUCTION_LAYOUTS, OPCODES
 from gemmstone.hw.output_stage import OutputStage
 from gemmstone.hw.unit_ports import (
     FAULT_ADDRESS_BITS,
-    FaultSignature,
-    TokenLinkSignature,
-    WindowSignature,
     tokens_ready,
+    unit_members,
 )
 from gemmstone.isa.errors import ErrorCode
 from gemmstone.isa.table import StoreMode
@@ -35,42 +33,21 @@ class StoreUnit(wiring.Component):
 
     Members
     -------
-    queue : In(stream.Signature(QueueEntry))
-    prev : Out(TokenLinkSignature)
-        Tokens with the compute unit.
-    window : In(WindowSignature)
     acc : accumulator read port (flipped ReadPort.Signature)
     axi : Out(AxiSignature)
         LOADQ's reads and STORE's writes.
-    fault : Out(FaultSignature)
-    clear, stop : In(1)
-    idle, busy, token_wait, dma_wait : Out(1)
-        State for dispatch and the performance counters.
-    active : Out(1)
-        Executing, draining or waiting for DMA transfers (the core may not end a run).
-    retired : Out(1)
-        Strobe: an instruction finished (a matmul when its last line is in the array).
+    queue, window, fault, clear, stop, idle, active, retired, busy, token_wait, dma_wait
+        and the token links: see `unit_members`.
     """
 
     def __init__(self, *, config: AcceleratorConfig) -> None:
         self.config = config
         self.row = data.ArrayLayout(signed(32), config.cols)
         super().__init__({
-            "queue": In(stream.Signature(QueueEntry)),
-            "prev": Out(TokenLinkSignature(config.token_depth)),
-            "window": In(WindowSignature()),
             "acc": In(memory.ReadPort.Signature(addr_width=config.acc_addr_bits,
                                                 shape=self.row)),
             "axi": Out(AxiSignature(data_bytes=config.dram_bytes_per_cycle)),
-            "fault": Out(FaultSignature()),
-            "clear": In(1),
-            "stop": In(1),
-            "idle": Out(1),
-            "active": Out(1),
-            "retired": Out(1),
-            "busy": Out(1),
-            "token_wait": Out(1),
-            "dma_wait": Out(1),
+            **unit_members(config, sides=("prev",)),
         })
 
     def elaborate(self, platform):

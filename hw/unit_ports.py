@@ -6,14 +6,15 @@ fault of a unit to the core, which latches one for the registers.
 """
 
 from amaranth.hdl import Cat, Signal, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gemmstone.hw.dispatch import INDEX_BITS
+from gemmstone.config import AcceleratorConfig
+from gemmstone.hw.dispatch import INDEX_BITS, QueueEntry
 from gemmstone.isa.errors import ErrorCode
 
 __all__ = ["TokenLinkSignature", "FaultSignature", "WindowSignature", "FAULT_ADDRESS_BITS",
-           "tokens_ready"]
+           "tokens_ready", "unit_members"]
 
 # Wide enough for the highest byte a DMA instruction can name: 32-bit offset plus
 # (4095 lines x 24-bit stride) plus a line.
@@ -91,3 +92,35 @@ def tokens_ready(header, links: dict, pending_pushes: dict | None = None):
                           | (link.occupied + pending < link.signature.depth))
     return Cat(*conditions).all() if conditions else Signal(init=1)
 
+
+
+def unit_members(config: AcceleratorConfig, *, sides: tuple[str, ...]) -> dict:
+    """The members every unit has: its queue, token links to the neighbours in ``sides``
+    ("prev", "next"), the DMA window, its fault report, run control and status.
+
+    Members
+    -------
+    queue : In(stream.Signature(QueueEntry))
+    prev, next : Out(TokenLinkSignature), as named in ``sides``
+    window : In(WindowSignature)
+    fault : Out(FaultSignature)
+    clear : In(1)
+        A run starts: forget the last fault.
+    stop : In(1)
+        Start no new instruction (a fault elsewhere).
+    idle : Out(1)
+        Queue empty, nothing executing or in flight (fence and halt wait for it).
+    active : Out(1)
+        Executing, draining or waiting for DMA transfers (the core may not end a run).
+    retired : Out(1)
+        Strobe: an instruction finished.
+    busy, token_wait, dma_wait : Out(1)
+        Per-cycle events for the performance counters.
+    """
+    members = {"queue": In(stream.Signature(QueueEntry))}
+    members |= {side: Out(TokenLinkSignature(config.token_depth)) for side in sides}
+    members |= {"window": In(WindowSignature()), "fault": Out(FaultSignature()),
+                "clear": In(1), "stop": In(1)}
+    members |= {name: Out(1) for name in ("idle", "active", "retired", "busy", "token_wait",
+                                          "dma_wait")}
+    return members
