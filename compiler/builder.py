@@ -23,6 +23,7 @@ import numpy as np
 
 from gemmstone.config import AcceleratorConfig
 from gemmstone.isa.encoding import Instruction, encode, make
+from gemmstone.isa.limits import check_config_fits
 from gemmstone.isa.program import Buffer, Program, Segment
 from gemmstone.isa.table import Unit
 
@@ -90,6 +91,7 @@ class ProgramBuilder:
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
+        check_config_fits(config)
         self.config = config
         self.buffers: dict[str, Buffer] = {}
         self._segments: list[Segment] = []

@@ -11,6 +11,7 @@ from gemmstone.hw.axi import AxiLiteSignature, AxiSignature, flat_port_names
 from gemmstone.hw.core import Core
 from gemmstone.hw.register_map import ADDR_WIDTH
 from gemmstone.hw.registers import RegisterBlock
+from gemmstone.isa.limits import check_config_fits
 from gemmstone.isa.table import isa_hash
 
 __all__ = ["Accelerator", "accelerator_verilog", "TOP_NAME"]
@@ -36,6 +37,7 @@ class Accelerator(wiring.Component):
     def __init__(self, *, config: AcceleratorConfig) -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"'config' must be an AcceleratorConfig, not {config!r}")
+        check_config_fits(config)
         self.config = config
         super().__init__({
             "s_axil": In(AxiLiteSignature(addr_width=ADDR_WIDTH)),

@@ -29,6 +29,7 @@ from gemmstone.isa.errors import (
     ProgramEndError,
     TokenError,
 )
+from gemmstone.isa.limits import check_config_fits
 from gemmstone.isa.program import Program
 from gemmstone.isa.table import AccLoadType, AluFunc, StoreMode, Unit
 
@@ -105,6 +106,7 @@ class FunctionalModel:
     """
 
     def __init__(self, config: AcceleratorConfig) -> None:
+        check_config_fits(config)
         self.config = config
         self.dram = np.zeros(config.dram_bytes, dtype=np.uint8)
         self.reset()
