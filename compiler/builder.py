@@ -136,21 +136,22 @@ class ProgramBuilder:
         return buf
 
     def view(self, name: str, base: Buffer, shape: tuple[int, ...] | int,
-             dtype: str | None = None) -> Buffer:
-        """A second name for ``base``'s bytes with another shape (a reshape, no copy).
+             dtype: str | None = None, offset: int = 0) -> Buffer:
+        """A second name for ``base``'s bytes from byte ``offset`` on, with another shape
+        (a reshape, or a tensor placed in an arena buffer; no copy).
 
         Raises
         ------
         BuildError
-            Duplicate name, or the view is larger than ``base``.
+            Duplicate name, or the view does not lie inside ``base``.
         """
         if name in self.buffers:
             raise BuildError(f"buffer {name!r} is already allocated")
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        view = Buffer(name, base.offset, shape, dtype or base.dtype)
-        if view.nbytes > base.nbytes:
-            raise BuildError(f"view {name!r} ({view.nbytes} bytes) is larger than buffer "
-                             f"{base.name!r} ({base.nbytes} bytes)")
+        view = Buffer(name, base.offset + offset, shape, dtype or base.dtype)
+        if offset < 0 or offset + view.nbytes > base.nbytes:
+            raise BuildError(f"view {name!r} ({view.nbytes} bytes at offset {offset}) does "
+                             f"not fit buffer {base.name!r} ({base.nbytes} bytes)")
         self.buffers[name] = view
         return view
 

@@ -27,14 +27,16 @@ index ``3 * n0``. The whole array is int32 [3 * N].
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from gemmstone.compiler.builder import BuildError, ProgramBuilder
 from gemmstone.isa.program import Buffer
-from gemmstone.isa.table import StoreMode, Unit
+from gemmstone.isa.table import AccLoadType, AluFunc, StoreMode, Unit
 
-__all__ = ["emit_gemm", "emit_tiled_matmul", "pack_qparams", "LoadA", "MAX_BLOCK_M"]
+__all__ = ["emit_gemm", "emit_tiled_matmul", "pack_qparams", "LoadA", "MAX_BLOCK_M",
+           "Residual"]
 
 MAX_BLOCK_M = (1 << 12) - 1  # n of LOAD, MATMUL and STORE is 12 bits wide
 
@@ -42,6 +44,36 @@ LoadA = Callable[[int, int, int, int], None]
 """``load_a(step, m0, mb, line)``: emit the LOADs that put A rows ``m0 .. m0 + mb`` of k
 step ``step`` into scratchpad lines ``line .. line + mb`` (inputs in the first ``rows``
 bytes, zeros where the step has fewer inputs)."""
+
+
+@dataclass(frozen=True)
+class Residual:
+    """An int8 residual added in the accumulator before the products, rescaled per column
+    like ``qconv2d``/``qmatmul`` define it: ``sat32(rshr(r * mult[j], shift))``.
+
+    Each tile's accumulator rows are loaded from the residual with LOADACC (int8), then
+    the ALU's MULSHR multiplies them by a block of rows holding ``mult`` (LOADACC int32
+    with DRAM stride 0, once per column block); the MATMULs then accumulate on top, so
+    the sum wraps exactly as the IR's residual add does.
+
+    Parameters
+    ----------
+    buffer : gemmstone.isa.Buffer
+        int8, read as rows of ``stride`` elements; output row i, column j of this matmul
+        reads element ``i * stride + col + j``.
+    stride, col : int
+        Elements per residual row and the element offset of column 0.
+    mult : gemmstone.isa.Buffer
+        int32 [N]: the per-column multipliers.
+    shift : int
+        The shared right shift, 0..63.
+    """
+
+    buffer: Buffer
+    stride: int
+    col: int
+    mult: Buffer
+    shift: int
 
 
 def pack_qparams(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
@@ -66,7 +98,7 @@ def pack_qparams(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
 
 def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
               qparams: Buffer | None = None, *, zp: int = 0, lo: int = -128, hi: int = 127,
-              block_m: int | None = None, nbuf: int | None = None) -> None:
+              block_m: int | None = None, nbuf: int | None = None) -> dict:
     """Emit ``out = requant(a @ b)``: int8 row-major ``a`` [M, K] and ``b`` [K, N].
 
     Parameters
@@ -111,14 +143,16 @@ def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
                      len=min(rows, k - k0))
 
     k_steps = [(k0, min(rows, k - k0)) for k0 in range(0, k, rows)]
-    emit_tiled_matmul(builder, m=m, k_steps=k_steps, load_a=load_a, w=b, out=out,
-                      qparams=qparams, zp=zp, lo=lo, hi=hi, block_m=block_m, nbuf=nbuf)
+    return emit_tiled_matmul(builder, m=m, k_steps=k_steps, load_a=load_a, w=b, out=out,
+                             qparams=qparams, zp=zp, lo=lo, hi=hi, block_m=block_m,
+                             nbuf=nbuf)
 
 
 def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tuple[int, int]],
                       load_a: LoadA, w: Buffer, out: Buffer, qparams: Buffer | None = None,
                       zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
-                      nbuf: int | None = None) -> None:
+                      nbuf: int | None = None, out_stride: int | None = None,
+                      out_col: int = 0, residual: Residual | None = None) -> dict:
     """Emit the pipelined ``out[M, N] = requant(sum over steps of A_step @ W[k0:k0+kk])``.
 
     Parameters
@@ -136,6 +170,18 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         int8 or int32, ``M * N`` elements read as row-major [M, N].
     qparams, zp, lo, hi, block_m, nbuf
         As in `emit_gemm`.
+    out_stride, out_col : int
+        Output rows are ``out_stride`` elements apart (default N) and column 0 is element
+        ``out_col`` of a row: a matmul can write a column slice of a wider tensor (one
+        group of a grouped convolution).
+    residual : Residual, optional
+        An int8 residual added to the accumulators before the products.
+
+    Returns
+    -------
+    dict
+        The tiling: ``block_m``, ``nbuf``, ``tiles`` (output tiles), ``steps`` (k steps
+        run) and ``instructions`` emitted.
     """
     config = builder.config
     rows, cols = config.rows, config.cols
@@ -144,8 +190,12 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         raise ValueError(f"'w' must be a [K, N] matrix, not shape {list(w.shape)}")
     n = w.shape[1]
     esize = {"int8": 1, "int32": 4}.get(out.dtype, 0)
-    if out.nbytes != m * n * esize:
-        raise ValueError(f"'out' must be int8 or int32 with {m} x {n} elements, not "
+    out_stride = n if out_stride is None else out_stride
+    if out_stride < out_col + n or out_col < 0:
+        raise ValueError(f"'out_stride' ({out_stride}) must hold 'out_col' ({out_col}) + "
+                         f"N ({n}) columns")
+    if out.nbytes != m * out_stride * esize:
+        raise ValueError(f"'out' must be int8 or int32 with {m} x {out_stride} elements, not "
                          f"{out.dtype}{list(out.shape)}")
     if m < 1 or not k_steps:
         raise ValueError(f"a matmul needs M >= 1 and at least one k step, not M={m} and "
@@ -163,10 +213,17 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         # Slot releases run nbuf ahead of their pops: the token queues must hold them.
         raise ValueError(f"'nbuf' must be from 1 to the config's token_depth ({depth}), "
                          f"not {nbuf}")
+    if residual is not None and (residual.mult.dtype != "int32"
+                                 or residual.mult.shape != (n,)):
+        raise ValueError(f"residual 'mult' must be int32 [{n}], not "
+                         f"{residual.mult.dtype}{list(residual.mult.shape)}")
     builder.fence()  # the on-chip buffers of any earlier kernel are ours from here on
-    block_m = _choose_block_m(builder, m, block_m, nbuf)
+    first = len(builder)
+    extra = 0 if residual is None else 1  # a block of multiplier rows
+    block_m = _choose_block_m(builder, m, block_m, nbuf, extra)
     spad = builder.spad_slots(nbuf, block_m + rows)  # A tile, then the weight tile
     acc = builder.acc_slots(nbuf, block_m)
+    mult_row = builder.acc_slots(1, block_m)[0] if residual is not None else 0
     mode = StoreMode.INT8 if int8_out else StoreMode.INT32
     if int8_out:
         builder.emit("config", zp=zp, lo=lo, hi=hi)
@@ -176,9 +233,19 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         nc = min(cols, n - n0)
         if int8_out:
             builder.emit("loadq", dram=qparams.offset + 12 * n0, len=nc)
+        if residual is not None:
+            # Compute runs in order, so this waits for the last MULSHR of the previous block.
+            builder.emit("loadacc", dram=residual.mult.offset + 4 * n0, stride=0,
+                         acc=mult_row, n=block_m, len=nc, type=AccLoadType.INT32)
         for m0 in range(0, m, block_m):
             mb = min(block_m, m - m0)
             acc_row = acc[tile]
+            if residual is not None:
+                builder.emit("loadacc", dram=residual.buffer.offset + m0 * residual.stride
+                             + residual.col + n0, stride=residual.stride, acc=acc_row, n=mb,
+                             len=nc, type=AccLoadType.INT8, pop_next=acc.must_wait(tile))
+                builder.emit("alu", func=AluFunc.MULSHR, dst=acc_row, src=mult_row, n=mb,
+                             shift=residual.shift)
             for index, (k0, kk) in enumerate(k_steps):
                 line = spad[step]
                 w_line = line + block_m
@@ -187,13 +254,18 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                 load_a(index, m0, mb, line)
                 builder.set_flags(builder.last(Unit.LOAD), push_next=1)
                 builder.emit("preload", spad=w_line, k=kk, pop_prev=1)
-                builder.emit("matmul", spad=line, acc=acc_row, n=mb, accumulate=index > 0,
-                             pop_next=index == 0 and acc.must_wait(tile), push_prev=1,
+                builder.emit("matmul", spad=line, acc=acc_row, n=mb,
+                             accumulate=index > 0 or residual is not None,
+                             pop_next=index == 0 and residual is None and acc.must_wait(tile),
+                             push_prev=1,
                              push_next=index == len(k_steps) - 1)
                 step += 1
-            builder.emit("store", dram=out.offset + (m0 * n + n0) * esize, stride=n * esize,
-                         acc=acc_row, n=mb, len=nc, mode=mode, pop_prev=1, push_prev=1)
+            builder.emit("store", dram=out.offset + (m0 * out_stride + out_col + n0) * esize,
+                         stride=out_stride * esize, acc=acc_row, n=mb, len=nc, mode=mode,
+                         pop_prev=1, push_prev=1)
             tile += 1
+    return {"block_m": block_m, "nbuf": nbuf, "tiles": tile, "steps": step,
+            "instructions": len(builder) - first}
 
 
 def _check_dtype(name: str, buf: Buffer, dtype: str) -> None:
@@ -221,10 +293,13 @@ def _check_output_stage(int8_out: bool, qparams: Buffer | None, n: int, zp: int,
         raise ValueError(f"'lo' ({lo}) must not be greater than 'hi' ({hi})")
 
 
-def _choose_block_m(builder: ProgramBuilder, m: int, block_m: int | None, nbuf: int) -> int:
-    """Largest tile height the free scratchpad and accumulator hold ``nbuf`` times."""
+def _choose_block_m(builder: ProgramBuilder, m: int, block_m: int | None, nbuf: int,
+                    extra_acc: int = 0) -> int:
+    """Largest tile height the free scratchpad and accumulator hold ``nbuf`` times (plus
+    ``extra_acc`` more accumulator blocks)."""
     rows = builder.config.rows
-    limit = min(builder.acc_free // nbuf, builder.spad_free // nbuf - rows, MAX_BLOCK_M)
+    limit = min(builder.acc_free // (nbuf + extra_acc), builder.spad_free // nbuf - rows,
+                MAX_BLOCK_M)
     if limit < 1:
         raise BuildError(f"{nbuf} pipeline slots do not fit: {builder.spad_free} scratchpad "
                          f"lines and {builder.acc_free} accumulator rows are free")
