@@ -1,0 +1,192 @@
+"""Which nodes of a quantized graph run on the accelerator, and in which order.
+
+An *accelerator op* is a ``qconv2d``/``qmatmul`` whose only user is a fixed-point int8
+``requantize`` (the STORE output stage) and whose operands the kernels can read: int8
+activations with zero point 0, constant int8 weights, a constant int32 bias, an int8
+residual. Every other computing node is a *host op*, run by the interpreter's numpy
+kernels; a ``qconv2d``/``qmatmul`` that is not an accelerator op says why
+(`HostOp.reason`), and the reason goes into the compile report.
+
+`schedule` orders the work as alternating steps: a maximal group of accelerator ops whose
+operands are ready (one program), then every host op that has become ready, and so on.
+The groups are as large as the dependencies allow, so ResNet-18's convolutions form one
+program, and an encoder's query, key and value projections another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gemmstone.compiler.interpreter import _KERNELS
+from gemmstone.compiler.ir import Graph, Node
+from gemmstone.compiler.ops import DType, Op
+from gemmstone.compiler.verify import verify
+
+__all__ = ["LoweringError", "AcceleratorOp", "HostOp", "AcceleratorGroup", "schedule"]
+
+
+class LoweringError(ValueError):
+    """The graph cannot be lowered; the message names the node and the reason."""
+
+    def __init__(self, node: Node, reason: str) -> None:
+        super().__init__(f"node %{node.name} ({node.op.value}): {reason}")
+        self.node, self.reason = node.name, reason
+
+
+@dataclass
+class AcceleratorOp:
+    """``acc`` (qconv2d/qmatmul) and its ``requantize``; produces ``output.name``."""
+
+    acc: Node
+    requant: Node
+
+    @property
+    def output(self) -> Node:
+        return self.requant
+
+    @property
+    def operands(self) -> list[Node]:
+        """The activations it reads: the input and, if any, the residual."""
+        values = [self.acc.inputs[0]]
+        if self.acc.attrs["residual"]:
+            values.append(self.acc.inputs[-1])
+        return values
+
+
+@dataclass
+class HostOp:
+    """One node run on the host; ``reason`` says why an integer op is not on the array."""
+
+    node: Node
+    reason: str = ""
+
+
+@dataclass
+class AcceleratorGroup:
+    """Accelerator ops that become one program, in execution order."""
+
+    ops: list[AcceleratorOp] = field(default_factory=list)
+
+
+def _int8_range(values, name: str) -> str:
+    array = np.asarray(values)
+    if array.size and (array.min() < -128 or array.max() > 127):
+        return f"{name} is outside the int8 range"
+    return ""
+
+
+def accelerator_reason(acc: Node, users: list[Node]) -> str:
+    """Empty if ``acc`` + its requantize can run on the array, else why not."""
+    attrs = acc.attrs
+    if len(users) != 1 or users[0].op is not Op.REQUANTIZE:
+        return "its int32 result is not consumed by exactly one requantize"
+    req = users[0].attrs
+    if req["mode"] != "fixed":
+        return "its requantize uses float scales (mode='float'), not the ISA's fixed point"
+    if req["dtype"] is not DType.INT8:
+        return "its requantize does not produce int8"
+    for key in ("zero_point", "lo", "hi"):
+        reason = _int8_range(req[key], f"requantize {key}")
+        if reason:
+            return reason
+    shifts = np.asarray(req["shift"])
+    if shifts.size and (shifts.min() < 0 or shifts.max() > 63):
+        return "a requantize shift is outside 0..63"
+    x, w = acc.inputs[0], acc.inputs[1]
+    if x.dtype is not DType.INT8:
+        return f"the input %{x.name} is {x.dtype.value}, the array reads int8"
+    if not w.is_constant or w.dtype is not DType.INT8:
+        return (f"the second operand %{w.name} is not a constant int8 weight (activation x "
+                f"activation products run on the host)")
+    zero_points = ("x_zero_point", "w_zero_point") if acc.op is Op.QCONV2D else \
+        ("a_zero_point", "b_zero_point")
+    if any(np.any(np.asarray(attrs[k]) != 0) for k in zero_points):
+        return "non-zero input or weight zero points"
+    if attrs["bias"] and not acc.inputs[2].is_constant:
+        return "the bias is not a constant"
+    if attrs["residual"]:
+        r = acc.inputs[-1]
+        if r.dtype is not DType.INT8 or r.shape != acc.shape:
+            return f"the residual %{r.name} is not int8 of the output's shape"
+        if not 0 <= attrs["residual_shift"] <= 63:
+            return "the residual shift is outside 0..63"
+    if acc.op is Op.QCONV2D:
+        if attrs["layout"] != "NHWC":
+            return "NCHW layout (the kernels read NHWC)"
+        if tuple(attrs["dilation"]) != (1, 1):
+            return "dilated convolution"
+        if max(attrs["padding"]) > 255:
+            return "padding above 255"
+    else:
+        if attrs["transpose_a"] or len(w.shape) != 2 or len(x.shape) < 2:
+            return "only a [..., M, K] x constant [K, N] product runs on the array"
+    return ""
+
+
+def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
+    """The steps of ``graph`` (verified first), accelerator groups and host ops.
+
+    Raises
+    ------
+    gemmstone.compiler.errors.VerifyError
+        The graph is malformed.
+    LoweringError
+        A float accelerator op (the graph is not quantized) or an operator the host
+        executor has no kernel for.
+    """
+    verify(graph)
+    users = graph.users()
+    units: list[AcceleratorOp | HostOp] = []
+    fused = set()
+    reasons: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op in (Op.FUSED_CONV2D, Op.FUSED_MATMUL):
+            raise LoweringError(node, "float accelerator op: quantize the graph first "
+                                      "(compile_model does it given calibration samples)")
+        if node.op in (Op.QCONV2D, Op.QMATMUL):
+            reason = accelerator_reason(node, users[node])
+            if not reason:
+                fused.add(id(users[node][0]))
+                units.append(AcceleratorOp(node, users[node][0]))
+                continue
+            reasons[node.name] = reason
+            for user in users[node]:
+                if user.op is Op.REQUANTIZE:
+                    reasons[user.name] = f"requantizes %{node.name}, which runs on the host"
+        if node.op in (Op.INPUT, Op.CONSTANT, Op.OUTPUT) or id(node) in fused:
+            continue
+        if node.op not in _KERNELS:
+            raise LoweringError(node, "no accelerator lowering and no host kernel")
+        units.append(HostOp(node, reasons.get(node.name, "")))
+
+    def produced(unit) -> Node:
+        return unit.output if isinstance(unit, AcceleratorOp) else unit.node
+
+    def deps(unit) -> list[Node]:
+        nodes = unit.operands if isinstance(unit, AcceleratorOp) else unit.node.inputs
+        return [v for v in nodes if v.op is not Op.CONSTANT]
+
+    ready = {id(n) for n in graph.inputs}
+    pending = list(units)
+    steps: list[AcceleratorGroup | HostOp] = []
+    while pending:
+        group = AcceleratorGroup()
+        changed = True
+        while changed:
+            changed = False
+            for unit in list(pending):
+                if isinstance(unit, AcceleratorOp) and all(id(v) in ready for v in deps(unit)):
+                    group.ops.append(unit)
+                    ready.add(id(produced(unit)))
+                    pending.remove(unit)
+                    changed = True
+        if group.ops:
+            steps.append(group)
+        for unit in list(pending):
+            if isinstance(unit, HostOp) and all(id(v) in ready for v in deps(unit)):
+                steps.append(unit)
+                ready.add(id(unit.node))
+                pending.remove(unit)
+    return steps
