@@ -66,6 +66,7 @@ RESERVED_BYTES = 4096
 # promptly, long ones cost few round trips.
 _FIRST_POLL_CYCLES = 64
 _MAX_POLL_CYCLES = 16384
+_ABORT_SETTLE_CYCLES = 4096
 
 _BUSY, _DONE, _ERROR = (1 << f.lsb for f in (STATUS_BUSY, STATUS_DONE, STATUS_ERROR))
 _COUNTERS = tuple(r for r in REGISTERS if r.kind is Kind.COUNTER)
@@ -426,10 +427,29 @@ class Device:
         return self.counters()
 
     def abort(self) -> None:
-        """Stop any run at once (CONTROL.SOFT_RESET): on-chip state, STATUS, the error
-        registers and the counters are cleared; memory is kept."""
+        """Stop the run in progress; memory and on-chip state are kept.
+
+        The run is stopped the way the watchdog stops it: WATCHDOG is set to 1 cycle (the
+        register block compares it with the live cycle count), so no new work is issued
+        and transfers in flight complete, leaving the memory bus clean; the run then ends
+        with a WATCHDOG error in the registers, which the next START clears. Only if it
+        does not stop within the device's timeout is the core reset while busy
+        (CONTROL.SOFT_RESET), which can leave a burst half-done on the bus.
+        """
         self._check_open()
-        self.write_register("CONTROL", 1 << CONTROL_SOFT_RESET.lsb)
+        if self.read_register("STATUS") & _BUSY:
+            self.write_register("WATCHDOG", 1)
+            deadline = time.monotonic() + self.timeout
+            interval = _FIRST_POLL_CYCLES
+            while self.read_register("STATUS") & _BUSY:
+                if time.monotonic() >= deadline:
+                    self.write_register("CONTROL", 1 << CONTROL_SOFT_RESET.lsb)
+                    break
+                self._call(self.backend._idle, interval)
+                interval = min(2 * interval, _MAX_POLL_CYCLES)
+            # Workaround: on the RTL a START within some hundred cycles of an aborted run's
+            # end hangs (reported to the RTL owners); give the core time to settle.
+            self._call(self.backend._idle, _ABORT_SETTLE_CYCLES)
         self._running = None
 
     def _fault(self, loaded: LoadedProgram) -> ExecutionError | DriverError:

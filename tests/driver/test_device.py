@@ -167,7 +167,7 @@ class HangingBackend(FuncBackend):
 
 
 def test_timeout_raises_and_abort_recovers():
-    with Device(TINY, HangingBackend(TINY)) as device:
+    with Device(TINY, HangingBackend(TINY), timeout=0.2) as device:
         loaded = device.load(asm_program("halt"))
         device.start(loaded)
         with pytest.raises(DeviceTimeoutError, match=r"^the run of 1 instructions did not "
