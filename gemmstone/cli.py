@@ -313,6 +313,34 @@ def demo(preset: str | None, config_path: str | None, seed: int, save_dir: str |
     console.print("all outputs equal numpy exactly")
 
 
+@main.command("compile")
+@click.argument("model_path", type=click.Path(exists=True, dir_okay=False))
+@_config_options
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Compiled model file to write (default: MODEL with suffix .gemsmodel).")
+@click.option("--calibration", type=int, default=4, show_default=True,
+              help="Random standard-normal calibration inputs for a float model.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Calibration seed.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the compile cache.")
+@_reports_errors
+def compile_command(model_path: str, preset: str | None, config_path: str | None,
+                    output: str | None, calibration: int, seed: int, no_cache: bool) -> None:
+    """Compile an .onnx or .pt2 model to gemmstone programs plus a host plan.
+
+    A float model is optimized, quantized to int8 (calibrated on random inputs) and
+    lowered; prints the per-layer report (ops, MACs, tiles, estimated cycles, host ops).
+    """
+    from gemmstone.compiler.compile import compile_file, default_cache_dir
+    from gemmstone.compiler.lowering import format_report
+
+    config = _resolve_config(preset, config_path)
+    compiled = compile_file(model_path, config, calibration=calibration, seed=seed,
+                            cache_dir=None if no_cache else default_cache_dir())
+    path = compiled.save(output or Path(model_path).with_suffix(".gemsmodel"))
+    click.echo(format_report(compiled))
+    click.echo(f"wrote {path}")
+
+
 @main.command("isa-doc")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="File to write (default: standard output), e.g. docs/isa.md.")
