@@ -39,7 +39,7 @@ def devices():
 
 
 def long_gemm():
-    """A GEMM that takes the RTL a few seconds of wall time."""
+    """A GEMM that takes the RTL tens of thousands of cycles."""
     return gemm_case(TINY, np.random.default_rng(9), 64, 32, 64)
 
 
@@ -103,8 +103,8 @@ def test_watchdog_fault_and_run_timeout_then_abort(devices):
     with pytest.raises(WatchdogError, match=r"the watchdog aborted the run after 2000 cycles"):
         rtl.run(loaded, watchdog=2000)
     rtl.start(loaded)
-    with pytest.raises(DeviceTimeoutError, match="did not finish within 0.2 s on backend rtl"):
-        rtl.wait(timeout=0.2)
+    with pytest.raises(DeviceTimeoutError, match="did not finish within 0 s on backend rtl"):
+        rtl.wait(timeout=0)
     rtl.abort()
     small, small_inputs, small_expected = gemm_case(TINY, np.random.default_rng(1), 5, 6, 7)
     np.testing.assert_array_equal(rtl.execute(small, small_inputs)["out"],
@@ -125,7 +125,8 @@ def test_simulator_killed_mid_run():
     loaded.write("a", inputs["a"])
     device.start(loaded)
     with pytest.raises(DeviceTimeoutError):
-        device.wait(timeout=0.5)  # now it is surely running
+        device.wait(timeout=0)  # it runs
+    device.backend._idle(2000)
     os.kill(device.backend.simulator_pid, signal.SIGKILL)
     with pytest.raises(DeviceLostError, match=r"^rtl simulator lost: the connection broke "
                        r"during the READ_REG request"):
