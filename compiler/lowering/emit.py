@@ -162,5 +162,5 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         record(plan, cycles)
         kind = f"matmul {m}x{k}x{n}"
     return {"name": name, "op": acc.op.value, "kind": kind, "macs": int(macs),
-            "residual": bool(acc.attrs["residual"]), "clamp": (stage["lo"], stage["hi"]),
+            "residual": bool(acc.attrs["residual"]), "clamp": [stage["lo"], stage["hi"]],
             **tiling}
