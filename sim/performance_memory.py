@@ -1,0 +1,287 @@
+"""DRAM-side timing for the performance model: bus beats of DMA lines, the memory's latency
+and acceptance limits, and the shared AXI read channel.
+
+The RTL's DMA readers (``hw/dma.py``) turn each DRAM line into its own INCR burst of the
+bus beats that cover it (a line narrower than the bus still takes a whole beat, an
+unaligned one may take one more, bursts split at 4 KiB and 256 beats); one burst address
+is offered per cycle. The read arbiter (``hw/axi_arbiter.py``) grants address requests
+round robin and holds a grant until its handshake; a grant that has to move costs a
+cycle. The memory answers bursts in the order it accepted them, one beat per cycle.
+
+`MemoryTiming` holds what depends on the memory model rather than on the RTL: the
+latency from an address handshake to the first data beat, how many bursts it accepts
+ahead of their data, and the write-response latency. `AXI_RAM` is cocotbext-axi's
+`AxiRam` as the RTL tests use it (measured on traces of the tiny preset); `sim_dram`
+describes ``hw/sim_dram.py``'s in-simulation model for a given latency.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["MemoryTiming", "AXI_RAM", "sim_dram", "LinePattern", "line_pattern",
+           "ReadChannel", "ReadCommand", "CLIENTS", "READER_LINES_IN_FLIGHT"]
+
+BOUNDARY_BYTES = 4096
+MAX_BURST_BEATS = 256
+#: Lines one DMA reader keeps outstanding (``DmaReader(max_in_flight=32)``).
+READER_LINES_IN_FLIGHT = 32
+#: Read clients in arbiter order (``hw/core.py``: fetch, load, compute, store).
+CLIENTS = ("fetch", "load", "compute", "store")
+
+
+@dataclass(frozen=True)
+class MemoryTiming:
+    """Timing of the memory behind the accelerator's AXI4 port.
+
+    Parameters
+    ----------
+    read_latency : int
+        Cycles from a read address handshake to its first data beat, when the data
+        channel is free.
+    read_ahead : int
+        The memory accepts read burst ``k`` only in the cycle after ``read_slack`` cycles
+        before the last beat of burst ``k - read_ahead`` (its queue of accepted bursts is
+        full until then); 0 means no limit.
+    read_slack : int
+        See ``read_ahead``.
+    write_ahead, write_slack : int
+        The same for write bursts, counted from the last write beat of burst
+        ``k - write_ahead``.
+    write_response : int
+        Cycles from a burst's last write beat to its write response.
+    """
+
+    read_latency: int = 2
+    read_ahead: int = 3
+    read_slack: int = 1
+    write_ahead: int = 3
+    write_slack: int = -2
+    write_response: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("read_latency", "read_ahead", "write_ahead", "write_response"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"'{name}' must be a non-negative integer, not {value!r}")
+        if self.read_latency < 1 or self.write_response < 1:
+            raise ValueError("'read_latency' and 'write_response' must be at least 1")
+
+
+#: cocotbext-axi's AxiRam (queues of two transactions per channel, one coroutine per
+#: direction), as measured on AXI traces of the RTL.
+AXI_RAM = MemoryTiming()
+
+
+def sim_dram(latency: int) -> MemoryTiming:
+    """Timing of ``hw/sim_dram.py``'s model with its ``latency`` input set to ``latency``
+    (64 bursts accepted ahead of their data, a registered read stage: latencies below 2
+    act as 2). Not yet calibrated against RTL runs."""
+    if type(latency) is not int or latency < 0:
+        raise ValueError(f"'latency' must be a non-negative integer, not {latency!r}")
+    return MemoryTiming(read_latency=max(2, latency), read_ahead=64, read_slack=0,
+                        write_ahead=64, write_slack=0, write_response=max(1, latency))
+
+
+@dataclass(frozen=True)
+class LinePattern:
+    """Bus beats of the lines of one strided DMA command, as a repeating pattern.
+
+    Line ``i`` starts at ``addr + i * stride``; its beat count depends only on that
+    address modulo the bus width, so it repeats with a period of at most the bus width.
+
+    Members
+    -------
+    prefix : tuple of int
+        ``prefix[j]`` is the beats of lines ``0 .. j - 1`` of one period (``prefix[0] = 0``).
+    bursts_per_period : int
+        Bursts of one period (a line crossing a 4 KiB boundary or longer than 256 beats
+        is more than one burst).
+    """
+
+    prefix: tuple[int, ...]
+    bursts_per_period: int
+
+    @property
+    def period(self) -> int:
+        return len(self.prefix) - 1
+
+    def beats(self, lines: int) -> int:
+        """Beats of lines ``0 .. lines - 1``."""
+        whole, rest = divmod(lines, self.period)
+        return whole * self.prefix[-1] + self.prefix[rest]
+
+    def line_beats(self, index: int) -> int:
+        """Beats of line ``index``."""
+        j = index % self.period
+        return self.prefix[j + 1] - self.prefix[j]
+
+    def lines_within(self, beats: int) -> int:
+        """How many whole lines from line 0 fit in ``beats`` beats."""
+        if beats <= 0:
+            return 0
+        whole, rest = divmod(beats, self.prefix[-1])
+        return whole * self.period + bisect.bisect_right(self.prefix, rest) - 1
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern(offset: int, stride: int, length: int, bus: int,
+             boundary_phase: int) -> LinePattern:
+    del boundary_phase  # part of the cache key only
+    period = bus // math.gcd(stride % bus, bus) if stride % bus else 1
+    prefix = [0]
+    bursts = 0
+    for i in range(period):
+        start = (offset + i * stride) % bus
+        beats = (start + length - 1) // bus + 1
+        prefix.append(prefix[-1] + beats)
+        bursts += -(-beats // MAX_BURST_BEATS)
+    return LinePattern(tuple(prefix), bursts)
+
+
+def line_pattern(addr: int, stride: int, length: int, bus: int) -> LinePattern:
+    """The `LinePattern` of lines of ``length`` bytes at ``addr + i * stride`` on a bus of
+    ``bus`` bytes. (4 KiB crossings add a burst, not a beat; they are not counted in the
+    pattern's bursts: they change when an address is offered, by a cycle.)"""
+    length = max(1, length)
+    return _pattern(addr % bus, stride % (bus * BOUNDARY_BYTES), length, bus, 0)
+
+
+class ReadCommand:
+    """One command of a DMA reader on the read channel: ``lines`` lines of a pattern.
+
+    Members
+    -------
+    client : int
+        Index in `CLIENTS`.
+    ready : int
+        Cycle from which its next burst address is offered.
+    done : int
+        Lines whose bursts were accepted.
+    last_ar : int or None
+        Cycle of the last address handshake once every burst was accepted.
+    ends : list of int or None
+        Cycle of each line's last beat, when ``keep_ends``.
+    last_end : int or None
+        Cycle of the last line's last beat, once known.
+    """
+
+    __slots__ = ("client", "lines", "pattern", "ready", "done", "last_ar", "ends",
+                 "last_end", "on_line", "owner")
+
+    def __init__(self, client: int, accepted: int, lines: int, pattern: LinePattern, *,
+                 keep_ends: bool = False, on_line=None, owner=None) -> None:
+        self.client = client
+        self.lines = lines
+        self.pattern = pattern
+        self.ready = accepted + 1
+        self.done = 0
+        self.last_ar: int | None = None
+        self.ends: list[int] | None = [] if keep_ends else None
+        self.last_end: int | None = None
+        self.on_line = on_line  # (command, line, natural end) -> end, for consumers
+        self.owner = owner      # what the issuing unit needs to find its instruction
+
+
+class ReadChannel:
+    """The AXI read address and data channels shared by the four DMA readers.
+
+    Bursts are accepted one at a time in the order the arbiter grants their addresses and
+    the memory takes them; the data of each burst follows the memory's latency and the
+    beats before it. A consumer that cannot take a line yet (``on_line``) delays that
+    line's last beat, and so every beat behind it.
+
+    Parameters
+    ----------
+    bus : int
+        Bytes per beat.
+    timing : MemoryTiming
+    grant : int
+        Arbiter grant at the start (the client of the previous run's last request).
+    """
+
+    def __init__(self, bus: int, timing: MemoryTiming, grant: int = 0) -> None:
+        self.bus = bus
+        self.timing = timing
+        self.grant = grant
+        self.active: list[ReadCommand | None] = [None] * len(CLIENTS)
+        self.next_ar = 0          # earliest cycle of the next address handshake
+        self.data_end = -1        # last beat of the last accepted burst
+        self.recent: deque[int] = deque(maxlen=max(1, timing.read_ahead))
+        self.in_flight = [deque(maxlen=READER_LINES_IN_FLIGHT) for _ in CLIENTS]
+        self.beats = 0            # beats transferred (BYTES_READ = beats * bus)
+
+    def submit(self, command: ReadCommand) -> None:
+        if self.active[command.client] is not None:
+            raise RuntimeError(f"the {CLIENTS[command.client]} reader has a command "
+                               "in progress")
+        self.active[command.client] = command
+
+    def next_handshake(self) -> tuple[int, int] | None:
+        """(client, cycle) of the next address handshake as things stand, or None."""
+        active = self.active
+        pending = [c.ready for c in active if c is not None]
+        if not pending:
+            return None
+        t = max(self.next_ar, min(pending))
+        grant = self.grant
+        clients = len(CLIENTS)
+        # A grant whose holder offers nothing moves to the next client offering, taking
+        # effect a cycle later.
+        while True:
+            holder = active[grant]
+            if holder is not None and holder.ready <= t:
+                break
+            for offset in range(1, clients + 1):
+                candidate = (grant + offset) % clients
+                other = active[candidate]
+                if other is not None and other.ready <= t:
+                    grant = candidate
+                    break
+            t += 1
+        timing = self.timing
+        if timing.read_ahead and len(self.recent) == timing.read_ahead:
+            t = max(t, self.recent[0] - timing.read_slack)
+        lines = self.in_flight[grant]
+        if len(lines) == READER_LINES_IN_FLIGHT:
+            t = max(t, lines[0] + 1)
+        return grant, t
+
+    def accept(self, grant: int, handshake: int) -> ReadCommand | None:
+        """Accept the next burst of ``grant`` at cycle ``handshake`` (from
+        `next_handshake`); returns its command if that was its last burst."""
+        command = self.active[grant]
+        line = command.done
+        beats = command.pattern.line_beats(line)
+        start = max(handshake + self.timing.read_latency, self.data_end + 1)
+        end = start + beats - 1
+        if command.on_line is not None:
+            end = command.on_line(command, line, end)
+        self.data_end = end
+        self.beats += beats
+        self.recent.append(end)
+        self.in_flight[grant].append(end)
+        if command.ends is not None:
+            command.ends.append(end)
+        command.done = line + 1
+        command.ready = handshake + 1
+        self.next_ar = handshake + 1
+        # Round robin from the holder: another client offering in this cycle goes next.
+        clients = len(CLIENTS)
+        self.grant = grant
+        for offset in range(1, clients):
+            candidate = (grant + offset) % clients
+            other = self.active[candidate]
+            if other is not None and other.ready <= handshake:
+                self.grant = candidate
+                break
+        if command.done < command.lines:
+            return None
+        command.last_ar = handshake
+        command.last_end = end
+        self.active[grant] = None
+        return command
