@@ -1,5 +1,10 @@
-"""Lowering: a quantized graph to gemmstone programs plus a host plan (see
-docs/compiler-lowering.md)."""
+"""Lowering: a quantized graph to gemmstone programs plus a host plan.
+
+`partition.schedule` splits the graph into accelerator groups and host ops, `emit`
+turns each group into one program (arena planned by `memory`, tiling by
+`gemmstone.compiler.kernels.cost`), `lower` assembles the `CompiledModel`, and
+`run.run_compiled` executes it on the functional model and the host.
+"""
 
 from gemmstone.compiler.lowering.compiled import CompiledModel, format_report
 from gemmstone.compiler.lowering.lower import COMPILER_VERSION, graph_hash, lower
