@@ -5,6 +5,7 @@ hangs or dies raises instead of taking the test process down."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -134,6 +135,7 @@ def test_simulator_killed_mid_run():
     assert device.closed
     with pytest.raises(DeviceClosedError):
         device.counters()
+    shutil.rmtree(device.backend.workdir)  # kept for the user to read the logs
     with open_rtl() as again:
         run_small(again)
 
@@ -164,5 +166,6 @@ def test_simulator_that_stops_answering_is_killed():
     assert time.monotonic() - started < 10
     assert device.closed
     assert not alive(pid)
+    shutil.rmtree(device.backend.workdir)
     with open_rtl() as again:
         run_small(again)
