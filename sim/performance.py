@@ -490,6 +490,12 @@ class _Run:
             command = read.accept(client, cycle)
             if command is not None:
                 self._wake(client)
+            elif client != _FETCH:
+                # Lines of a unit's command before its last wake nobody: take them in one
+                # go up to the next event of any other part.
+                command = read.active[client]
+                horizon = self._heap[0][0] if self._heap else _INF
+                read.stream(client, horizon, command.lines - 1)
 
     # -- load unit -------------------------------------------------------------------------
 

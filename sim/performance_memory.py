@@ -285,3 +285,25 @@ class ReadChannel:
         command.last_end = end
         self.active[grant] = None
         return command
+
+    def stream(self, client: int, horizon: float, stop: int) -> None:
+        """Accept the next bursts of ``client``'s command, the only one in progress, up
+        to line ``stop`` (exclusive), while their handshakes fall at or before ``horizon``
+        (no other request can be offered by then). The same as `next_handshake` and
+        `accept` burst by burst, without the event loop's cost."""
+        command = self.active[client]
+        if command is None or any(other is not None and other is not command
+                                  for other in self.active):
+            return
+        timing = self.timing
+        ahead, slack = timing.read_ahead, timing.read_slack
+        recent, lines = self.recent, self.in_flight[client]
+        while command.done < stop:
+            t = max(self.next_ar, command.ready)
+            if ahead and len(recent) == ahead:
+                t = max(t, recent[0] - slack)
+            if len(lines) == READER_LINES_IN_FLIGHT:
+                t = max(t, lines[0] + 1)
+            if t > horizon:
+                return
+            self.accept(client, t)
