@@ -6,7 +6,7 @@ accelerator (tests/hw/accelerator_runs.py: cocotbext-axi's AxiRam behind the AXI
 every counter register read back) and on `gemmstone.sim.performance`. CYCLES must agree
 within 2% on every case; the retired counts and bytes moved exactly; the busy and stall
 counters closely. The default suite runs the tiny preset (its build is shared with
-tests/hw/test_accelerator.py); ``-m slow`` adds the 4x8 and 8x8 presets.
+tests/hw/test_accelerator.py); the slow tier adds the 4x8 preset.
 benchmarks/perf_calibration.py prints the whole error table, larger shapes included.
 
 The case builders and `compare` are imported by the benchmark too.
@@ -234,11 +234,7 @@ def table(comparisons: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("preset_name", [
-    "tiny",
-    pytest.param("rect", marks=pytest.mark.slow),
-    pytest.param("small", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize("preset_name", ["tiny", pytest.param("rect", marks=pytest.mark.slow)])
 def test_model_matches_rtl_counters(preset_name, tmp_path):
     config, model = _harness().verilated(preset_name)
     comparisons = compare(config, model, calibration_cases(config), tmp_path)
