@@ -56,6 +56,15 @@ class Instruction:
         return format_instruction(self)
 
 
+# Per mnemonic: the assembler-visible fields as (field, low, high), precomputed because
+# compilers build millions of instructions through `make`.
+_MAKE_FIELDS = {
+    spec.mnemonic: [(f, f.name, f.min, f.max, f.is_enum) for f in spec.all_fields
+                    if f.name in spec.operand_names]
+    for spec in BY_MNEMONIC.values()
+}
+
+
 def make(mnemonic: str, **values: int | str) -> Instruction:
     """Build an instruction; fields not given are zero. Enum fields take a member, its
     integer value or its name (case-insensitive).
@@ -69,17 +78,26 @@ def make(mnemonic: str, **values: int | str) -> Instruction:
         spec = BY_MNEMONIC[mnemonic]
     except KeyError:
         raise EncodingError(f"unknown instruction {mnemonic!r}") from None
-    known = spec.operand_names
-    unknown = [name for name in values if name not in known]
-    if unknown:
+    fields = _MAKE_FIELDS[mnemonic]
+    checked: dict[str, int] = {}
+    given = 0
+    for f, name, low, high, is_enum in fields:
+        if name in values:
+            value = values[name]
+            given += 1
+        else:
+            value = 0
+        # The common case, a plain in-range integer of a non-enum field, is checked inline.
+        if type(value) is int and low <= value <= high and not is_enum:
+            checked[name] = value
+        else:
+            checked[name] = _check_value(spec, f, value)
+    if given != len(values):
+        known = spec.operand_names
+        unknown = [name for name in values if name not in known]
         raise EncodingError(
             f"{mnemonic}: unknown field(s) {', '.join(unknown)}; fields are {', '.join(known)}"
         )
-    checked: dict[str, int] = {}
-    for f in spec.all_fields:
-        if f.name not in known:
-            continue
-        checked[f.name] = _check_value(spec, f, values.get(f.name, 0))
     bad_token = _token_not_allowed(spec, checked)
     if bad_token:
         raise EncodingError(bad_token)
@@ -120,17 +138,20 @@ def _not_a_member(spec: InstructionSpec, name: str, value, kind) -> str:
     return f"{spec.mnemonic}.{name}: {value!r} is not one of {choices}"
 
 
+# Per mnemonic: (opcode, [(name, lsb, mask)]) of the fields `encode` packs.
+_ENCODE_FIELDS = {
+    spec.mnemonic: (spec.opcode, [(f.name, f.lsb, (1 << f.width) - 1) for f in spec.all_fields
+                                  if f.name != "opcode" and f.kind != "reserved"])
+    for spec in BY_MNEMONIC.values()
+}
+
+
 def encode(instr: Instruction) -> int:
     """The 128-bit instruction word of ``instr``."""
-    word = 0
-    for f in instr.spec.all_fields:
-        if f.name == "opcode":
-            value = instr.spec.opcode
-        elif f.kind == "reserved":
-            continue
-        else:
-            value = int(instr.values[f.name])
-        word |= (value & ((1 << f.width) - 1)) << f.lsb
+    word, fields = _ENCODE_FIELDS[instr.spec.mnemonic]
+    values = instr.values
+    for name, lsb, mask in fields:
+        word |= (int(values[name]) & mask) << lsb
     return word
 
 
