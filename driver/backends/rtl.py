@@ -87,7 +87,7 @@ class RtlBackend(Backend):
         Process ID of the simulator (the Verilator executable running cocotb).
     workdir : Path
         Logs of the simulation (``sim.log``, ``launcher.log``); kept when the simulator is
-        lost, deleted on close.
+        lost (``lost`` is then True), deleted on close otherwise.
 
     Raises
     ------
@@ -113,6 +113,7 @@ class RtlBackend(Backend):
         self._link: socket.socket | None = None
         self._process: subprocess.Popen | None = None
         self._returncode: int | None = None
+        self.lost = False
         model = build_model(config, _TOPS[memory])
         self.workdir = Path(tempfile.mkdtemp(prefix="gemmstone-rtl-"))
         try:
@@ -179,7 +180,8 @@ class RtlBackend(Backend):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=10)
         self._kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.lost:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- the link -----------------------------------------------------------------------
 
@@ -209,6 +211,7 @@ class RtlBackend(Backend):
 
     def _lost(self, why: str) -> DeviceLostError:
         """Kill the simulation and describe what happened, with the end of its log."""
+        self.lost = True
         self._kill()
         returncode = self._returncode
         log = _tail(self.workdir / "sim.log") or _tail(self.workdir / "launcher.log")
