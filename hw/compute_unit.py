@@ -8,7 +8,10 @@ double-buffers its weights), and holds back its last weight row, which switches 
 to the new weights, until that MATMUL's last line is in. A MATMUL waits for the loader to
 finish. LOADACC and ALU touch accumulator rows a draining MATMUL may still write, so they
 wait for the pipeline to empty, and each completes its own writes before the next
-instruction starts. A MATMUL pushes its tokens when its last row is written.
+instruction starts. A MATMUL pushes its tokens when its last row is written. Tokens are
+counted, not named, so no instruction may push to the store unit before the rows of
+earlier MATMULs are written: a PRELOAD that pushes there holds back its last weight row,
+and a MATMUL with n = 0 waits, until the pipeline is empty.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -137,7 +140,10 @@ class ComputeUnit(wiring.Component):
         streaming = Signal()                # the FSM is streaming a matmul's lines
         fsm_busy = Signal()                 # the FSM executes an instruction
         final_row = loader_done == loader.k - 1
-        offered = loader_have & ~(final_row & streaming)
+        # The final row retires the preload: when it pushes to the store unit, rows of
+        # earlier matmuls must be in the accumulator first, so it waits for the drain.
+        offered = loader_have & ~(final_row & (streaming
+                                               | (draining & loader_header.push_next)))
         taken = offered & array.weights.ready
         reading = loading & (loader_count < loader.k) & (~loader_have | taken)
         m.d.comb += [
@@ -199,8 +205,11 @@ class ComputeUnit(wiring.Component):
             with m.State("IDLE"):
                 is_preload = head.opcode == opcode["preload"]
                 is_matmul = head.opcode == opcode["matmul"]
+                # A matmul with n = 0 retires at once: its pushes must not overtake the
+                # rows of earlier matmuls.
                 needs_drain = ((head.opcode == opcode["loadacc"])
-                               | (head.opcode == opcode["alu"]))
+                               | (head.opcode == opcode["alu"])
+                               | (is_matmul & (head_matmul.n == 0)))
                 # Any instruction but a checked-good preload waits for the loader; loadacc
                 # and alu also wait for the matmul pipeline to drain.
                 blocked = loading | (needs_drain & draining)

@@ -1,10 +1,13 @@
 """The store unit: executes LOADQ, CONFIG and STORE (accumulator -> output stage -> DRAM).
 
-A STORE retires, and pushes its tokens, once its last accumulator row has been read: the
-rows are then on their way through the output stage and the DMA writer, and the compute
-unit may reuse the accumulator rows. LOADQ and CONFIG change the output stage's
-parameters, so they wait until every row of earlier STOREs has been written; the unit is
-idle (for fence and halt) only when every write response has come back.
+A STORE without tokens to push retires once its last accumulator row has been read: the
+rows are then on their way through the output stage and the DMA writer, and the next STORE
+may start. A STORE that pushes retires, and pushes, only once every write of the output
+path has been acknowledged: a token says the store is complete, and its consumer (or a
+unit it passes the order on to) may read the bytes it wrote. LOADQ and CONFIG change the
+output stage's parameters, and a STORE of the other mode switches the output path, so they
+wait until every row of earlier STOREs has been written; the unit is idle (for fence and
+halt) only when every write response has come back.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -63,6 +66,7 @@ class StoreUnit(wiring.Component):
         links = {"prev": self.prev}
 
         head = HEADER_LAYOUT(self.queue.payload.word)
+        head_store = INSTRUCTION_LAYOUTS["store"](self.queue.payload.word)
         entry = Signal(QueueEntry)
         header = HEADER_LAYOUT(entry.word)
         store = INSTRUCTION_LAYOUTS["store"](entry.word)
@@ -82,6 +86,7 @@ class StoreUnit(wiring.Component):
         in_flight = Signal(range(4096 * 4))  # rows read but not yet handed to the writer
         last_byte = Signal(FAULT_ADDRESS_BITS)
         raw = store.mode == StoreMode.INT32
+        path_raw = Signal()  # mode of the last STORE started: its rows may be in the path
         element_bytes = Mux(raw, 4, 1)
 
         # Rows into the output path: straight to the writer (int32) or through the stage.
@@ -110,17 +115,30 @@ class StoreUnit(wiring.Component):
             m.d.comb += [self.prev.push.eq(header.push_prev), self.retired.eq(1)]
             m.next = "IDLE"
 
+        def finish_store() -> None:
+            with m.If(header.push_prev):
+                m.next = "STORE_WRITTEN"
+            with m.Else():
+                finish()
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 changes_stage = ((head.opcode == OPCODES["loadq"])
                                  | (head.opcode == OPCODES["config"]))
-                ready = tokens_ready(head, links) & ~(changes_stage & ~output_empty)
+                # The output path is chosen by the running STORE's mode: rows of an earlier
+                # STORE of the other mode must have left it first.
+                switches_path = ((head.opcode == OPCODES["store"])
+                                 & ((head_store.mode == StoreMode.INT32) != path_raw))
+                ready = tokens_ready(head, links) & ~((changes_stage | switches_path)
+                                                      & ~output_empty)
                 m.d.comb += self.idle.eq(~self.queue.valid & output_empty)
                 with m.If(self.queue.valid & ~self.stop & ~self.clear):
                     m.d.comb += self.token_wait.eq(~ready)
                     with m.If(ready):
                         m.d.comb += [self.queue.ready.eq(1), self.prev.pop.eq(head.pop_prev)]
                         m.d.sync += [entry.eq(self.queue.payload), count.eq(0), have.eq(0)]
+                        with m.If(head.opcode == OPCODES["store"]):
+                            m.d.sync += path_raw.eq(head_store.mode == StoreMode.INT32)
                         m.next = "CHECK"
 
             with m.State("CHECK"):
@@ -162,7 +180,7 @@ class StoreUnit(wiring.Component):
                     writer.cmd.payload.len.eq(store.len * element_bytes),
                 ]
                 with m.If(store.n == 0):
-                    finish()
+                    finish_store()
                 with m.Elif(writer.cmd.ready):
                     m.next = "STORE"
 
@@ -176,6 +194,12 @@ class StoreUnit(wiring.Component):
                 with m.If(issuing):
                     m.d.sync += count.eq(count + 1)
                 with m.If((count == store.n) & took):
+                    finish_store()
+
+            with m.State("STORE_WRITTEN"):
+                # Wait until this and every earlier STORE's writes are acknowledged.
+                m.d.comb += self.busy.eq(1)
+                with m.If(output_empty):
                     finish()
 
             with m.State("LOADQ_ISSUE"):

@@ -9,71 +9,20 @@ build per configuration (a few minutes cold on 2 cores, cached after).
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
 import numpy as np
 import pytest
+from accelerator_runs import check, make_run, play, verilated
 
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
 from gemmstone.compiler.kernels.gemm import emit_gemm, pack_qparams
-from gemmstone.config import preset
-from gemmstone.hw.accelerator import TOP_NAME, accelerator_verilog
 from gemmstone.hw.register_map import config_id, isa_id
-from gemmstone.hw.sim_build import build_verilated
-from gemmstone.isa import ErrorCode, ExecutionError, Program, assemble
-from gemmstone.isa.encoding import words_to_bytes
-from gemmstone.sim.functional import FunctionalModel
-
-HERE = Path(__file__).parent
-RAM_BYTES = 1 << 18
-INSTR_BASE = 0x100
-WINDOW_BASE = 0x8000
+from gemmstone.isa import Program, assemble
 
 
-@pytest.fixture(scope="module", params=["tiny", "small", "rect"])  # 4x4, 8x8, 4x8
+@pytest.fixture(scope="module", params=["tiny", "rect"])
 def accelerator(request):
-    config = preset(request.param)
-    model = build_verilated(accelerator_verilog(config), toplevel=TOP_NAME)
-    return config, model
-
-
-def make_run(name, config, program: Program, inputs=None, *, window_size=None, stall=0.0,
-             seed=0):
-    """The RTL run of ``program`` and the functional model's expectation for it."""
-    window_size = program.window_size if window_size is None else window_size
-    image = np.zeros(RAM_BYTES, np.uint8)
-    code = np.frombuffer(words_to_bytes(program.words), np.uint8)
-    image[INSTR_BASE:INSTR_BASE + code.size] = code
-    for segment in program.segments:
-        start = WINDOW_BASE + segment.offset
-        image[start:start + len(segment.data)] = np.frombuffer(segment.data, np.uint8)
-    for buffer_name, value in (inputs or {}).items():
-        buffer = program.buffers[buffer_name]
-        start = WINDOW_BASE + buffer.offset
-        image[start:start + buffer.nbytes] = np.ascontiguousarray(value).view(np.uint8).ravel()
-    model = FunctionalModel(config.replace(dram_mib=1) if config.dram_mib > 1 else config)
-    model.dram[:RAM_BYTES] = image
-    try:
-        model.run(program.words, window_base=WINDOW_BASE, window_size=window_size)
-        error = None
-    except ExecutionError as raised:
-        error = raised
-    run = {"name": name, "ram": image.tobytes(), "instr_base": INSTR_BASE,
-           "instr_count": len(program.words), "window_base": WINDOW_BASE,
-           "window_limit": WINDOW_BASE + window_size, "watchdog": 0, "stall": stall,
-           "seed": seed, "max_cycles": 2_000_000}
-    return run, model.dram[:RAM_BYTES].copy(), error
-
-
-def play(model, runs, tmp_path):
-    runs_file, results_file = tmp_path / "runs.pkl", tmp_path / "results.pkl"
-    runs_file.write_bytes(pickle.dumps(runs))
-    model.run_cocotb("cocotb_accelerator", module_dir=HERE, test_dir=tmp_path,
-                     extra_env={"GEMMSTONE_RUNS": str(runs_file),
-                                "GEMMSTONE_RESULTS": str(results_file)})
-    return pickle.loads(results_file.read_bytes())
+    return verilated(request.param)
 
 
 def gemm_program(config, rng, m, n, k):
@@ -104,29 +53,6 @@ def conv_program(config, rng, h, w, cin, cout, kernel, stride, pad):
     return builder.finish(), {"x": x}
 
 
-def check(results, expectations):
-    for result, (run, memory, error) in zip(results, expectations, strict=True):
-        name = run["name"]
-        if error is None:
-            assert result["ERROR_CODE"] == ErrorCode.NONE, (name, result["ERROR_CODE"],
-                                                            result["ERROR_INDEX"])
-            got = np.frombuffer(result["ram"], np.uint8)
-            differ = np.flatnonzero(got != memory)
-            assert differ.size == 0, f"{name}: {differ.size} bytes differ, first at " \
-                                     f"{differ[:8]}"
-        else:
-            got = (result["ERROR_CODE"], result["ERROR_INDEX"])
-            assert got == (error.code, error.index), (name, got, str(error))
-            if error.address is not None:
-                assert result["ERROR_ADDR"] == error.address & 0xFFFF_FFFF, name
-            # Nothing outside the DMA window changed.
-            got = np.frombuffer(result["ram"], np.uint8)
-            start = np.frombuffer(run["ram"], np.uint8)
-            outside = np.ones(RAM_BYTES, bool)
-            outside[run["window_base"]:run["window_limit"]] = False
-            assert (got[outside] == start[outside]).all(), name
-
-
 def test_kernels_and_faults_match_the_functional_model(accelerator, tmp_path):
     config, model = accelerator
     rng = np.random.default_rng(2026)
@@ -153,9 +79,9 @@ def test_kernels_and_faults_match_the_functional_model(accelerator, tmp_path):
     ):
         program = Program(config.content_hash, assemble(text), window_size=0x1000)
         expectations.append(make_run(name, config, program))
-    assert all(error is None for _, _, error in expectations[:6])
-    assert all(error is not None for _, _, error in expectations[6:])
-    results = play(model, [run for run, _, _ in expectations], tmp_path)
+    assert all(expected.error is None for expected in expectations[:6])
+    assert all(expected.error is not None for expected in expectations[6:])
+    results = play(model, [expected.run for expected in expectations], tmp_path)
     check(results, expectations)
     assert results[0]["CONFIG_ID"] == config_id(config)
     assert results[0]["ISA_ID"] == isa_id()
