@@ -114,6 +114,9 @@ module gemmstone_sim_dram #(
 
     reg [8*DATA_BYTES-1:0] mem [0:WORDS-1];
     reg [47:0] now;  // cycles since reset: the time base of every latency
+    // Settings through registers: no output then depends combinationally on an input, so
+    // a simulator need not re-evaluate the design behind the bus whenever one changes.
+    reg [15:0] latency_q, rate_q;
 
     // -- read address queue --------------------------------------------------------------
     reg [ID_WIDTH-1:0] ar_id   [0:OUTSTANDING-1];
@@ -162,7 +165,7 @@ module gemmstone_sim_dram #(
     wire b_fire = s_axi_bvalid & s_axi_bready;
 
     // -- bandwidth: both directions draw on one byte budget when rate != 0 ---------------
-    wire throttled = rate != 16'd0;
+    wire throttled = rate_q != 16'd0;
     reg [16:0] credit;
     reg w_turn;  // when both directions could move a beat, whose turn it is
     wire credit_ok = !throttled || credit >= DATA_BYTES;
@@ -178,17 +181,19 @@ module gemmstone_sim_dram #(
     wire w_inside = w_word < WORDS;
     // A read accepted now may load its first beat in cycle now + latency - 1 and hand it
     // over in cycle now + latency.
-    wire [47:0] read_ready = latency == 16'd0 ? now : now + {32'd0, latency} - 48'd1;
-    wire [47:0] write_ready = now + {32'd0, latency};
+    wire [47:0] read_ready = latency_q == 16'd0 ? now : now + {32'd0, latency_q} - 48'd1;
+    wire [47:0] write_ready = now + {32'd0, latency_q};
     wire [16:0] spent = (r_load || w_fire) ? DATA_BYTES : 17'd0;
-    wire [16:0] refilled = credit + {1'b0, rate} - spent;
+    wire [16:0] refilled = credit + {1'b0, rate_q} - spent;
     // Idle credit stops at what a beat needs plus what waiting for the next one can add,
     // so a fractional rate loses nothing and an idle bus saves up for no burst.
-    wire [16:0] cap = DATA_BYTES + {1'b0, rate} - 17'd1;
+    wire [16:0] cap = DATA_BYTES + {1'b0, rate_q} - 17'd1;
     integer i, fd, got;
     reg [31:0] j;
 
     always @(posedge clk) begin
+        latency_q <= latency;
+        rate_q <= rate;
         if (load) begin
             fd = $fopen(file, "rb");
             if (fd == 0) begin

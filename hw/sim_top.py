@@ -15,12 +15,13 @@ cocotb side) on a model from `build_sim_top`, and returns each run's registers a
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,10 +31,12 @@ from gemmstone.hw.accelerator import Accelerator
 from gemmstone.hw.axi import AxiLiteSignature, flat_port_names
 from gemmstone.hw.register_map import ADDR_WIDTH
 from gemmstone.hw.sim_build import DEFAULT_BUILD_ARGS, VerilatedModel, build_verilated
+from gemmstone.isa.encoding import words_to_bytes
+from gemmstone.isa.program import Buffer, Program
 from gemmstone.isa.table import isa_hash
 
 __all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "build_sim_top", "ProgramRun",
-           "RunResult", "run_programs"]
+           "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE"]
 
 TOP_NAME = "gemmstone_sim_top"
 
@@ -117,14 +120,43 @@ class SimTop(wiring.Component):
         return m
 
 
+def _wrappers(top: wiring.Component, *, name: str, design: str) -> str:
+    # Verilator re-evaluates, at every change of any input (both clock edges), all logic
+    # that depends combinationally on an input or on a public variable, and ports-only
+    # builds make every variable of the top module public. Amaranth's top module holds the
+    # nets between its submodules, and its synchronous reset is a mux in front of every
+    # register's next value: nearly the whole design would be re-evaluated twice a cycle.
+    # So the top holds nothing but ports and a module that gives the design the reset
+    # through a register (one cycle later, which no test can tell).
+    ports = [("input", 1, "clk"), ("input", 1, "rst")]
+    for path, member, _value in top.signature.flatten(top):
+        ports.append(("input" if member.flow == In else "output",
+                      Shape.cast(member.shape).width, "_".join(map(str, path))))
+    declarations = ",\n".join(f"    {direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}"
+                              f"{port}" for direction, width, port in ports)
+
+    def connections(reset: str) -> str:
+        return ",\n".join(f"        .{port}({reset if port == 'rst' else port})"
+                           for _, _, port in ports)
+
+    return (f"\nmodule {name} (\n{declarations}\n);\n"
+            f"    {name}_reset wrapped (\n{connections('rst')}\n    );\nendmodule\n"
+            f"\nmodule {name}_reset (\n{declarations}\n);\n"
+            f"    reg rst_q = 1'b1;\n    always @(posedge clk) rst_q <= rst;\n"
+            f"    {design} wrapped (\n{connections('rst_q')}\n    );\nendmodule\n")
+
+
 def sim_top_verilog(config: AcceleratorConfig, *, dram_bytes: int | None = None,
                     outstanding: int = sim_dram.DEFAULT_OUTSTANDING) -> str:
-    """Verilog of `SimTop` (module `TOP_NAME`) followed by the DRAM model's module."""
+    """Verilog of `SimTop`: module `TOP_NAME` (only ports and one instance), a module that
+    registers the reset, the design, and the DRAM model's module."""
     top = SimTop(config=config, dram_bytes=dram_bytes, outstanding=outstanding)
     header = (f"// gemmstone simulation top: {config.describe()}, {top.dram_bytes} B of "
               f"simulated DRAM\n// config {config.content_hash}\n// isa {isa_hash()}\n")
-    text = verilog.convert(top, name=TOP_NAME, ports=flat_port_names(top), emit_src=False)
-    return header + text + sim_dram.SIM_DRAM_VERILOG
+    design = f"{TOP_NAME}_design"
+    text = verilog.convert(top, name=design, ports=flat_port_names(top), emit_src=False)
+    return (header + _wrappers(top, name=TOP_NAME, design=design) + text
+            + sim_dram.SIM_DRAM_VERILOG)
 
 
 def build_sim_top(config: AcceleratorConfig, *, dram_bytes: int | None = None,
@@ -171,6 +203,54 @@ class ProgramRun:
     max_cycles: int = 50_000_000
 
 
+#: Where `program_run` puts the instructions; the DMA window follows at a 4 KiB boundary.
+INSTR_BASE = 0x1000
+_WINDOW_ALIGN = 0x1000
+
+
+def program_run(name: str, program: Program, inputs: Mapping[str, np.ndarray] | None = None,
+                **settings) -> ProgramRun:
+    """A `ProgramRun` of ``program``: its instructions at `INSTR_BASE`, its DMA window at
+    the next 4 KiB boundary holding the constant segments and ``inputs`` (by buffer name).
+    The run reads the window back, so ``result.memory`` is the window (see
+    `window_buffer`). ``settings`` are further `ProgramRun` fields (latency, rate, ...).
+
+    Raises
+    ------
+    KeyError
+        If an input names no buffer of the program.
+    ValueError
+        If an input's size differs from its buffer's.
+    """
+    code = words_to_bytes(program.words)
+    window_base = -(-(INSTR_BASE + len(code)) // _WINDOW_ALIGN) * _WINDOW_ALIGN
+    image = np.zeros(window_base + program.window_size, np.uint8)
+    image[INSTR_BASE:INSTR_BASE + len(code)] = np.frombuffer(code, np.uint8)
+    for segment in program.segments:
+        start = window_base + segment.offset
+        image[start:start + len(segment.data)] = np.frombuffer(segment.data, np.uint8)
+    for buffer_name, value in (inputs or {}).items():
+        if buffer_name not in program.buffers:
+            raise KeyError(f"input {buffer_name!r} is not a buffer of the program "
+                           f"({', '.join(program.buffers)})")
+        buffer = program.buffers[buffer_name]
+        raw = np.ascontiguousarray(value).view(np.uint8).ravel()
+        if raw.size != buffer.nbytes:
+            raise ValueError(f"input {buffer_name!r} has {raw.size} bytes, its buffer "
+                             f"{buffer.nbytes}")
+        image[window_base + buffer.offset:window_base + buffer.offset + raw.size] = raw
+    return ProgramRun(name=name, image=image.tobytes(), instr_base=INSTR_BASE,
+                      instr_count=len(program.words), window_base=window_base,
+                      window_limit=window_base + program.window_size,
+                      readback=(window_base, program.window_size), **settings)
+
+
+def window_buffer(window: bytes, buffer: Buffer) -> np.ndarray:
+    """The contents of ``buffer`` (shape and dtype) in a copy of its program's DMA window."""
+    raw = np.frombuffer(window, np.uint8, count=buffer.nbytes, offset=buffer.offset)
+    return raw.view(np.dtype(buffer.dtype)).reshape(buffer.shape)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What a `ProgramRun` left: every readable register (STATUS, the error registers,
@@ -187,6 +267,12 @@ class RunResult:
     sim_cycles : int
         Clock cycles the simulator ran for it (including polling slack and register
         accesses; the CYCLES register counts only the accelerator's busy cycles).
+    run_seconds, run_cycles : float, int
+        Wall time and clock cycles from the START write until STATUS showed the
+        accelerator idle: what simulation speed is measured on.
+    run_cpu_seconds : float
+        CPU time of the simulator process over the same span (unlike wall time, not
+        stretched by other processes on a busy machine).
     dram_error : bool
         The DRAM model saw a burst it does not implement.
     """
@@ -196,6 +282,9 @@ class RunResult:
     memory: bytes = field(repr=False)
     wall_seconds: float
     sim_cycles: int
+    run_seconds: float
+    run_cycles: int
+    run_cpu_seconds: float
     dram_error: bool
 
 
@@ -242,5 +331,7 @@ def run_programs(model: VerilatedModel, config: AcceleratorConfig, runs: Sequenc
         results.append(RunResult(name=run.name, registers=raw["registers"],
                                  memory=memory[offset:offset + size],
                                  wall_seconds=raw["wall_seconds"], sim_cycles=raw["sim_cycles"],
+                                 run_seconds=raw["run_seconds"], run_cycles=raw["run_cycles"],
+                                 run_cpu_seconds=raw["run_cpu_seconds"],
                                  dram_error=raw["dram_error"]))
     return results
