@@ -77,7 +77,9 @@ def random_program(config: AcceleratorConfig, seed: int, *, length: int = 60,
     seed : int
         Equal seeds (and other arguments) give equal programs.
     length : int
-        Instructions to generate, not counting the FENCEs that ordering needs and HALT.
+        Instructions to generate (a FENCE drawn at random counts; the FENCEs ordering
+        needs and HALT do not). A shorter program of the same seed is a prefix of a longer
+        one but for push flags, so lengths can be bisected.
     window_size : int
         Bytes of DMA window; the program's "data" segment fills all of it with random
         bytes. Small windows make instructions share DRAM more often.

@@ -3,7 +3,8 @@ functional model; shared by test_accelerator.py, test_differential.py and
 benchmarks/differential.py.
 
 A run is a dict the cocotb side (cocotb_accelerator.py) plays: the whole initial RAM image
-(instructions at `INSTR_BASE`, the program's DMA window at `WINDOW_BASE`), the register
+(instructions at `INSTR_BASE`, the program's DMA window at `WINDOW_BASE` unless a run
+says otherwise), the register
 settings, and the bus-stall probability. `make_run` also runs the program on the
 functional model and returns an `Expectation`; `check` compares the RTL's results with it:
 final memory byte for byte over the whole RAM, the error registers, STATUS and the
@@ -76,39 +77,41 @@ class Expectation:
         return self.run["name"]
 
 
-def image(program: Program, inputs: dict | None = None) -> np.ndarray:
+def image(program: Program, inputs: dict | None = None, *,
+          window_base: int = WINDOW_BASE) -> np.ndarray:
     """The initial RAM: instruction words, the program's constants and ``inputs``."""
     ram = np.zeros(RAM_BYTES, np.uint8)
     code = np.frombuffer(words_to_bytes(program.words), np.uint8)
-    if INSTR_BASE + code.size > WINDOW_BASE:
+    if INSTR_BASE + code.size > window_base:
         raise ValueError(f"{len(program.words)} instructions do not fit below the window")
     ram[INSTR_BASE:INSTR_BASE + code.size] = code
     for segment in program.segments:
-        start = WINDOW_BASE + segment.offset
+        start = window_base + segment.offset
         ram[start:start + len(segment.data)] = np.frombuffer(segment.data, np.uint8)
     for buffer_name, value in (inputs or {}).items():
         buffer = program.buffers[buffer_name]
-        start = WINDOW_BASE + buffer.offset
+        start = window_base + buffer.offset
         ram[start:start + buffer.nbytes] = np.ascontiguousarray(value).view(np.uint8).ravel()
     return ram
 
 
 def make_run(name: str, config: AcceleratorConfig, program: Program, inputs=None, *,
              window_size: int | None = None, stall: float = 0.0, seed: int = 0,
-             watchdog: int = 0, max_cycles: int = MAX_CYCLES) -> Expectation:
+             watchdog: int = 0, max_cycles: int = MAX_CYCLES,
+             window_base: int = WINDOW_BASE) -> Expectation:
     """The RTL run of ``program`` and the functional model's expectation for it."""
     window_size = program.window_size if window_size is None else window_size
-    ram = image(program, inputs)
+    ram = image(program, inputs, window_base=window_base)
     model = FunctionalModel(config.replace(dram_mib=1) if config.dram_mib > 1 else config)
     model.dram[:RAM_BYTES] = ram
     counters, error = None, None
     try:
-        counters = model.run(program.words, window_base=WINDOW_BASE, window_size=window_size)
+        counters = model.run(program.words, window_base=window_base, window_size=window_size)
     except ExecutionError as raised:
         error = raised
     run = {"name": name, "ram": ram.tobytes(), "instr_base": INSTR_BASE,
-           "instr_count": len(program.words), "window_base": WINDOW_BASE,
-           "window_limit": WINDOW_BASE + window_size, "watchdog": watchdog, "stall": stall,
+           "instr_count": len(program.words), "window_base": window_base,
+           "window_limit": window_base + window_size, "watchdog": watchdog, "stall": stall,
            "seed": seed, "max_cycles": max_cycles}
     return Expectation(run, model.dram[:RAM_BYTES].copy(), error, counters)
 
@@ -180,16 +183,20 @@ def check(results: list[dict], expectations: list[Expectation]) -> None:
 def random_expectation(preset_name: str, seed: int, *, length: int | None = None,
                        stall: float | None = None) -> tuple[Program, Expectation]:
     """The random program of ``seed`` (`gemmstone.sim.random_programs`) for a preset, and
-    its run. Unless given, its length (20..150 instructions) and the bus-stall probability
-    (none for half of the seeds) follow from the seed too, so a seed alone reproduces a
+    its run. Its length (20..150 instructions, unless given), the bus-stall probability
+    (none for half of the seeds, unless given), the window size (2, 4 or 8 KiB: small
+    windows share more bytes, 8 KiB ones have transfers across a 4 KiB page) and the
+    window base (page-aligned or not) follow from the seed, so a seed alone reproduces a
     run."""
     config = preset(preset_name)
     draw = random.Random(seed)
     length = draw.randint(20, 150) if length is None else length
     stall = draw.choice((0.0, 0.0, 0.2, 0.5)) if stall is None else stall
-    program = random_program(config, seed, length=length)
+    window_size = draw.choice((2048, 4096, 4096, 8192))
+    window_base = WINDOW_BASE + draw.choice((0, 0, 0x7F3, 0xFFD))
+    program = random_program(config, seed, length=length, window_size=window_size)
     expected = make_run(f"{preset_name} seed {seed}", config, program, stall=stall, seed=seed,
-                        max_cycles=RANDOM_MAX_CYCLES)
+                        max_cycles=RANDOM_MAX_CYCLES, window_base=window_base)
     if expected.error is not None:
         raise AssertionError(f"random program {seed} faults on the functional model: "
                              f"{expected.error}")
