@@ -599,7 +599,7 @@ class _Run:
             if op == "preload":
                 # Taken in IDLE, or while the previous matmul streams.
                 structural = max(visible, loader_free, preload_from)
-            elif op == "matmul":
+            elif op == "matmul" and values["n"]:
                 structural = max(visible, loader_free, fsm_free)
             else:
                 structural = max(visible, loader_free, fsm_free, drain_end + 1)
@@ -615,6 +615,9 @@ class _Run:
                     first = max(first, last_input[back] + bank_ready)
                 streaming_until = matmul_state[1] + 1 if matmul_state[1] >= take else 0
                 final = max(first + k - 1, streaming_until)
+                if values["push_next"]:
+                    # Its push must not overtake the rows of earlier matmuls.
+                    final = max(final, drain_end + 1)
                 loader_free = final + 1
                 front = back
                 self.busy[unit].add(take + 1, final)
@@ -689,6 +692,7 @@ class _Run:
         responses = deque(maxlen=16)  # write responses of the writer's last 16 bursts
         stage_out: deque[int] = deque(maxlen=OUTPUT_STAGE_LATENCY)  # rows leaving the stage
         last_command: ReadCommand | None = None
+        path_raw = False              # mode of the last STORE started (the output path)
         position = 0
         while True:
             while position >= self.queued[unit]:
@@ -699,13 +703,17 @@ class _Run:
             op = instr.mnemonic
             visible = self._visible(unit, position)
             gate = max(visible, fsm_free)
-            structural = max(gate, output_empty) if op in ("loadq", "config") else gate
+            switches = op == "store" and (values["mode"] is StoreMode.INT32) != path_raw
+            structural = (max(gate, output_empty) if op in ("loadq", "config") or switches
+                          else gate)
             # Waiting for the output path to drain shows as a token wait in the RTL.
             yield from self._wait_head(unit, position, structural, gate)
             take = self.now
             if structural > gate and take > gate:
                 self.stall_token.append((gate, min(structural, take)))
             pushes = self._take(unit, values, take)
+            if op == "store":
+                path_raw = values["mode"] is StoreMode.INT32
             if op == "config":
                 finish = take + 1
             elif op == "loadq":
@@ -728,6 +736,8 @@ class _Run:
                 self.stall_dma.append((accepted + 1, accepted + 1 + max(0, end - accepted - 2)))
             elif values["n"] == 0:
                 finish = take + 2
+                if values["push_prev"]:  # a pushing store waits for earlier writes
+                    finish = max(finish + 1, output_empty)
             else:
                 n = values["n"]
                 raw = values["mode"] is StoreMode.INT32
@@ -766,6 +776,8 @@ class _Run:
                 aw_free = aw
                 finish = taken
                 output_empty = w_end + timing.write_response + 1
+                if values["push_prev"]:  # it pushes once its writes are acknowledged
+                    finish = max(finish + 1, output_empty)
             fsm_free = finish + 1
             self.busy[unit].add(take + 1, finish)
             self._push(pushes, finish)
