@@ -32,10 +32,8 @@ from gemmstone.isa import ErrorCode, Program, Segment, WatchdogError, assemble
 from gemmstone.sim.functional import FunctionalModel
 
 CONFIGS = ("tiny", "rect")
-PROGRAMS = 50  # per config; seeds 0..49, their lengths and bus stalls follow from the seed
+PROGRAMS = 50  # per config: seeds 0..49 (each seed fixes program, window and bus stalls)
 WINDOW = 0x4000
-
-
 IDENTITY_QPARAMS = 0x3000  # LOADQ parameters that make an int8 STORE copy int8 values
 
 
@@ -63,7 +61,7 @@ def assert_race_free(config, program: Program) -> None:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_random_programs_match_the_functional_model(name, tmp_path):
-    config, model = verilated(name)
+    _, model = verilated(name)
     expectations = [random_expectation(name, seed)[1] for seed in range(PROGRAMS)]
     assert sum(expected.run["stall"] > 0 for expected in expectations) >= PROGRAMS // 4
     check(play(model, [expected.run for expected in expectations], tmp_path), expectations)
