@@ -1,0 +1,112 @@
+"""RTL simulation speed: simulated cycles per second of the Verilated accelerator while it
+runs a GEMM, with the DRAM model inside the simulation (`gemmstone.hw.sim_top`).
+
+Speed is clock cycles from the START write until STATUS shows the accelerator idle, over
+the wall time of that span (cocotb polls STATUS at growing intervals, so almost no Python
+runs), and over the simulator's CPU time of that span: on a machine busy with other jobs
+the wall-time figure drops while the CPU-time one mostly holds (it is close to what an idle
+machine's wall time would be), so the target is judged on it; each model runs the GEMM
+``--repeat`` times and the fastest run counts. The image load and dump and the build are
+reported apart. Variants: the default ports-only model, ``public`` (cocotb's
+``--public-flat-rw``: every signal visible) and ``O3`` (C++ compiled with -O3). Each new
+variant is a Verilator build of a few minutes on 2 cores, cached after. Commands::
+
+    .venv/bin/python benchmarks/rtl_speed.py          # 8x8 and 16x16, ports-only; 8x8 public
+    .venv/bin/python benchmarks/rtl_speed.py --full   # also 16x16 public and both -O3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from gemmstone.compiler.builder import ProgramBuilder
+from gemmstone.compiler.kernels import emit_gemm, pack_qparams
+from gemmstone.compiler.reference import gemm_int8
+from gemmstone.config import preset
+from gemmstone.hw.sim_top import build_sim_top, program_run, run_programs, window_buffer
+
+DRAM_BYTES = 8 << 20
+#: GEMM shape (M, N, K) per preset: a run of a few seconds.
+SHAPES = {"small": (256, 256, 256), "base": (512, 512, 512)}
+TARGET = {"base": 150_000}
+
+
+def gemm(config, m, n, k):
+    rng = np.random.default_rng(1)
+    builder = ProgramBuilder(config)
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, n).astype(np.int32)
+    mult = rng.integers(1 << 20, 1 << 22, n).astype(np.int32)
+    shift = np.full(n, 24, np.int32)
+    a_buf = builder.buffer("a", (m, k))
+    b_buf = builder.buffer("b", (k, n), data=b)
+    q_buf = builder.buffer("q", 3 * n, "int32", data=pack_qparams(bias, mult, shift, config.cols))
+    out = builder.buffer("out", (m, n))
+    emit_gemm(builder, a_buf, b_buf, out, q_buf)
+    return builder.finish(), {"a": a}, gemm_int8(a, b, bias, mult, shift)
+
+
+def measure(name: str, variant: str, repeat: int = 3) -> None:
+    config = preset(name)
+    public, optimize = variant == "public", variant == "O3"
+    started = time.perf_counter()
+    model = build_sim_top(config, dram_bytes=DRAM_BYTES, public=public, optimize=optimize)
+    build = time.perf_counter() - started
+    m, n, k = SHAPES.get(name, (256, 256, 256))
+    program, inputs, expected = gemm(config, m, n, k)
+    run = program_run(f"gemm {m}x{n}x{k}", program, inputs, latency=config.dram_latency)
+    with tempfile.TemporaryDirectory(prefix="gemmstone-speed-") as workdir:
+        results = run_programs(model, config, [run] * repeat, workdir)
+    for result in results:
+        if not np.array_equal(window_buffer(result.memory, program.buffers["out"]), expected):
+            raise SystemExit(f"{name} {variant}: the GEMM result differs from numpy")
+    # The fastest of the repeats: other processes only ever slow a run down.
+    result = max(results, key=lambda r: r.run_cycles / r.run_cpu_seconds)
+    speed = result.run_cycles / result.run_seconds
+    cpu_speed = result.run_cycles / result.run_cpu_seconds
+    target = TARGET.get(name)
+    verdict = ""
+    if target is not None:
+        verdict = f"  (target {target:,}: {'met' if cpu_speed >= target else 'missed'})"
+    shape = f"{m}x{n}x{k}"
+    array = f"{config.rows}x{config.cols}"
+    print(f"{array:<9}{variant:<8}{shape:<14}{result.registers['CYCLES']:>8,}"
+          f"{result.run_cycles:>11,}{result.run_seconds:>8.2f}{speed:>12,.0f}"
+          f"{result.run_cpu_seconds:>8.2f}{cpu_speed:>12,.0f}"
+          f"{result.wall_seconds - result.run_seconds:>9.2f}{build:>9.0f}"
+          f" {'built' if model.built else 'cached'}{verdict}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true",
+                        help="also the 16x16 public model and -O3 builds (long builds)")
+    parser.add_argument("--presets", default="small,base", help="presets (default small,base)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the GEMM per model; the fastest counts (default 3)")
+    args = parser.parse_args()
+    command = " ".join(shlex.quote(arg) for arg in [".venv/bin/python", *sys.argv])
+    presets = args.presets.split(",")
+    plan = [(name, "ports") for name in presets]
+    plan += [(name, "public") for name in presets if args.full or name == "small"]
+    if args.full:
+        plan += [(name, "O3") for name in presets]
+    print(f"{'array':<9}{'variant':<8}{'GEMM':<14}{'CYCLES':>8}{'sim cycles':>11}{'run s':>8}"
+          f"{'cycles/s':>12}{'cpu s':>8}{'cycles/cpu-s':>13}{'io s':>9}{'build s':>9}")
+    for name, variant in plan:
+        measure(name, variant, args.repeat)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()
