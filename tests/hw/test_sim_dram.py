@@ -28,8 +28,17 @@ from gemmstone.hw.sim_dram import (
     sim_dram_verilog,
     write_image,
 )
-from gemmstone.hw.sim_top import ProgramRun, SimTop, build_sim_top, run_programs
+from gemmstone.hw.sim_top import (
+    INSTR_BASE,
+    ProgramRun,
+    SimTop,
+    build_sim_top,
+    run_programs,
+    window_buffer,
+)
+from gemmstone.hw.sim_top import program_run as program_run_of
 from gemmstone.isa import ErrorCode
+from gemmstone.isa.encoding import words_to_bytes
 
 HERE = Path(__file__).parent
 WORDS = 4096
@@ -135,3 +144,25 @@ def test_latency_and_bandwidth_set_the_cycle_count(tiny_top, tmp_path):
         assert cycles[(5, rate)] >= moved / rate
     # ... and the slower the DRAM, the longer the run.
     assert cycles[(5, 0)] <= cycles[(5, bus)] < cycles[(5, bus // 2)] < cycles[(5, 1)]
+
+
+def test_program_run_lays_out_code_constants_and_inputs():
+    config = preset("tiny")
+    rng = np.random.default_rng(3)
+    program, inputs = gemm_program(config, rng, 5, 3, 7)
+    run = program_run_of("gemm", program, inputs)
+    image = np.frombuffer(run.image, np.uint8)
+    code = np.frombuffer(words_to_bytes(program.words), np.uint8)
+    assert run.instr_base == INSTR_BASE and run.instr_count == len(program.words)
+    assert (image[INSTR_BASE:INSTR_BASE + code.size] == code).all()
+    assert run.window_base % 0x1000 == 0 and run.window_base >= INSTR_BASE + code.size
+    assert run.window_limit == run.window_base + program.window_size
+    assert run.readback == (run.window_base, program.window_size)
+    window = run.image[run.window_base:]
+    for segment in program.segments:
+        assert window[segment.offset:segment.offset + len(segment.data)] == segment.data
+    assert (window_buffer(window, program.buffers["a"]) == inputs["a"]).all()
+    with pytest.raises(KeyError, match="input 'x' is not a buffer of the program"):
+        program_run_of("gemm", program, {"x": inputs["a"]})
+    with pytest.raises(ValueError, match="input 'a' has 34 bytes, its buffer 35"):
+        program_run_of("gemm", program, {"a": inputs["a"].ravel()[:34]})
