@@ -20,7 +20,7 @@ from gemmstone.hw.register_map import config_id, isa_id
 from gemmstone.isa import Program, assemble
 
 
-@pytest.fixture(scope="module", params=["tiny", "rect"])
+@pytest.fixture(scope="module", params=["tiny", "small", "rect"])  # 4x4, 8x8, 4x8
 def accelerator(request):
     return verilated(request.param)
 
