@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from driver_programs import conv_case, gemm_case
 
+from gemmstone.compiler.kernels.cases import conv_case, gemm_case
 from gemmstone.config import preset
 from gemmstone.driver import (
     ConfigMismatchError,

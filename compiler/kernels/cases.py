@@ -1,4 +1,5 @@
-"""GEMM and conv programs with their numpy reference outputs, for the driver tests."""
+"""Small GEMM and conv programs with their numpy reference outputs: the cases the driver
+and RTL tests (and benchmarks) run on every backend."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from gemmstone.compiler import reference
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
 from gemmstone.compiler.kernels.gemm import emit_gemm, pack_qparams
+
+__all__ = ["gemm_case", "conv_case"]
 
 
 def gemm_case(config, rng, m, n, k):
