@@ -14,8 +14,9 @@ each way when not throttled, RATE shared when throttled); ``roof`` is the utiliz
 slower of the two allows. ``roof-min`` does the same with the compulsory traffic (inputs,
 weights and output once), the bound of a perfect tiling.
 
-Timing does not depend on data, so equal layers take equal cycles: by default each distinct
-ResNet-18 layer shape runs once and counts as often as it occurs (exact, not a sample);
+Timing does not depend on data, so equal layers take equal cycles (to within a cycle: a
+run starts from the arbiter state the previous one left): by default each distinct
+ResNet-18 layer shape runs once and counts as often as it occurs (not a sample);
 ``--full`` runs all 20 layers as they are. The throttled rate runs GEMM and the
 ``--sample`` layers unless ``--full`` is given. Commands::
 
