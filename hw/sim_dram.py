@@ -1,5 +1,5 @@
-"""`SimDram`: a DRAM model that runs inside the simulation: an AXI4 subordinate memory with latency,
-bandwidth and bulk host access, so no Python runs per cycle or per beat.
+"""`SimDram`, a DRAM model that runs inside the simulation: an AXI4 subordinate memory
+with latency, bandwidth and bulk host access, so no Python runs per cycle or per beat.
 
 `SIM_DRAM_VERILOG` is a small hand-written Verilog module, ``gemmstone_sim_dram`` (Verilog
 rather than Amaranth because only Verilog system tasks can move a whole memory in and out
@@ -27,8 +27,11 @@ of a Verilated model in one step). Its behaviour:
   0.77 s and 0.30 s, and writing the array word by word through cocotb (VPI) 74 us per word.
 
 ``latency`` and ``rate`` are inputs, not parameters: one Verilated build serves a whole
-latency/bandwidth sweep. `SimDram` is the Amaranth face of the module (an ``Instance``
-with an AXI4 subordinate port); `gemmstone.hw.sim_top` puts it under the accelerator.
+latency/bandwidth sweep. They pass through a register (they act one cycle after they
+change), so no output of the model depends combinationally on any input. Dumps are in the
+host's byte order (little-endian assumed). `SimDram` is the Amaranth face of the module
+(an ``Instance`` with an AXI4 subordinate port); `gemmstone.hw.sim_top` puts it under the
+accelerator.
 """
 
 from __future__ import annotations
