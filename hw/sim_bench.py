@@ -25,7 +25,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from gemmstone.hw.register_map import BY_NAME, REGISTERS, STATUS_BUSY, Kind
-from gemmstone.hw.sim_dram import file_port_value
+from gemmstone.hw.sim_dram import file_port_value, read_image, write_image
 
 __all__ = ["SimTopBench", "play_runs"]
 
@@ -37,10 +37,20 @@ MAX_POLL_CYCLES = 8192
 
 
 class SimTopBench:
-    """Clock, reset, registers and DRAM access of a `gemmstone.hw.sim_top.SimTop`."""
+    """Clock, reset, registers and DRAM access of a `gemmstone.hw.sim_top.SimTop`.
 
-    def __init__(self, dut) -> None:
+    Parameters
+    ----------
+    dut
+        The cocotb handle of the Verilated ``gemmstone_sim_top``.
+    data_bytes : int
+        The DRAM bus width (``config.dram_bytes_per_cycle``): the word size of loads and
+        dumps.
+    """
+
+    def __init__(self, dut, *, data_bytes: int) -> None:
         self.dut = dut
+        self.data_bytes = data_bytes
         # The C++ clock: the default Python one runs a coroutine every half period.
         Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
         self.regs = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
@@ -75,6 +85,33 @@ class SimTopBench:
     async def dump(self, path: str, first: int, last: int) -> None:
         """Dump words ``first..last`` of DRAM to the file ``path``."""
         await self._dram_file_op(self.dut.dram_dump, path, first, last)
+
+    async def write_memory(self, address: int, data: bytes, path: str) -> None:
+        """Write ``data`` to DRAM at byte ``address``, through the scratch file ``path``.
+        Words only partly covered are read back first, so their other bytes stay."""
+        if not data:
+            return
+        size = self.data_bytes
+        first, last = address // size, (address + len(data) - 1) // size
+        words = bytearray((last - first + 1) * size)
+        if address % size or (address + len(data)) % size:
+            await self.dump(path, first, last)
+            words[:] = read_image(path, data_bytes=size, words=last - first + 1)
+        offset = address - first * size
+        words[offset:offset + len(data)] = data
+        write_image(path, bytes(words), data_bytes=size)
+        await self.load(path, first, last)
+
+    async def read_memory(self, address: int, length: int, path: str) -> bytes:
+        """``length`` bytes of DRAM from byte ``address``, through the scratch file ``path``."""
+        if length <= 0:
+            return b""
+        size = self.data_bytes
+        first, last = address // size, (address + length - 1) // size
+        await self.dump(path, first, last)
+        words = read_image(path, data_bytes=size, words=last - first + 1)
+        offset = address - first * size
+        return words[offset:offset + length]
 
     async def read(self, name: str) -> int:
         """A register by name (64-bit counters read low half first, as the map says)."""
@@ -142,10 +179,11 @@ async def play_runs(dut):
     """Play the runs named by GEMMSTONE_SIM_RUNS; results to GEMMSTONE_SIM_RESULTS."""
     with open(os.environ["GEMMSTONE_SIM_RUNS"], "rb") as handle:
         runs = pickle.load(handle)
-    bench = SimTopBench(dut)
-    await bench.reset()
     results = []
-    for run in runs:
-        results.append(await bench.run(run))
+    if runs:
+        bench = SimTopBench(dut, data_bytes=runs[0]["data_bytes"])
+        await bench.reset()
+        for run in runs:
+            results.append(await bench.run(run))
     with open(os.environ["GEMMSTONE_SIM_RESULTS"], "wb") as handle:
         pickle.dump(results, handle)

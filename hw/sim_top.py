@@ -313,7 +313,7 @@ def run_programs(model: VerilatedModel, config: AcceleratorConfig, runs: Sequenc
             "dump_last": last, "instr_base": run.instr_base, "instr_count": run.instr_count,
             "window_base": run.window_base, "window_limit": run.window_limit,
             "watchdog": run.watchdog, "latency": run.latency, "rate": run.rate,
-            "max_cycles": run.max_cycles,
+            "max_cycles": run.max_cycles, "data_bytes": data_bytes,
         })
     plan_file, results_file = workdir / "runs.pkl", workdir / "results.pkl"
     plan_file.write_bytes(pickle.dumps(plan))

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from accelerator_runs import RAM_BYTES, make_run
-from test_accelerator import conv_program, gemm_program
 
+from gemmstone.compiler.kernels.cases import conv_case, gemm_case
 from gemmstone.config import preset
 from gemmstone.hw.register_map import STATUS_BUSY, STATUS_DONE, config_id
 from gemmstone.hw.sim_build import build_verilated
@@ -100,12 +100,20 @@ def program_run(expected, **timing) -> ProgramRun:
                       max_cycles=run["max_cycles"], **timing)
 
 
+def test_bench_registers_and_unaligned_memory_access(tiny_top, tmp_path):
+    config, model = tiny_top
+    model.run_cocotb("cocotb_sim_top", module_dir=HERE, test_dir=tmp_path, extra_env={
+        "GEMMSTONE_BENCH_DIR": str(tmp_path),
+        "GEMMSTONE_BENCH_BYTES": str(config.dram_bytes_per_cycle)})
+
+
 def test_programs_match_the_functional_model(tiny_top, tmp_path):
     config, model = tiny_top
     rng = np.random.default_rng(11)
-    cases = [("gemm 37x21x45", *gemm_program(config, rng, 37, 21, 45)),
-             ("conv 8x7x6 k3 s1 p1", *conv_program(config, rng, 8, 7, 6, 5, 3, 1, 1))]
-    expectations = [make_run(name, config, program, inputs) for name, program, inputs in cases]
+    cases = [("gemm 37x21x45", *gemm_case(config, rng, 37, 21, 45)),
+             ("conv 8x7x6 k3 s1 p1", *conv_case(config, rng, 8, 7, 6, 5, 3, 1, 1))]
+    expectations = [make_run(name, config, program, inputs)
+                    for name, program, inputs, _ in cases]
     runs = [program_run(expected, latency=latency, rate=rate)
             for expected in expectations for latency, rate in ((20, 0), (3, 1))]
     results = run_programs(model, config, runs, tmp_path)
@@ -127,7 +135,8 @@ def test_programs_match_the_functional_model(tiny_top, tmp_path):
 def test_latency_and_bandwidth_set_the_cycle_count(tiny_top, tmp_path):
     config, model = tiny_top
     bus = config.dram_bytes_per_cycle
-    run = make_run("gemm", config, *gemm_program(config, np.random.default_rng(5), 40, 16, 64))
+    program, inputs, _ = gemm_case(config, np.random.default_rng(5), 40, 16, 64)
+    run = make_run("gemm", config, program, inputs)
     settings = [(5, 0), (45, 0), (5, bus), (5, bus // 2), (5, 1)]
     results = run_programs(model, config, [program_run(run, latency=latency, rate=rate)
                                            for latency, rate in settings], tmp_path)
@@ -149,7 +158,7 @@ def test_latency_and_bandwidth_set_the_cycle_count(tiny_top, tmp_path):
 def test_program_run_lays_out_code_constants_and_inputs():
     config = preset("tiny")
     rng = np.random.default_rng(3)
-    program, inputs = gemm_program(config, rng, 5, 3, 7)
+    program, inputs, _ = gemm_case(config, rng, 5, 3, 7)
     run = program_run_of("gemm", program, inputs)
     image = np.frombuffer(run.image, np.uint8)
     code = np.frombuffer(words_to_bytes(program.words), np.uint8)
