@@ -23,6 +23,7 @@ __all__ = ["Backend", "BACKENDS", "backend_class"]
 BACKENDS: dict[str, str] = {
     "func": "gemmstone.driver.backends.func:FuncBackend",
     "rtl": "gemmstone.driver.backends.rtl:RtlBackend",
+    "perf": "gemmstone.driver.backends.perf:PerfBackend",
 }
 
 
