@@ -13,6 +13,8 @@ Weights, output stage parameters and residual multipliers are constant segments.
   is transposed at compile time.
 - bias, requantization and clamp: LOADQ/CONFIG/STORE; a residual: LOADACC + ALU MULSHR
   (`kernels.Residual`), bit-exact with the IR's definition.
+- a raw op (`AcceleratorOp.requant` None): STORE int32 writes the accumulators as they
+  are into an int32 view of the arena (the host adds what follows).
 
 The tiling of each matmul comes from `kernels.cost.choose_tiling`.
 """
@@ -55,13 +57,14 @@ def lower_group(group: AcceleratorGroup, config: AcceleratorConfig, inputs: list
     for i, op in enumerate(ops):
         for value in op.operands:
             last[value.name] = max(last[value.name], i)
-    lifetimes = [Lifetime(v, int(np.prod(nodes[v].shape)), index.get(v, -1),
-                          max(last[v], index.get(v, -1))) for v in nodes]
+    lifetimes = [Lifetime(v, int(np.prod(nodes[v].shape)) * nodes[v].dtype.numpy.itemsize,
+                          index.get(v, -1), max(last[v], index.get(v, -1))) for v in nodes]
     offsets, size = plan_arena(lifetimes)
 
     builder = ProgramBuilder(config)
     arena = builder.buffer("#arena", size)
-    views = {v: builder.view(v, arena, nodes[v].shape, offset=offsets[v]) for v in nodes}
+    views = {v: builder.view(v, arena, nodes[v].shape, nodes[v].dtype.numpy.name,
+                             offset=offsets[v]) for v in nodes}
     reports = [_emit(builder, op, views) for op in ops]
     program = builder.finish(notes={"group": name, "inputs": inputs, "outputs": outputs,
                                     "ops": [op.output.name for op in ops]})
@@ -71,23 +74,26 @@ def lower_group(group: AcceleratorGroup, config: AcceleratorConfig, inputs: list
 def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) -> dict:
     acc, req = op.acc, op.requant
     channels = acc.shape[-1]
-    bias = (acc.inputs[2].value.astype(np.int64) if acc.attrs["bias"]
-            else np.zeros(channels, np.int64))
-    mult = _channels(req.attrs["multiplier"], channels)
-    shift = _channels(req.attrs["shift"], channels)
+    raw = req is None  # a raw int32 STORE of the accumulators (no bias, no output stage)
+    if not raw:
+        bias = (acc.inputs[2].value.astype(np.int64) if acc.attrs["bias"]
+                else np.zeros(channels, np.int64))
+        mult = _channels(req.attrs["multiplier"], channels)
+        shift = _channels(req.attrs["shift"], channels)
     res_mult = (_channels(acc.attrs["residual_multiplier"], channels)
                 if acc.attrs["residual"] else None)
-    stage = {"zp": int(req.attrs["zero_point"]), "lo": int(req.attrs["lo"]),
-             "hi": int(req.attrs["hi"])}
-    x, out = views[acc.inputs[0].name], views[req.name]
+    stage = {} if raw else {"zp": int(req.attrs["zero_point"]), "lo": int(req.attrs["lo"]),
+                            "hi": int(req.attrs["hi"])}
+    x, out = views[acc.inputs[0].name], views[op.output.name]
     residual = views[acc.inputs[-1].name] if acc.attrs["residual"] else None
-    name = req.name
+    name = op.output.name
     config = builder.config
 
     def constants(tag: str, lo: int, hi: int, weights: np.ndarray):
         w = builder.buffer(f"{name}#w{tag}", weights.shape, data=weights)
-        q = builder.buffer(f"{name}#q{tag}", 3 * (hi - lo), "int32", data=pack_qparams(
-            bias[lo:hi], mult[lo:hi], shift[lo:hi], config.cols))
+        q = None if raw else builder.buffer(
+            f"{name}#q{tag}", 3 * (hi - lo), "int32",
+            data=pack_qparams(bias[lo:hi], mult[lo:hi], shift[lo:hi], config.cols))
         res = None
         if residual is not None:
             m = builder.buffer(f"{name}#r{tag}", hi - lo, "int32", data=res_mult[lo:hi])
@@ -162,5 +168,6 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         record(plan, cycles)
         kind = f"matmul {m}x{k}x{n}"
     return {"name": name, "op": acc.op.value, "kind": kind, "macs": int(macs),
-            "residual": bool(acc.attrs["residual"]), "clamp": [stage["lo"], stage["hi"]],
+            "residual": bool(acc.attrs["residual"]),
+            "clamp": None if raw else [stage["lo"], stage["hi"]], "raw_int32": raw,
             **tiling}
