@@ -1,11 +1,18 @@
 """Which nodes of a quantized graph run on the accelerator, and in which order.
 
-An *accelerator op* is a ``qconv2d``/``qmatmul`` whose only user is a fixed-point int8
-``requantize`` (the STORE output stage) and whose operands the kernels can read: int8
-activations with zero point 0, constant int8 weights, a constant int32 bias, an int8
-residual. Every other computing node is a *host op*, run by the interpreter's numpy
-kernels; a ``qconv2d``/``qmatmul`` that is not an accelerator op says why
-(`HostOp.reason`), and the reason goes into the compile report.
+An *accelerator op* is a ``qconv2d``/``qmatmul`` whose operands the kernels can read
+(int8 activations with zero point 0, constant int8 weights, a constant int32 bias, an int8
+residual) and either
+
+- whose only user is a fixed-point int8 ``requantize`` (the STORE output stage), or
+- that has no bias (a *raw* op): STORE int32 writes its accumulators and its users run
+  on the host (ONNX's MatMulInteger/ConvInteger, or a float requantize that no
+  fixed-point multiplier reproduces exactly; see
+  `gemmstone.compiler.quantization.integer`).
+
+Every other computing node is a *host op*, run by the interpreter's numpy kernels, with
+the reason it is not on the array (`HostOp.reason`, `host_reason`); the reasons go into
+the compile report.
 
 `schedule` orders the work as alternating steps: a maximal group of accelerator ops whose
 operands are ready (one program), then every host op that has become ready, and so on.
@@ -37,14 +44,15 @@ class LoweringError(ValueError):
 
 @dataclass
 class AcceleratorOp:
-    """``acc`` (qconv2d/qmatmul) and its ``requantize``; produces ``output.name``."""
+    """``acc`` (qconv2d/qmatmul) and its fixed-point ``requantize``, or None for a raw op
+    (int32 output); produces ``output.name``."""
 
     acc: Node
-    requant: Node
+    requant: Node | None
 
     @property
     def output(self) -> Node:
-        return self.requant
+        return self.acc if self.requant is None else self.requant
 
     @property
     def operands(self) -> list[Node]:
@@ -77,23 +85,29 @@ def _int8_range(values, name: str) -> str:
     return ""
 
 
-def accelerator_reason(acc: Node, users: list[Node]) -> str:
-    """Empty if ``acc`` + its requantize can run on the array, else why not."""
-    attrs = acc.attrs
+def fused_requantize(users: list[Node]) -> Node | None:
+    """The requantize the STORE output stage runs for an op with these users, if any: the
+    only user, in fixed point, to int8, with int8 parameters and shifts 0..63."""
     if len(users) != 1 or users[0].op is not Op.REQUANTIZE:
-        return "its int32 result is not consumed by exactly one requantize"
+        return None
     req = users[0].attrs
-    if req["mode"] != "fixed":
-        return "its requantize uses float scales (mode='float'), not the ISA's fixed point"
-    if req["dtype"] is not DType.INT8:
-        return "its requantize does not produce int8"
-    for key in ("zero_point", "lo", "hi"):
-        reason = _int8_range(req[key], f"requantize {key}")
-        if reason:
-            return reason
+    if req["mode"] != "fixed" or req["dtype"] is not DType.INT8:
+        return None
+    if any(_int8_range(req[key], key) for key in ("zero_point", "lo", "hi")):
+        return None
     shifts = np.asarray(req["shift"])
     if shifts.size and (shifts.min() < 0 or shifts.max() > 63):
-        return "a requantize shift is outside 0..63"
+        return None
+    return users[0]
+
+
+def accelerator_reason(acc: Node, users: list[Node]) -> str:
+    """Empty if ``acc`` (with its requantize if `fused_requantize` finds one, else as a
+    raw int32 op) can run on the array, else why not."""
+    attrs = acc.attrs
+    if fused_requantize(users) is None and (attrs["bias"] or attrs["residual"]):
+        return ("its int32 result is not requantized by one fixed-point int8 requantize, and "
+                "a raw int32 STORE adds no bias or residual")
     x, w = acc.inputs[0], acc.inputs[1]
     if x.dtype is not DType.INT8:
         return f"the input %{x.name} is {x.dtype.value}, the array reads int8"
@@ -125,6 +139,28 @@ def accelerator_reason(acc: Node, users: list[Node]) -> str:
     return ""
 
 
+def _raw_user_reason(user: Node, acc: Node) -> str:
+    what = {Op.REQUANTIZE: "requantizes", Op.ADD: "adds an int32 correction to",
+            Op.SUB: "subtracts from"}.get(user.op, "uses")
+    tail = (" in float: no fixed-point multiplier and shift reproduce its scales exactly "
+            "for every reachable accumulator" if user.op is Op.REQUANTIZE else "")
+    return f"{what} the raw int32 result of %{acc.name} (on the array){tail}"
+
+
+def host_reason(node: Node) -> str:
+    """Why a host op the integer preparation inserts runs on the host ("" for others)."""
+    if node.op in (Op.QUANTIZE, Op.DEQUANTIZE) and \
+            np.array_equal(np.asarray(node.attrs["scale"], np.float32).reshape(-1), [1.0]):
+        zero = np.asarray(node.attrs["zero_point"]).reshape(-1)
+        if zero.size == 1 and abs(int(zero[0])) == 128:
+            return "uint8 <-> int8 offset by 128 (the array reads int8)"
+    if node.op is Op.TRANSPOSE and len(node.shape) == 4:
+        return "layout change between the graph's NCHW and the array's NHWC"
+    if node.op is Op.CONCAT and any(v.is_constant for v in node.inputs):
+        return "pads a convolution input with its zero point (the array pads with 0)"
+    return ""
+
+
 def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
     """The steps of ``graph`` (verified first), accelerator groups and host ops.
 
@@ -148,8 +184,13 @@ def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
         if node.op in (Op.QCONV2D, Op.QMATMUL):
             reason = accelerator_reason(node, users[node])
             if not reason:
-                fused.add(id(users[node][0]))
-                units.append(AcceleratorOp(node, users[node][0]))
+                requant = fused_requantize(users[node])
+                if requant is not None:
+                    fused.add(id(requant))
+                else:
+                    for user in users[node]:
+                        reasons[user.name] = _raw_user_reason(user, node)
+                units.append(AcceleratorOp(node, requant))
                 continue
             reasons[node.name] = reason
             for user in users[node]:
@@ -159,7 +200,7 @@ def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
             continue
         if node.op not in _KERNELS:
             raise LoweringError(node, "no accelerator lowering and no host kernel")
-        units.append(HostOp(node, reasons.get(node.name, "")))
+        units.append(HostOp(node, reasons.get(node.name) or host_reason(node)))
 
     def produced(unit) -> Node:
         return unit.output if isinstance(unit, AcceleratorOp) else unit.node
