@@ -1,11 +1,24 @@
-"""gemmstone.driver.torch: the accelerator as a PyTorch device.
+"""gemmstone.driver.torch: the accelerator in PyTorch.
 
-``register()`` makes ``gem`` a device (`eager`): ``x.to("gem")``, ``model.to("gem")``,
-``torch.empty(..., device="gem")``, printing and ``.cpu()``; matmul, linear and conv2d run
-on the accelerator as one-op programs, every other op on the host, and `report` says
-which ran where.
+Importing this package registers the ``torch.compile`` backend ``gemmstone``
+(`compile_backend`): ``torch.compile(model, backend="gemmstone", options={"backend":
+"func", "config": "small"})`` compiles each captured graph with the gemmstone compiler and
+runs it on a driver device.
+
+``register()`` makes ``gem`` an eager device (`eager`): ``x.to("gem")``,
+``model.to("gem")``, ``torch.empty(..., device="gem")``, printing and ``.cpu()``; matmul,
+linear and conv2d run on the accelerator as one-op programs, every other op on the host,
+and `report` says which ran where.
 """
 
+from gemmstone.driver.torch.compile_backend import (
+    BACKEND_NAME,
+    CompileOptions,
+    close_devices,
+    compiled_models,
+    gemmstone_backend,
+    register_backend,
+)
 from gemmstone.driver.torch.eager import (
     DEVICE_NAME,
     GemTensor,
@@ -16,5 +29,8 @@ from gemmstone.driver.torch.eager import (
     reset_report,
 )
 
-__all__ = ["DEVICE_NAME", "GemTensor", "OpReport", "device", "register", "report",
-           "reset_report"]
+register_backend()
+
+__all__ = ["BACKEND_NAME", "CompileOptions", "close_devices", "compiled_models",
+           "gemmstone_backend", "register_backend", "DEVICE_NAME", "GemTensor", "OpReport",
+           "device", "register", "report", "reset_report"]
