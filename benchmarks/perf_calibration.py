@@ -1,21 +1,35 @@
-"""Performance model vs RTL: the error table of the calibration cases on several configs.
+"""Performance model vs RTL: the error table of GEMMs and ResNet-18 conv layers per config.
 
-Runs tests/sim/test_performance_calibration.py's cases (kernels of varied shapes, larger
-ones included, microbenchmarks, token programs) on the Verilated accelerator (AxiRam
-behind the AXI port) and on `gemmstone.sim.performance`, and prints per case the RTL's
-and the model's CYCLES, the error and the other counters that differ.
+Runs the same programs on the Verilated accelerator with cocotbext-axi's AxiRam behind its
+AXI port (tests/hw/accelerator_runs.py: the memory the model's default timing `AXI_RAM`
+is calibrated on; every output is checked byte-exact against the functional model) and on
+`gemmstone.sim.performance`, and prints per case the RTL's and the model's CYCLES, the
+error, and the other counters that differ; then the worst case per config.
 
-    .venv/bin/python benchmarks/perf_calibration.py [preset ...]   # default: tiny rect small base
+Cases: GEMMs of varied shapes (int8 out with requantization, and int32 out) and the
+ResNet-18 conv layers (/work/shared/workloads/resnet18_conv.csv) with their channels,
+kernel, stride and padding but a smaller feature map, so that a run takes seconds on the
+cocotb-driven AxiRam (a few thousand cycles per second). ``--full`` adds every distinct
+ResNet-18 conv shape whose weights fit the 1 MiB AxiRam (layer4's 3x3 convs, 1.2-2.4 MB of
+weights, do not), larger feature maps, larger GEMMs, and the microbenchmark and token
+programs of tests/sim/test_performance_calibration.py. Commands::
+
+    .venv/bin/python benchmarks/perf_calibration.py                 # small (8x8), base (16x16)
+    .venv/bin/python benchmarks/perf_calibration.py --full tiny rect small base
 
 A preset whose Verilator build is not cached is built first (minutes on 2 cores).
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "sim"))
@@ -24,29 +38,103 @@ from test_performance_calibration import (  # noqa: E402
     _harness,
     calibration_cases,
     compare,
+    gemm_case,
     problems,
     table,
 )
 
+from gemmstone.compiler.builder import ProgramBuilder  # noqa: E402
+from gemmstone.compiler.kernels.conv import emit_conv2d  # noqa: E402
+from gemmstone.compiler.kernels.gemm import pack_qparams  # noqa: E402
+from gemmstone.config import AcceleratorConfig  # noqa: E402
 
-def main(presets: list[str]) -> int:
+WORKLOADS = ROOT.parent / "shared" / "workloads" / "resnet18_conv.csv"
+#: The AxiRam's size (the harness's default of 256 KiB holds no 128-channel 3x3 weights).
+RAM_BYTES = 1 << 20
+#: Feature-map height/width of the scaled layers: default and --full, by kernel size.
+SIZES = {False: {7: 16, 3: 8, 1: 8}, True: {7: 32, 3: 14, 1: 14}}
+DEFAULT_LAYERS = ("conv1", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample",
+                  "layer3.0.downsample")
+DEFAULT_GEMMS = [(13, 9, 21, True), (33, 17, 40, True), (64, 16, 16, True),
+                 (96, 40, 72, True), (20, 8, 12, False)]
+FULL_GEMMS = [(128, 64, 64, False), (100, 100, 100, True), (256, 64, 128, True)]
+
+
+def resnet_layers(full: bool) -> list[dict]:
+    """The ResNet-18 conv layers to run: one per distinct shape (first name kept)."""
+    seen, layers = set(), []
+    for layer in csv.DictReader(WORKLOADS.open()):
+        shape = tuple(int(layer[k]) for k in ("c_in", "c_out", "kernel", "stride", "pad"))
+        if shape in seen or (not full and layer["name"] not in DEFAULT_LAYERS):
+            continue
+        seen.add(shape)
+        cin, cout, kernel = shape[:3]
+        if kernel * kernel * cin * cout > RAM_BYTES // 2:
+            continue  # the weights do not fit the AxiRam next to the activations
+        layers.append(layer)
+    return layers
+
+
+def conv_layer_case(config: AcceleratorConfig, rng: np.random.Generator, layer: dict,
+                    size: int):
+    """(name, program, inputs) of ``layer`` on a ``size`` x ``size`` feature map, int8
+    out with requantization as a quantized network runs it."""
+    cin, cout, kernel, stride, pad = (int(layer[k]) for k in
+                                      ("c_in", "c_out", "kernel", "stride", "pad"))
+    out_size = (size + 2 * pad - kernel) // stride + 1
+    builder = ProgramBuilder(config)
+    x = builder.buffer("x", (size, size, cin))
+    weights = rng.integers(-128, 128, (kernel * kernel * cin, cout), dtype=np.int8)
+    w = builder.buffer("w", weights.shape, data=weights)
+    qparams = pack_qparams(rng.integers(-999, 999, cout).astype(np.int32),
+                           np.full(cout, 1 << 20, np.int32), np.full(cout, 26, np.int32),
+                           config.cols)
+    q = builder.buffer("q", 3 * cout, "int32", data=qparams)
+    out = builder.buffer("out", (out_size, out_size, cout))
+    emit_conv2d(builder, x, w, out, q, kernel_size=kernel, stride=stride, padding=pad)
+    name = (f"{layer['name']} {size}x{size}x{cin}->{cout} k{kernel} s{stride}")
+    inputs = {"x": rng.integers(-128, 128, (size, size, cin), dtype=np.int8)}
+    return name, builder.finish(), inputs
+
+
+def cases(config: AcceleratorConfig, full: bool) -> list:
+    rng = np.random.default_rng(2026)
+    found = [gemm_case(config, rng, m, n, k, int8=int8)
+             for m, n, k, int8 in DEFAULT_GEMMS + (FULL_GEMMS if full else [])]
+    for layer in resnet_layers(full):
+        found.append(conv_layer_case(config, rng, layer, SIZES[full][int(layer["kernel"])]))
+    if full:
+        found += calibration_cases(config, large=True)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("presets", nargs="*", default=["small", "base"])
+    parser.add_argument("--full", action="store_true", help="every case (slow on 16x16)")
+    args = parser.parse_args(argv)
+    harness = _harness()
+    harness.RAM_BYTES = RAM_BYTES
     worst = []
-    for name in presets:
+    for name in args.presets:
         started = time.time()
-        config, model = _harness().verilated(name)
+        config, model = harness.verilated(name)
         with tempfile.TemporaryDirectory() as tmp:
-            comparisons = compare(config, model, calibration_cases(config, large=True),
-                                  Path(tmp))
-        print(f"\n== {name}: {config.describe()} ({time.time() - started:.0f} s)")
+            comparisons = compare(config, model, cases(config, args.full), Path(tmp))
+        cycles = sum(c.rtl["CYCLES"] for c in comparisons)
+        print(f"\n== {name}: {config.describe()}\n   {len(comparisons)} cases, {cycles:,} RTL "
+              f"cycles, {time.time() - started:.0f} s (AxiRam behind the AXI port; outputs "
+              "checked byte-exact)")
         print(table(comparisons))
         for problem in problems(comparisons):
             print(f"  outside target: {problem}")
         worst.append(max(comparisons, key=lambda c: abs(c.error)))
-    print("\nworst case per config:")
-    for name, comparison in zip(presets, worst, strict=True):
-        print(f"  {name:6s} {comparison.name}: {comparison.error:+.2%}")
+    print("\nworst case per config (CYCLES, model vs RTL):")
+    for name, comparison in zip(args.presets, worst, strict=True):
+        print(f"  {name:6s} {comparison.name}: RTL {comparison.rtl['CYCLES']}, model "
+              f"{comparison.model['CYCLES']} ({comparison.error:+.2%})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["tiny", "rect", "small", "base"]))
+    sys.exit(main())

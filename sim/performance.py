@@ -228,6 +228,10 @@ class _Run:
         # Load unit: the reader's line register frees when the back takes a line.
         self.loads: list[_LoadRecord] = []
         self.load_register_free = -1
+        # What the front end waits for when it is blocked (whom to wake for it): the word
+        # it would dispatch next, a take of the unit whose queue is full, idle units.
+        self._fe_word = self._fe_unit = -1
+        self._fe_idle = False
 
     # -- event loop ----------------------------------------------------------------------
 
@@ -264,6 +268,13 @@ class _Run:
         self._current[actor] = self._seq
         self._blocked[actor] = False
         heapq.heappush(self._heap, (time, self._seq, actor))
+
+    def _horizon(self) -> float:
+        """Cycle of the next event of any part (stale entries dropped)."""
+        heap, current = self._heap, self._current
+        while heap and current[heap[0][2]] != heap[0][1]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else _INF
 
     def _wake(self, actor: int) -> None:
         """Let ``actor`` re-examine what it waits for, now."""
@@ -343,7 +354,8 @@ class _Run:
                 queue.promised += 1
                 queue.pending += 1
                 pushes.append(name)
-        self._wake(_FETCH)
+        if unit == self._fe_unit:
+            self._wake(_FETCH)
         return pushes
 
     def _push(self, names: list[str], time: int) -> None:
@@ -421,6 +433,7 @@ class _Run:
                             ready = max(ready, self.takes[unit][position - depth] + 1)
                         else:
                             ready = _INF
+                            self._fe_unit = unit
                 if ready <= self.now:
                     self.dispatched[index] = self.now
                     self.stall_queue += self.now - visible
@@ -436,13 +449,17 @@ class _Run:
                         earliest = settle + 1
                     continue
                 dispatch_at = ready
+            else:
+                self._fe_word = index
             wanted = min(fetch_at, dispatch_at)
             yield None if wanted == _INF else wanted
+            self._fe_word = self._fe_unit = -1
 
     def _fetch(self, first: int, words: int, accepted: int) -> ReadCommand:
         def arrived(command, line, end):
             self.word_end[first + line] = end
-            self._wake(_FETCH)
+            if first + line == self._fe_word:
+                self._wake(_FETCH)
             return end
 
         command = ReadCommand(_FETCH, accepted, words,
@@ -458,7 +475,9 @@ class _Run:
         while True:
             if all(self.settled[u] == self.queued[u] for u in (_LOAD, _COMPUTE, _STORE)):
                 return max(start, *(self.idle_from[u] for u in (_LOAD, _COMPUTE, _STORE)))
+            self._fe_idle = True
             yield None
+            self._fe_idle = False
 
     def _halt(self, index: int, idle: int) -> None:
         left = [name for name, queue in self.tokens.items()
@@ -472,7 +491,8 @@ class _Run:
     def _settle(self, unit: int, idle: int) -> None:
         self.settled[unit] += 1
         self.idle_from[unit] = max(self.idle_from[unit], idle)
-        self._wake(_FETCH)
+        if self._fe_idle:
+            self._wake(_FETCH)
 
     # -- memory ----------------------------------------------------------------------------
 
@@ -493,9 +513,13 @@ class _Run:
             elif client != _FETCH:
                 # Lines of a unit's command before its last wake nobody: take them in one
                 # go up to the next event of any other part.
+                if self._horizon() <= self.now:
+                    # Let the parts due now go first: what they do decides how far the
+                    # stream may run.
+                    yield self.now
                 command = read.active[client]
-                horizon = self._heap[0][0] if self._heap else _INF
-                read.stream(client, horizon, command.lines - 1)
+                if command is not None:
+                    read.stream(client, self._horizon(), command.lines - 1)
 
     # -- load unit -------------------------------------------------------------------------
 
@@ -536,7 +560,7 @@ class _Run:
                 last_command = ReadCommand(
                     unit, accepted, record.n,
                     self._pattern(values["dram"], values["stride"], values["len"]),
-                    on_line=self._load_line, owner=(record, pushes))
+                    on_line=self._load_line, hook_all=False, owner=(record, pushes))
                 self.read.submit(last_command)
                 self._wake(_MEMORY)
             else:
@@ -548,11 +572,15 @@ class _Run:
         """A line of a LOAD arrives: its last beat waits until the back took the line
         before it (the reader holds one line)."""
         record, pushes = command.owner
-        end = max(end, self.load_register_free if line == 0 else record.consumed)
         if line == 0:
+            end = max(end, self.load_register_free)
             consumed = max(end + 1, record.data_start)
         else:
-            consumed = max(end + 1, record.consumed + 1)
+            # Lines the hook did not see (ReadChannel.stream) were taken a cycle after
+            # their last beat.
+            before = max(record.consumed, command.prev_end + 1)
+            end = max(end, before)
+            consumed = max(end + 1, before + 1)
         record.consumed = consumed
         self.load_register_free = consumed
         if line == record.n - 1:

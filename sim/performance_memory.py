@@ -26,6 +26,7 @@ from dataclasses import dataclass
 __all__ = ["MemoryTiming", "AXI_RAM", "sim_dram", "LinePattern", "line_pattern",
            "ReadChannel", "ReadCommand", "CLIENTS", "READER_LINES_IN_FLIGHT"]
 
+_INF = float("inf")
 BOUNDARY_BYTES = 4096
 MAX_BURST_BEATS = 256
 #: Lines one DMA reader keeps outstanding (``DmaReader(max_in_flight=32)``).
@@ -106,6 +107,11 @@ class LinePattern:
     prefix: tuple[int, ...]
     bursts_per_period: int
 
+    @functools.cached_property
+    def steps(self) -> tuple[int, ...]:
+        """Beats of each line of one period."""
+        return tuple(b - a for a, b in zip(self.prefix, self.prefix[1:], strict=False))
+
     @property
     def period(self) -> int:
         return len(self.prefix) - 1
@@ -168,13 +174,21 @@ class ReadCommand:
         Cycle of each line's last beat, when ``keep_ends``.
     last_end : int or None
         Cycle of the last line's last beat, once known.
+    prev_end : int
+        Cycle of the last beat of the last line accepted so far (-1 before the first).
+    on_line : callable or None
+        ``on_line(command, line, end) -> end``: a consumer that may hold a line's last
+        beat back. Called for every line when ``hook_all``, otherwise only for lines 0, 1
+        and the last (a consumer that takes a line per cycle cannot hold back a later line
+        of a stream of whole beats: `ReadChannel.stream` skips it there).
     """
 
     __slots__ = ("client", "lines", "pattern", "ready", "done", "last_ar", "ends",
-                 "last_end", "on_line", "owner")
+                 "last_end", "prev_end", "on_line", "hook_all", "owner")
 
     def __init__(self, client: int, accepted: int, lines: int, pattern: LinePattern, *,
-                 keep_ends: bool = False, on_line=None, owner=None) -> None:
+                 keep_ends: bool = False, on_line=None, hook_all: bool = True,
+                 owner=None) -> None:
         self.client = client
         self.lines = lines
         self.pattern = pattern
@@ -183,7 +197,9 @@ class ReadCommand:
         self.last_ar: int | None = None
         self.ends: list[int] | None = [] if keep_ends else None
         self.last_end: int | None = None
+        self.prev_end = -1
         self.on_line = on_line  # (command, line, natural end) -> end, for consumers
+        self.hook_all = hook_all
         self.owner = owner      # what the issuing unit needs to find its instruction
 
 
@@ -224,31 +240,44 @@ class ReadChannel:
     def next_handshake(self) -> tuple[int, int] | None:
         """(client, cycle) of the next address handshake as things stand, or None."""
         active = self.active
-        pending = [c.ready for c in active if c is not None]
-        if not pending:
+        only = None
+        pending = _INF
+        several = False
+        for command in active:
+            if command is not None:
+                if only is not None:
+                    several = True
+                only = command
+                if command.ready < pending:
+                    pending = command.ready
+        if only is None:
             return None
-        t = max(self.next_ar, min(pending))
+        t = self.next_ar if self.next_ar > pending else pending
         grant = self.grant
-        clients = len(CLIENTS)
-        # A grant whose holder offers nothing moves to the next client offering, taking
-        # effect a cycle later.
-        while True:
-            holder = active[grant]
-            if holder is not None and holder.ready <= t:
-                break
-            for offset in range(1, clients + 1):
-                candidate = (grant + offset) % clients
-                other = active[candidate]
-                if other is not None and other.ready <= t:
-                    grant = candidate
+        if several or active[grant] is None:
+            clients = len(CLIENTS)
+            # A grant whose holder offers nothing moves to the next client offering,
+            # taking effect a cycle later.
+            while True:
+                holder = active[grant]
+                if holder is not None and holder.ready <= t:
                     break
-            t += 1
+                for offset in range(1, clients + 1):
+                    candidate = (grant + offset) % clients
+                    other = active[candidate]
+                    if other is not None and other.ready <= t:
+                        grant = candidate
+                        break
+                t += 1
         timing = self.timing
-        if timing.read_ahead and len(self.recent) == timing.read_ahead:
-            t = max(t, self.recent[0] - timing.read_slack)
+        recent = self.recent
+        if timing.read_ahead and len(recent) == timing.read_ahead:
+            gate = recent[0] - timing.read_slack
+            if gate > t:
+                t = gate
         lines = self.in_flight[grant]
-        if len(lines) == READER_LINES_IN_FLIGHT:
-            t = max(t, lines[0] + 1)
+        if len(lines) == READER_LINES_IN_FLIGHT and lines[0] + 1 > t:
+            t = lines[0] + 1
         return grant, t
 
     def accept(self, grant: int, handshake: int) -> ReadCommand | None:
@@ -256,11 +285,16 @@ class ReadChannel:
         `next_handshake`); returns its command if that was its last burst."""
         command = self.active[grant]
         line = command.done
-        beats = command.pattern.line_beats(line)
-        start = max(handshake + self.timing.read_latency, self.data_end + 1)
+        steps = command.pattern.steps
+        beats = steps[line % len(steps)]
+        start = handshake + self.timing.read_latency
+        if start <= self.data_end:
+            start = self.data_end + 1
         end = start + beats - 1
-        if command.on_line is not None:
+        if command.on_line is not None and (command.hook_all or line < 2
+                                            or line == command.lines - 1):
             end = command.on_line(command, line, end)
+        command.prev_end = end
         self.data_end = end
         self.beats += beats
         self.recent.append(end)
@@ -271,11 +305,12 @@ class ReadChannel:
         command.ready = handshake + 1
         self.next_ar = handshake + 1
         # Round robin from the holder: another client offering in this cycle goes next.
-        clients = len(CLIENTS)
+        active = self.active
         self.grant = grant
+        clients = len(CLIENTS)
         for offset in range(1, clients):
             candidate = (grant + offset) % clients
-            other = self.active[candidate]
+            other = active[candidate]
             if other is not None and other.ready <= handshake:
                 self.grant = candidate
                 break
@@ -283,27 +318,100 @@ class ReadChannel:
             return None
         command.last_ar = handshake
         command.last_end = end
-        self.active[grant] = None
+        active[grant] = None
         return command
 
     def stream(self, client: int, horizon: float, stop: int) -> None:
         """Accept the next bursts of ``client``'s command, the only one in progress, up
         to line ``stop`` (exclusive), while their handshakes fall at or before ``horizon``
         (no other request can be offered by then). The same as `next_handshake` and
-        `accept` burst by burst, without the event loop's cost."""
+        `accept` burst by burst, without their calls: the arithmetic of one burst inline,
+        and runs of bursts in a steady state taken in closed form (`_steady`)."""
         command = self.active[client]
-        if command is None or any(other is not None and other is not command
-                                  for other in self.active):
+        if command is None:
             return
-        timing = self.timing
-        ahead, slack = timing.read_ahead, timing.read_slack
-        recent, lines = self.recent, self.in_flight[client]
-        while command.done < stop:
-            t = max(self.next_ar, command.ready)
-            if ahead and len(recent) == ahead:
-                t = max(t, recent[0] - slack)
-            if len(lines) == READER_LINES_IN_FLIGHT:
-                t = max(t, lines[0] + 1)
+        for other in self.active:
+            if other is not None and other is not command:
+                return
+        if command.ends is not None or (command.on_line is not None and command.hook_all):
+            self._stream_slowly(command, horizon, stop)
+            return
+        while command.done < min(2, stop) and command.on_line is not None:
+            # The consumer's hook sees the first two lines.
+            t = self._stream_handshake(command)
             if t > horizon:
                 return
             self.accept(client, t)
+        line = command.done
+        if line >= stop:
+            return
+        timing = self.timing
+        ahead, slack, latency = timing.read_ahead, timing.read_slack, timing.read_latency
+        recent, lines = self.recent, self.in_flight[client]
+        steps = command.pattern.steps
+        period = len(steps)
+        next_ar, data_end, beats = max(self.next_ar, command.ready), self.data_end, 0
+        full_recent = ahead and len(recent) == ahead
+        full_lines = len(lines) == READER_LINES_IN_FLIGHT
+        start_line = line
+        handshake = None
+        while line < stop:
+            t = next_ar
+            if full_recent:
+                gate = recent[0] - slack
+                if gate > t:
+                    t = gate
+            elif ahead and len(recent) == ahead:
+                full_recent = True
+                gate = recent[0] - slack
+                if gate > t:
+                    t = gate
+            if full_lines:
+                gate = lines[0] + 1
+                if gate > t:
+                    t = gate
+            elif len(lines) == READER_LINES_IN_FLIGHT:
+                full_lines = True
+                gate = lines[0] + 1
+                if gate > t:
+                    t = gate
+            if t > horizon:
+                break
+            b = steps[line % period]
+            first = t + latency
+            if first <= data_end:
+                first = data_end + 1
+            data_end = first + b - 1
+            beats += b
+            recent.append(data_end)
+            lines.append(data_end)
+            handshake = t
+            next_ar = t + 1
+            line += 1
+        if handshake is None:
+            return
+        self.data_end = data_end
+        self.beats += beats
+        self.next_ar = next_ar
+        self.grant = client
+        command.prev_end = data_end
+        command.done = line
+        command.ready = next_ar
+        del start_line
+
+    def _stream_handshake(self, command: ReadCommand) -> int:
+        timing = self.timing
+        t = max(self.next_ar, command.ready)
+        if timing.read_ahead and len(self.recent) == timing.read_ahead:
+            t = max(t, self.recent[0] - timing.read_slack)
+        lines = self.in_flight[command.client]
+        if len(lines) == READER_LINES_IN_FLIGHT:
+            t = max(t, lines[0] + 1)
+        return t
+
+    def _stream_slowly(self, command: ReadCommand, horizon: float, stop: int) -> None:
+        while command.done < stop:
+            t = self._stream_handshake(command)
+            if t > horizon:
+                return
+            self.accept(command.client, t)
