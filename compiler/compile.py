@@ -2,7 +2,9 @@
 
 ``compile_model(graph, config, samples=...)``: a frontend graph is optimized
 (`PassManager`), quantized with calibration on ``samples`` and lowered; a graph that is
-already quantized is lowered as is. Results are cached in ``cache_dir`` under the
+already quantized is lowered as is, except that ONNX-style integer ops and QDQ patterns
+are first rewritten into the array's exact forms
+(`gemmstone.compiler.quantization.integer`). Results are cached in ``cache_dir`` under the
 content hash of (graph, calibration samples, config, compiler version).
 """
 
@@ -77,6 +79,14 @@ def compile_model(graph: Graph, config: AcceleratorConfig, *,
         graph = graph.copy()
         PassManager().run(graph)
         graph = quantize(graph, samples)
+    else:
+        from gemmstone.compiler.quantization.integer import (
+            needs_integer_preparation,
+            prepare_integer_graph,
+        )
+        if needs_integer_preparation(graph):  # ONNX integer ops or QDQ patterns
+            graph = graph.copy()
+            prepare_integer_graph(graph)
     compiled = lower(graph, config, key)
     if path is not None:
         compiled.save(path)

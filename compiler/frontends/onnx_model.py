@@ -490,11 +490,22 @@ def _conv_integer(c: _Converter, inputs: list, attrs: dict) -> Node:
         "w_zero_point": _zero_point(c, inputs, 3, w, "w_zero_point", w.shape[0])})
 
 
-def _scale(c: _Converter, inputs: list, index: int, what: str) -> np.ndarray:
+def _scale(c: _Converter, inputs: list, index: int, what: str,
+           per_channel: int | None = None) -> np.ndarray:
+    """A float32 scale: per tensor, or (where allowed) ``per_channel`` values."""
     value = c.constant_input(inputs, index, what)
     if value is None:
         c.fail(f"{what} (input {index}) is required")
-    return value.astype(np.float32).reshape(-1)
+    if value.dtype != np.float32:
+        c.fail(f"{what} must be float32, not {value.dtype}")
+    flat = value.reshape(-1)
+    if flat.size != 1 and (per_channel is None or flat.size != per_channel):
+        c.fail(f"{what} has {flat.size} values; only per-tensor"
+               + (f" or {per_channel} per-channel values are" if per_channel else " is")
+               + " supported")
+    if not np.all(np.isfinite(flat)) or np.any(flat <= 0):
+        c.fail(f"{what} must be positive and finite")
+    return flat
 
 
 def _requantize(c: _Converter, acc: Node, in_scale: np.ndarray, y_scale: np.ndarray,
@@ -523,7 +534,7 @@ def _qlinear_matmul(c: _Converter, inputs: list, attrs: dict) -> Node:
     acc = c.graph.add(Op.QMATMUL, [a, b], {
         "a_zero_point": _zero_point(c, inputs, 2, a, "a_zero_point"),
         "b_zero_point": _zero_point(c, inputs, 5, b, "b_zero_point", b.shape[-1])})
-    in_scale = _scale(c, inputs, 1, "a_scale") * _scale(c, inputs, 4, "b_scale")
+    in_scale = _scale(c, inputs, 1, "a_scale") * _scale(c, inputs, 4, "b_scale", b.shape[-1])
     return _requantize(c, acc, in_scale, _scale(c, inputs, 6, "y_scale"),
                        c.constant_input(inputs, 7, "y_zero_point"), -1)
 
@@ -539,7 +550,7 @@ def _qlinear_conv(c: _Converter, inputs: list, attrs: dict) -> Node:
         **_conv_like(c, x, w, attrs), "bias": bias is not None,
         "x_zero_point": _zero_point(c, inputs, 2, x, "x_zero_point"),
         "w_zero_point": _zero_point(c, inputs, 5, w, "w_zero_point", w.shape[0])})
-    in_scale = _scale(c, inputs, 1, "x_scale") * _scale(c, inputs, 4, "w_scale")
+    in_scale = _scale(c, inputs, 1, "x_scale") * _scale(c, inputs, 4, "w_scale", w.shape[0])
     return _requantize(c, acc, in_scale, _scale(c, inputs, 6, "y_scale"),
                        c.constant_input(inputs, 7, "y_zero_point"), 1)
 
@@ -550,10 +561,15 @@ def _quant_axis(c: _Converter, x: Node, scale: np.ndarray, attrs: dict) -> int:
     return attrs.get("axis", 1) if scale.size > 1 else 1 % max(len(x.shape), 1)
 
 
+def _axis_size(x: Node, attrs: dict) -> int | None:
+    """Channels along QuantizeLinear/DequantizeLinear's ``axis`` (per-axis parameters)."""
+    return x.shape[attrs.get("axis", 1) % len(x.shape)] if x.shape else None
+
+
 def _quantize_linear(c: _Converter, inputs: list, attrs: dict) -> Node:
     c.require(inputs, 2)
     x = inputs[0]
-    scale = _scale(c, inputs, 1, "y_scale")
+    scale = _scale(c, inputs, 1, "y_scale", _axis_size(x, attrs))
     zero = c.constant_input(inputs, 2, "y_zero_point")
     if "output_dtype" in attrs and attrs["output_dtype"]:
         dtype = _ELEMENT_TYPES.get(attrs["output_dtype"])
@@ -569,7 +585,7 @@ def _quantize_linear(c: _Converter, inputs: list, attrs: dict) -> Node:
 def _dequantize_linear(c: _Converter, inputs: list, attrs: dict) -> Node:
     c.require(inputs, 2)
     x = inputs[0]
-    scale = _scale(c, inputs, 1, "x_scale")
+    scale = _scale(c, inputs, 1, "x_scale", _axis_size(x, attrs))
     zero = c.constant_input(inputs, 2, "x_zero_point")
     zero = np.zeros(1, np.int64) if zero is None else zero.astype(np.int64).reshape(-1)
     return c.add(Op.DEQUANTIZE, [x], {"scale": scale, "zero_point": zero,

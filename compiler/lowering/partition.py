@@ -149,11 +149,14 @@ def _raw_user_reason(user: Node, acc: Node) -> str:
 
 def host_reason(node: Node) -> str:
     """Why a host op the integer preparation inserts runs on the host ("" for others)."""
-    if node.op in (Op.QUANTIZE, Op.DEQUANTIZE) and \
-            np.array_equal(np.asarray(node.attrs["scale"], np.float32).reshape(-1), [1.0]):
-        zero = np.asarray(node.attrs["zero_point"]).reshape(-1)
-        if zero.size == 1 and abs(int(zero[0])) == 128:
-            return "uint8 <-> int8 offset by 128 (the array reads int8)"
+    def offset(value: Node) -> bool:  # (de)quantize with scale 1 and zero point +-128
+        zero = np.asarray(value.attrs["zero_point"]).reshape(-1)
+        return (np.array_equal(np.asarray(value.attrs["scale"], np.float32).reshape(-1), [1])
+                and zero.size == 1 and abs(int(zero[0])) == 128)
+
+    if node.op is Op.DEQUANTIZE and offset(node) or node.op is Op.QUANTIZE and \
+            node.inputs[0].op is Op.DEQUANTIZE and offset(node.inputs[0]):
+        return "uint8 <-> int8 offset by 128 (the array reads int8)"
     if node.op is Op.TRANSPOSE and len(node.shape) == 4:
         return "layout change between the graph's NCHW and the array's NHWC"
     if node.op is Op.CONCAT and any(v.is_constant for v in node.inputs):
