@@ -225,9 +225,7 @@ class _Run:
         self.bytes_written = 0
         self.cycles: int | None = None
         self.now = 0
-        # Load unit: the reader's line register frees when the back takes a line.
         self.loads: list[_LoadRecord] = []
-        self.load_register_free = -1
         # What the front end waits for when it is blocked (whom to wake for it): the word
         # it would dispatch next, a take of the unit whose queue is full, idle units.
         self._fe_word = self._fe_unit = -1
@@ -505,8 +503,10 @@ class _Run:
                 continue
             client, cycle = upcoming
             if cycle > self.now:
-                yield cycle
-                continue
+                if cycle >= self._horizon():
+                    yield cycle
+                    continue
+                self.now = cycle  # nothing else happens before it: no need to yield
             command = read.accept(client, cycle)
             if command is not None:
                 self._wake(client)
@@ -560,7 +560,8 @@ class _Run:
                 last_command = ReadCommand(
                     unit, accepted, record.n,
                     self._pattern(values["dram"], values["stride"], values["len"]),
-                    on_line=self._load_line, hook_all=False, owner=(record, pushes))
+                    on_line=self._load_line, hook_all=False, first_take=record.data_start,
+                    owner=(record, pushes))
                 self.read.submit(last_command)
                 self._wake(_MEMORY)
             else:
@@ -569,26 +570,17 @@ class _Run:
             position += 1
 
     def _load_line(self, command: ReadCommand, line: int, end: int) -> int:
-        """A line of a LOAD arrives: its last beat waits until the back took the line
-        before it (the reader holds one line)."""
+        """The last line of a LOAD arrived (the channel held its last beat until the back
+        took the line before it: the reader holds one line); the back takes it at
+        ``ReadChannel.held``."""
         record, pushes = command.owner
-        if line == 0:
-            end = max(end, self.load_register_free)
-            consumed = max(end + 1, record.data_start)
-        else:
-            # Lines the hook did not see (ReadChannel.stream) were taken a cycle after
-            # their last beat.
-            before = max(record.consumed, command.prev_end + 1)
-            end = max(end, before)
-            consumed = max(end + 1, before + 1)
+        consumed = self.read.held[_LOAD]
         record.consumed = consumed
-        self.load_register_free = consumed
-        if line == record.n - 1:
-            waited = consumed - record.data_start + 1 - record.n
-            if waited > 0:
-                self.stall_dma.append((record.data_start, record.data_start + waited))
-            self._load_retire(record, pushes, consumed + 2 + record.pad_hi)
-            self._wake(_LOAD)
+        waited = consumed - record.data_start + 1 - record.n
+        if waited > 0:
+            self.stall_dma.append((record.data_start, record.data_start + waited))
+        self._load_retire(record, pushes, consumed + 2 + record.pad_hi)
+        self._wake(_LOAD)
         return end
 
     def _load_retire(self, record: _LoadRecord, pushes: list[str], retire: int) -> None:

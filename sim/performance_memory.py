@@ -178,17 +178,20 @@ class ReadCommand:
         Cycle of the last beat of the last line accepted so far (-1 before the first).
     on_line : callable or None
         ``on_line(command, line, end) -> end``: a consumer that may hold a line's last
-        beat back. Called for every line when ``hook_all``, otherwise only for lines 0, 1
-        and the last (a consumer that takes a line per cycle cannot hold back a later line
-        of a stream of whole beats: `ReadChannel.stream` skips it there).
+        beat back. Called for every line when ``hook_all``, otherwise only for the last.
+    first_take : int or None
+        For a reader that holds one line (the load unit's): the cycle from which its
+        consumer takes line 0. Line ``i``'s last beat then waits until line ``i - 1`` was
+        taken (the reader's register is free, `ReadChannel.held`), and line ``i`` is taken
+        the cycle after its last beat (line 0: not before ``first_take``).
     """
 
     __slots__ = ("client", "lines", "pattern", "ready", "done", "last_ar", "ends",
-                 "last_end", "prev_end", "on_line", "hook_all", "owner")
+                 "last_end", "prev_end", "on_line", "hook_all", "first_take", "owner")
 
     def __init__(self, client: int, accepted: int, lines: int, pattern: LinePattern, *,
                  keep_ends: bool = False, on_line=None, hook_all: bool = True,
-                 owner=None) -> None:
+                 first_take: int | None = None, owner=None) -> None:
         self.client = client
         self.lines = lines
         self.pattern = pattern
@@ -200,6 +203,7 @@ class ReadCommand:
         self.prev_end = -1
         self.on_line = on_line  # (command, line, natural end) -> end, for consumers
         self.hook_all = hook_all
+        self.first_take = first_take
         self.owner = owner      # what the issuing unit needs to find its instruction
 
 
@@ -230,6 +234,8 @@ class ReadChannel:
         self.recent: deque[int] = deque(maxlen=max(1, timing.read_ahead))
         self.in_flight = [deque(maxlen=READER_LINES_IN_FLIGHT) for _ in CLIENTS]
         self.beats = 0            # beats transferred (BYTES_READ = beats * bus)
+        # Per client holding lines: the cycle its consumer took the last line it read.
+        self.held = [-1] * len(CLIENTS)
 
     def submit(self, command: ReadCommand) -> None:
         if self.active[command.client] is not None:
@@ -291,8 +297,13 @@ class ReadChannel:
         if start <= self.data_end:
             start = self.data_end + 1
         end = start + beats - 1
-        if command.on_line is not None and (command.hook_all or line < 2
-                                            or line == command.lines - 1):
+        if command.first_take is not None:
+            held = self.held[grant]
+            if end < held:
+                end = held
+            self.held[grant] = end + 1 if line or end >= command.first_take else \
+                command.first_take
+        if command.on_line is not None and (command.hook_all or line == command.lines - 1):
             end = command.on_line(command, line, end)
         command.prev_end = end
         self.data_end = end
@@ -336,12 +347,6 @@ class ReadChannel:
         if command.ends is not None or (command.on_line is not None and command.hook_all):
             self._stream_slowly(command, horizon, stop)
             return
-        while command.done < min(2, stop) and command.on_line is not None:
-            # The consumer's hook sees the first two lines.
-            t = self._stream_handshake(command)
-            if t > horizon:
-                return
-            self.accept(client, t)
         line = command.done
         if line >= stop:
             return
@@ -351,9 +356,10 @@ class ReadChannel:
         steps = command.pattern.steps
         period = len(steps)
         next_ar, data_end, beats = max(self.next_ar, command.ready), self.data_end, 0
+        first_take = command.first_take
+        held = self.held[client]
         full_recent = ahead and len(recent) == ahead
         full_lines = len(lines) == READER_LINES_IN_FLIGHT
-        start_line = line
         handshake = None
         while line < stop:
             t = next_ar
@@ -382,6 +388,10 @@ class ReadChannel:
             if first <= data_end:
                 first = data_end + 1
             data_end = first + b - 1
+            if first_take is not None:
+                if data_end < held:
+                    data_end = held
+                held = data_end + 1 if line or data_end >= first_take else first_take
             beats += b
             recent.append(data_end)
             lines.append(data_end)
@@ -391,13 +401,13 @@ class ReadChannel:
         if handshake is None:
             return
         self.data_end = data_end
+        self.held[client] = held
         self.beats += beats
         self.next_ar = next_ar
         self.grant = client
         command.prev_end = data_end
         command.done = line
         command.ready = next_ar
-        del start_line
 
     def _stream_handshake(self, command: ReadCommand) -> int:
         timing = self.timing
