@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gemmstone.config import AcceleratorConfig
-from gemmstone.isa.encoding import Instruction, encode, make
+from gemmstone.isa.encoding import Instruction, decode, encode, make
 from gemmstone.isa.limits import check_config_fits
 from gemmstone.isa.program import Buffer, Program, Segment
-from gemmstone.isa.table import Unit
+from gemmstone.isa.table import BY_MNEMONIC, TOKEN_FIELDS, Unit
 
 __all__ = ["ProgramBuilder", "Slots", "BuildError", "ALIGNMENT", "TOKEN_QUEUES"]
 
@@ -40,6 +40,14 @@ TOKEN_QUEUES = {
     "compute->store": (Unit.COMPUTE, "push_next", Unit.STORE, "pop_prev"),
     "store->compute": (Unit.STORE, "push_prev", Unit.COMPUTE, "pop_next"),
 }
+
+
+# Every word keeps its opcode in bits [0, 4) and its token flags at fixed bits of the low half.
+_TOKEN_BIT = {f.name: np.uint64(1 << f.lsb) for f in TOKEN_FIELDS}
+_UNIT_OF_OPCODE = np.full(16, -1, np.int8)
+for _spec in BY_MNEMONIC.values():
+    _UNIT_OF_OPCODE[_spec.opcode] = int(_spec.unit)
+_LOW = (1 << 64) - 1
 
 
 class BuildError(ValueError):
@@ -96,14 +104,17 @@ class ProgramBuilder:
         self.buffers: dict[str, Buffer] = {}
         self._segments: list[Segment] = []
         self._window = 0
-        self._instrs: list[Instruction] = []
+        # Words as two uint64 halves (bits [0, 64) and [64, 128)), grown by doubling.
+        self._lo = np.zeros(1024, np.uint64)
+        self._hi = np.zeros(1024, np.uint64)
+        self._count = 0
         self._settled = 0  # instructions before this index have balanced tokens
         self._spad_used = 0
         self._acc_used = 0
         self._finished = False
 
     def __len__(self) -> int:
-        return len(self._instrs)
+        return self._count
 
     # -- DMA window ---------------------------------------------------------------------
 
@@ -236,25 +247,67 @@ class ProgramBuilder:
             Unknown mnemonic or field, or a value that does not fit.
         """
         self._check_open()
-        self._instrs.append(make(mnemonic, **fields))
-        return len(self._instrs) - 1
+        word = encode(make(mnemonic, **fields))
+        index = self._count
+        self._reserve(1)
+        self._lo[index] = word & _LOW
+        self._hi[index] = word >> 64
+        self._count += 1
+        return index
+
+    def emit_words(self, lo: np.ndarray, hi: np.ndarray) -> int:
+        """Append encoded words (the fast path of kernels that build whole columns of
+        instructions, `kernels.encode.encode_columns`); the index of the first.
+
+        ``lo`` and ``hi`` are uint64 arrays of bits [0, 64) and [64, 128). The words are
+        trusted to be valid instructions; their tokens are balanced and checked with all
+        others at the next fence or at `finish`.
+        """
+        self._check_open()
+        lo, hi = np.asarray(lo, np.uint64), np.asarray(hi, np.uint64)
+        if lo.shape != hi.shape or lo.ndim != 1:
+            raise BuildError(f"emit_words: 'lo' and 'hi' must be vectors of one length, not "
+                             f"shapes {lo.shape} and {hi.shape}")
+        first = self._count
+        self._reserve(len(lo))
+        self._lo[first:first + len(lo)] = lo
+        self._hi[first:first + len(lo)] = hi
+        self._count += len(lo)
+        return first
+
+    def _reserve(self, extra: int) -> None:
+        if self._count + extra > len(self._lo):
+            size = max(2 * len(self._lo), self._count + extra)
+            for name in ("_lo", "_hi"):
+                grown = np.zeros(size, np.uint64)
+                grown[:self._count] = getattr(self, name)[:self._count]
+                setattr(self, name, grown)
+
+    def instruction(self, index: int) -> Instruction:
+        """The decoded instruction at ``index``."""
+        if not 0 <= index < self._count:
+            raise IndexError(f"instruction {index} does not exist ({self._count} emitted)")
+        return decode((int(self._hi[index]) << 64) | int(self._lo[index]))
 
     def set_flags(self, index: int, **flags: int) -> None:
         """Set (or clear) token flags of the instruction at ``index`` after emitting it."""
         self._check_open()
-        if not self._settled <= index < len(self._instrs):
+        if not self._settled <= index < self._count:
             raise BuildError(f"instruction {index} cannot change: only instructions "
-                             f"{self._settled}..{len(self._instrs) - 1} are after the last "
+                             f"{self._settled}..{self._count - 1} are after the last "
                              f"fence")
-        instr = self._instrs[index]
-        self._instrs[index] = make(instr.mnemonic, **{**instr.values, **flags})
+        instr = self.instruction(index)
+        word = encode(make(instr.mnemonic, **{**instr.values, **flags}))
+        self._lo[index] = word & _LOW
+        self._hi[index] = word >> 64
+
+    def _units(self, start: int, end: int) -> np.ndarray:
+        return _UNIT_OF_OPCODE[(self._lo[start:end] & np.uint64(15)).astype(np.intp)]
 
     def last(self, unit: Unit) -> int | None:
         """Index of the last instruction emitted to ``unit`` since the last fence."""
-        for index in range(len(self._instrs) - 1, self._settled - 1, -1):
-            if self._instrs[index].spec.unit is unit:
-                return index
-        return None
+        found = np.flatnonzero(self._units(self._settled, self._count) == int(unit))
+        return self._settled + int(found[-1]) if found.size else None
 
     def fence(self) -> None:
         """Balance the tokens, emit FENCE and free all scratchpad and accumulator space.
@@ -263,11 +316,11 @@ class ProgramBuilder:
         """
         self._check_open()
         self._spad_used = self._acc_used = 0
-        if len(self._instrs) == self._settled:
+        if self._count == self._settled:
             return
         self._settle_tokens()
         self.emit("fence")
-        self._settled = len(self._instrs)
+        self._settled = self._count
 
     def finish(self, notes: dict | None = None) -> Program:
         """Balance the tokens, append HALT and return the program.
@@ -283,7 +336,9 @@ class ProgramBuilder:
         self._finished = True
         return Program(
             config_hash=self.config.content_hash,
-            words=[encode(instr) for instr in self._instrs],
+            words=[(high << 64) | low for high, low in
+                   zip(self._hi[:self._count].tolist(), self._lo[:self._count].tolist(),
+                       strict=True)],
             window_size=self._window,
             segments=list(self._segments),
             buffers=dict(self.buffers),
@@ -297,32 +352,36 @@ class ProgramBuilder:
     def _settle_tokens(self) -> None:
         """Pair pushes with pops per queue and clear the pushes nobody pops."""
         start = self._settled
+        lo = self._lo[start:self._count]
+        units = self._units(start, self._count)
         for queue, (producer, push, consumer, pop) in TOKEN_QUEUES.items():
-            pushes = [i for i in range(start, len(self._instrs))
-                      if self._instrs[i].spec.unit is producer and self._instrs[i][push]]
-            pops = [i for i in range(start, len(self._instrs))
-                    if self._instrs[i].spec.unit is consumer and self._instrs[i][pop]]
-            for k, pop_index in enumerate(pops):
-                if k >= len(pushes) or pushes[k] > pop_index:
-                    raise BuildError(
-                        f"token queue {queue}: instruction {pop_index} "
-                        f"({self._instrs[pop_index]}) pops token {k} since the last fence, "
-                        f"but no earlier instruction pushes it")
-            for index in pushes[len(pops):]:
-                self.set_flags(index, **{push: 0})
-            self._check_depth(queue, pushes[:len(pops)], pops)
+            push_bit, pop_bit = _TOKEN_BIT[push], _TOKEN_BIT[pop]
+            pushes = np.flatnonzero((units == int(producer)) & ((lo & push_bit) != 0))
+            pops = np.flatnonzero((units == int(consumer)) & ((lo & pop_bit) != 0))
+            paired = pushes[:len(pops)]
+            unfed = np.flatnonzero(paired > pops[:len(paired)])
+            if len(pops) > len(pushes) or unfed.size:
+                k = int(unfed[0]) if unfed.size else len(pushes)
+                index = start + int(pops[k])
+                raise BuildError(
+                    f"token queue {queue}: instruction {index} ({self.instruction(index)}) "
+                    f"pops token {k} since the last fence, but no earlier instruction "
+                    f"pushes it")
+            lo[pushes[len(pops):]] &= ~push_bit
+            self._check_depth(queue, start, paired, pops)
 
-    def _check_depth(self, queue: str, pushes: list[int], pops: list[int]) -> None:
+    def _check_depth(self, queue: str, start: int, pushes: np.ndarray,
+                     pops: np.ndarray) -> None:
         """Fail if, executed one instruction at a time in program order, the queue would
         ever hold more than ``token_depth`` tokens (a push could then wait for a pop that
         is itself waiting behind it)."""
         depth = self.config.token_depth
-        popped = 0
-        for k, index in enumerate(pushes):
-            while popped < len(pops) and pops[popped] <= index:
-                popped += 1
-            if k + 1 - popped > depth:
-                raise BuildError(
-                    f"token queue {queue}: instruction {index} ({self._instrs[index]}) "
-                    f"would be push number {k + 1 - popped} in flight, more than the "
-                    f"config's token_depth of {depth}")
+        in_flight = np.arange(1, len(pushes) + 1) - np.searchsorted(pops, pushes, "right")
+        over = np.flatnonzero(in_flight > depth)
+        if over.size:
+            k = int(over[0])
+            index = start + int(pushes[k])
+            raise BuildError(
+                f"token queue {queue}: instruction {index} ({self.instruction(index)}) "
+                f"would be push number {int(in_flight[k])} in flight, more than the "
+                f"config's token_depth of {depth}")

@@ -11,10 +11,13 @@ pixels on one output row, one LOAD reads input pixels ``stride`` apart (DRAM str
 ``stride * C`` bytes, ``len`` = the chunk's channels), and its ``pad_lo``/``pad_hi`` zero
 lines stand for the pixels whose input lies left or right of the image. For an output row
 whose input row lies above or below the image, the LOAD reads nothing (n = 0) and writes
-only zero lines.
+only zero lines. Runs that continue each other in DRAM without padding between them
+(whole rows of a 1x1 convolution, or of the centre column of a padded 3x3) are one LOAD.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.gemm import Residual, emit_tiled_matmul
@@ -47,7 +50,8 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
                 stride: int | tuple[int, int] = 1,
                 padding: int | tuple[int, int] | tuple[int, int, int, int] = 0,
                 zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
-                nbuf: int | None = None, in_channels: tuple[int, int] | None = None,
+                nbuf: int | None = None, a_panels: int | None = None,
+                in_channels: tuple[int, int] | None = None,
                 out_col: int = 0, residual: Residual | None = None) -> dict:
     """Emit ``out = requant(conv2d(x, w))``.
 
@@ -66,8 +70,8 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
         (height, width) of the kernel and the stride.
     padding : int, (int, int) or (top, left, bottom, right)
         Zero padding: the same on each side, per dimension, or per side.
-    zp, lo, hi, block_m, nbuf
-        As in `gemm.emit_gemm`.
+    zp, lo, hi, block_m, nbuf, a_panels
+        As in `gemm.emit_tiled_matmul`.
     in_channels : (first, count), optional
         Convolve only input channels ``first .. first + count`` (one group of a grouped
         convolution); ``w`` then has ``KH * KW * count`` rows.
@@ -125,31 +129,55 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
     first_ox = [max(0, -(-(pw - kw) // sw)) for kw in range(kw_size)]
     end_ox = [(width - 1 + pw - kw) // sw + 1 for kw in range(kw_size)]
 
-    def load_a(step: int, m0: int, mb: int, line: int) -> None:
-        kh, kw, c0 = steps[step]
-        cc = min(rows, channels - c0)
+    kh_s = np.array([kh for kh, _, _ in steps], np.int64)[:, None]
+    kw_s = np.array([kw for _, kw, _ in steps], np.int64)[:, None]
+    c0_s = np.array([c0 for _, _, c0 in steps], np.int64)[:, None]
+    first_ox, end_ox = np.array(first_ox)[kw_s], np.array(end_ox)[kw_s]
+    stride_bytes = sw * x_channels
+
+    def load_a(m0: int, mb: int) -> dict[str, np.ndarray]:
+        # Runs of output pixels on one output row (at most _MAX_PAD: a run's padding
+        # must fit pad_lo/pad_hi), the same for every k step.
+        runs = []
         pixel = m0
         while pixel < m0 + mb:
             image, rest = divmod(pixel, ho * wo)
             oy, ox = divmod(rest, wo)
             count = min(wo - ox, m0 + mb - pixel, _MAX_PAD)
-            iy = oy * sh - ph + kh
-            if 0 <= iy < height:
-                lo_ox = min(max(first_ox[kw], ox), ox + count)
-                hi_ox = max(min(end_ox[kw], ox + count), lo_ox)
-            else:
-                lo_ox = hi_ox = ox + count
-            ix = lo_ox * sw - pw + kw
-            dram = (x.offset + ((image * height + iy) * width + ix) * x_channels + c_first
-                    + c0)
-            builder.emit("load", dram=dram if hi_ox > lo_ox else 0, stride=sw * x_channels,
-                         spad=line + pixel - m0, n=hi_ox - lo_ox, len=cc,
-                         pad_lo=lo_ox - ox, pad_hi=ox + count - hi_ox)
+            runs.append((image, oy, ox, count, pixel - m0))
             pixel += count
+        image, oy, ox, count, line = (np.array(v, np.int64)[None, :]
+                                      for v in zip(*runs, strict=True))
+        # Per (k step, run): the run's pixels whose input lies inside the image.
+        iy = oy * sh - ph + kh_s
+        inside = (iy >= 0) & (iy < height)
+        end = ox + count
+        lo_ox = np.where(inside, np.minimum(np.maximum(first_ox, ox), end), end)
+        hi_ox = np.where(inside, np.maximum(np.minimum(end_ox, end), lo_ox), end)
+        ix = lo_ox * sw - pw + kw_s
+        dram = (x.offset + ((image * height + iy) * width + ix) * x_channels + c_first
+                + c0_s)
+        n = hi_ox - lo_ox
+        pad_lo, pad_hi = lo_ox - ox, end - hi_ox
+        # One LOAD for consecutive runs that continue each other in DRAM with no padding
+        # between them (e.g. whole rows of a 1x1 or of a centre kernel column).
+        joins = np.zeros(n.shape, bool)
+        joins[:, 1:] = ((n[:, :-1] > 0) & (n[:, 1:] > 0) & (pad_hi[:, :-1] == 0)
+                        & (pad_lo[:, 1:] == 0)
+                        & (dram[:, 1:] == dram[:, :-1] + n[:, :-1] * stride_bytes))
+        starts = np.flatnonzero(~joins.ravel())
+        ends = np.append(starts[1:], joins.size) - 1
+        step = np.broadcast_to(np.arange(len(steps))[:, None], n.shape).ravel()
+        return {"step": step[starts], "line": np.broadcast_to(line, n.shape).ravel()[starts],
+                "dram": dram.ravel()[starts], "stride": np.full(len(starts), stride_bytes),
+                "n": np.add.reduceat(n.ravel(), starts),
+                "len": np.minimum(rows, channels - c0_s.ravel())[step[starts]],
+                "pad_lo": pad_lo.ravel()[starts], "pad_hi": pad_hi.ravel()[ends]}
 
     k_steps = [((kh * kw_size + kw) * channels + c0, min(rows, channels - c0))
                for kh, kw, c0 in steps]
     return emit_tiled_matmul(builder, m=batch * ho * wo, k_steps=k_steps, load_a=load_a,
                              w=w, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
-                             block_m=block_m, nbuf=nbuf, out_stride=out_channels,
+                             block_m=block_m, nbuf=nbuf, a_panels=a_panels,
+                             out_stride=out_channels,
                              out_col=out_col, residual=residual)

@@ -1,22 +1,30 @@
-"""GEMM kernel: ``C[M, N] = requant(A[M, K] @ B[K, N])`` as a double-buffered pipeline.
+"""GEMM kernel: ``C[M, N] = requant(A[M, K] @ B[K, N])`` as a pipelined program.
 
 `emit_tiled_matmul` is the engine shared with the convolution kernel. The output is cut
-into tiles of ``block_m`` rows x ``cols`` columns (column blocks outermost, so the output
-stage parameters are loaded once per column block). Each tile accumulates over "k steps";
-a step loads an A tile (``block_m`` lines of <= ``rows`` inputs; the caller says how) and
-a weight tile (<= ``rows`` rows of the [K, N] weight matrix) into one of ``nbuf``
-scratchpad slots, preloads the weights and streams the A tile through the array into one
-of ``nbuf`` accumulator slots. Tokens let the units overlap:
+into tiles of ``block_m`` rows x ``cols`` columns, m tiles outermost. Each tile accumulates
+over "k steps": a step preloads a weight tile (<= ``rows`` rows of the [K, N] weight
+matrix, loaded into one of ``nbuf`` scratchpad slots) and streams an A tile (``block_m``
+lines of <= ``rows`` inputs; the caller says how to gather them) through the array into
+one of ``nbuf`` accumulator slots.
 
-- load -> compute: the step's loads are done (the last load pushes, PRELOAD pops);
-- compute -> load: the step's MATMUL releases its scratchpad slot (the load reusing the
-  slot ``nbuf`` steps later pops);
+The A tiles of an m tile are loaded once, with its first column block, and stay on chip
+for the others (``a_panels`` = 1 or 2 panels of every k step's A tile; with 2 the next m
+tile's panel loads while this one is used). When no panel fits the scratchpad
+(``a_panels`` = 0) they are reloaded for every column block into ``nbuf`` slots.
+`cost.choose_plan` picks the tiling.
+
+Tokens let the units overlap. Each is set from what the waiting instruction needs:
+
+- load -> compute: a step's weight LOAD (its last load) pushes, its PRELOAD pops;
+- compute -> load: a LOAD that overwrites a scratchpad slot needs the last MATMUL that read
+  the slot's earlier content. Needs are made monotone in load order; a LOAD pops when its
+  need is beyond what earlier LOADs waited for, and exactly the MATMULs needed push;
 - compute -> store: the tile's last MATMUL hands the accumulator slot to STORE;
 - store -> compute: STORE releases the accumulator slot (the first MATMUL of the tile
   reusing it ``nbuf`` tiles later pops).
 
-A tiles are reloaded for every column block; that keeps the engine simple (the real
-compiler may keep them resident).
+Instructions are built as numpy columns (`encode.encode_columns`): a model's programs
+hold hundreds of thousands of them.
 
 Output stage parameters (int8 output): `pack_qparams` lays bias, mult and shift out per
 column block, as LOADQ reads them: for the block starting at column ``n0`` with ``nc``
@@ -32,18 +40,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from gemmstone.compiler.builder import BuildError, ProgramBuilder
+from gemmstone.compiler.kernels.cost import block_limit, choose_plan
+from gemmstone.compiler.kernels.encode import encode_columns, token_bit
 from gemmstone.isa.program import Buffer
-from gemmstone.isa.table import AccLoadType, AluFunc, StoreMode, Unit
+from gemmstone.isa.table import AccLoadType, AluFunc, StoreMode
 
-__all__ = ["emit_gemm", "emit_tiled_matmul", "pack_qparams", "LoadA", "MAX_BLOCK_M",
+__all__ = ["emit_gemm", "emit_tiled_matmul", "pack_qparams", "row_major_a", "LoadA", "MAX_BLOCK_M",
            "Residual"]
 
 MAX_BLOCK_M = (1 << 12) - 1  # n of LOAD, MATMUL and STORE is 12 bits wide
 
-LoadA = Callable[[int, int, int, int], None]
-"""``load_a(step, m0, mb, line)``: emit the LOADs that put A rows ``m0 .. m0 + mb`` of k
-step ``step`` into scratchpad lines ``line .. line + mb`` (inputs in the first ``rows``
-bytes, zeros where the step has fewer inputs)."""
+_A_COLUMNS = ("step", "line", "dram", "stride", "n", "len", "pad_lo", "pad_hi")
+
+LoadA = Callable[[int, int], dict[str, np.ndarray]]
+"""``load_a(m0, mb)``: the LOADs that gather A rows ``m0 .. m0 + mb`` of every k step, as
+integer columns: ``step`` (the k step, ascending), ``line`` (the first line written,
+counted from the step's A tile, whose ``mb`` lines they cover exactly once) and the LOAD
+fields ``dram``, ``stride``, ``n``, ``len``, ``pad_lo`` and ``pad_hi``."""
 
 
 @dataclass(frozen=True)
@@ -136,23 +149,33 @@ def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
     if out.shape != (m, n):
         raise ValueError(f"emit_gemm: 'out' must have shape {[m, n]}, not {list(out.shape)}")
     rows = builder.config.rows
-
-    def load_a(step: int, m0: int, mb: int, line: int) -> None:
-        k0 = step * rows
-        builder.emit("load", dram=a.offset + m0 * k + k0, stride=k, spad=line, n=mb,
-                     len=min(rows, k - k0))
-
     k_steps = [(k0, min(rows, k - k0)) for k0 in range(0, k, rows)]
-    return emit_tiled_matmul(builder, m=m, k_steps=k_steps, load_a=load_a, w=b, out=out,
-                             qparams=qparams, zp=zp, lo=lo, hi=hi, block_m=block_m,
-                             nbuf=nbuf)
+    return emit_tiled_matmul(builder, m=m, k_steps=k_steps, load_a=row_major_a(a, rows),
+                             w=b, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
+                             block_m=block_m, nbuf=nbuf)
+
+
+def row_major_a(a: Buffer, rows: int) -> LoadA:
+    """`LoadA` of a row-major int8 [M, K] matrix (K from the buffer's last dimension, or
+    its size over M): one LOAD per k step of ``rows`` columns."""
+    k = a.shape[-1]
+    k0 = np.arange(0, k, rows)
+
+    def load_a(m0: int, mb: int) -> dict[str, np.ndarray]:
+        return {"step": np.arange(len(k0)), "line": np.zeros(len(k0), np.int64),
+                "dram": a.offset + m0 * k + k0, "stride": np.full(len(k0), k),
+                "n": np.full(len(k0), mb), "len": np.minimum(rows, k - k0),
+                "pad_lo": np.zeros(len(k0), np.int64), "pad_hi": np.zeros(len(k0), np.int64)}
+
+    return load_a
 
 
 def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tuple[int, int]],
                       load_a: LoadA, w: Buffer, out: Buffer, qparams: Buffer | None = None,
                       zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
-                      nbuf: int | None = None, out_stride: int | None = None,
-                      out_col: int = 0, residual: Residual | None = None) -> dict:
+                      nbuf: int | None = None, a_panels: int | None = None,
+                      out_stride: int | None = None, out_col: int = 0,
+                      residual: Residual | None = None) -> dict:
     """Emit the pipelined ``out[M, N] = requant(sum over steps of A_step @ W[k0:k0+kk])``.
 
     Parameters
@@ -163,13 +186,16 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     k_steps : sequence of (k0, kk)
         Per k step, the first weight row and the number of weight rows (1..rows).
     load_a : LoadA
-        Emits the A tile of a k step.
+        The LOADs of the A tiles of an m tile.
     w : gemmstone.isa.Buffer
         int8 weight matrix [K, N], row-major.
     out : gemmstone.isa.Buffer
         int8 or int32, ``M * N`` elements read as row-major [M, N].
     qparams, zp, lo, hi, block_m, nbuf
-        As in `emit_gemm`.
+        As in `emit_gemm`; without ``block_m`` the cost model chooses it.
+    a_panels : int, optional
+        Resident A panels (2, 1, or 0 to reload A per column block); by default the most
+        that fit with ``block_m``.
     out_stride, out_col : int
         Output rows are ``out_stride`` elements apart (default N) and column 0 is element
         ``out_col`` of a row: a matmul can write a column slice of a wider tensor (one
@@ -180,8 +206,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     Returns
     -------
     dict
-        The tiling: ``block_m``, ``nbuf``, ``tiles`` (output tiles), ``steps`` (k steps
-        run) and ``instructions`` emitted.
+        The tiling: ``block_m``, ``nbuf``, ``a_panels``, ``tiles`` (output tiles),
+        ``steps`` (k steps run) and ``instructions`` emitted.
     """
     config = builder.config
     rows, cols = config.rows, config.cols
@@ -219,53 +245,126 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                          f"{residual.mult.dtype}{list(residual.mult.shape)}")
     builder.fence()  # the on-chip buffers of any earlier kernel are ours from here on
     first = len(builder)
-    extra = 0 if residual is None else 1  # a block of multiplier rows
-    block_m = _choose_block_m(builder, m, block_m, nbuf, extra)
-    spad = builder.spad_slots(nbuf, block_m + rows)  # A tile, then the weight tile
+    ks = len(k_steps)
+    block_m, a_panels = _choose_tiling(builder, m, [kk for _, kk in k_steps], n, block_m,
+                                       nbuf, a_panels, residual is not None, esize)
+    w_slots = builder.spad_slots(nbuf, rows)
+    a_slots = builder.spad_slots(a_panels * ks if a_panels else nbuf, block_m)
     acc = builder.acc_slots(nbuf, block_m)
     mult_row = builder.acc_slots(1, block_m)[0] if residual is not None else 0
-    mode = StoreMode.INT8 if int8_out else StoreMode.INT32
     if int8_out:
         builder.emit("config", zp=zp, lo=lo, hi=hi)
 
-    step = tile = 0
-    for n0 in range(0, n, cols):
-        nc = min(cols, n - n0)
-        if int8_out:
-            builder.emit("loadq", dram=qparams.offset + 12 * n0, len=nc)
-        if residual is not None:
-            # Compute runs in order, so this waits for the last MULSHR of the previous block.
-            builder.emit("loadacc", dram=residual.mult.offset + 4 * n0, stride=0,
-                         acc=mult_row, n=block_m, len=nc, type=AccLoadType.INT32)
-        for m0 in range(0, m, block_m):
-            mb = min(block_m, m - m0)
-            acc_row = acc[tile]
-            if residual is not None:
-                builder.emit("loadacc", dram=residual.buffer.offset + m0 * residual.stride
-                             + residual.col + n0, stride=residual.stride, acc=acc_row, n=mb,
-                             len=nc, type=AccLoadType.INT8, pop_next=acc.must_wait(tile))
-                builder.emit("alu", func=AluFunc.MULSHR, dst=acc_row, src=mult_row, n=mb,
-                             shift=residual.shift)
-            for index, (k0, kk) in enumerate(k_steps):
-                line = spad[step]
-                w_line = line + block_m
-                builder.emit("load", dram=w.offset + k0 * n + n0, stride=n, spad=w_line,
-                             n=kk, len=nc, pop_next=spad.must_wait(step))
-                load_a(index, m0, mb, line)
-                builder.set_flags(builder.last(Unit.LOAD), push_next=1)
-                builder.emit("preload", spad=w_line, k=kk, pop_prev=1)
-                builder.emit("matmul", spad=line, acc=acc_row, n=mb,
-                             accumulate=index > 0 or residual is not None,
-                             pop_next=index == 0 and residual is None and acc.must_wait(tile),
-                             push_prev=1,
-                             push_next=index == len(k_steps) - 1)
-                step += 1
-            builder.emit("store", dram=out.offset + (m0 * out_stride + out_col + n0) * esize,
-                         stride=out_stride * esize, acc=acc_row, n=mb, len=nc, mode=mode,
-                         pop_prev=1, push_prev=1)
-            tile += 1
-    return {"block_m": block_m, "nbuf": nbuf, "tiles": tile, "steps": step,
-            "instructions": len(builder) - first}
+    # Index spaces: m tiles t, column blocks nb, tiles tau = t * NB + nb, steps
+    # j = tau * ks + s. Instructions are sorted by (j, part) into program order.
+    k0s = np.array([k0 for k0, _ in k_steps], np.int64)
+    kks = np.array([kk for _, kk in k_steps], np.int64)
+    m0s = np.arange(0, m, block_m, dtype=np.int64)
+    mbs = np.minimum(block_m, m - m0s)
+    n0s = np.arange(0, n, cols, dtype=np.int64)
+    ncs = np.minimum(cols, n - n0s)
+    n_blocks = len(n0s)
+    tiles = len(m0s) * n_blocks
+    tile_t, tile_nb = np.divmod(np.arange(tiles), n_blocks)
+    steps = tiles * ks
+    step_tau, step_s = np.divmod(np.arange(steps), ks)
+    step_t, step_nb = tile_t[step_tau], tile_nb[step_tau]
+    tile_first = np.arange(tiles) * ks
+    tile_last = tile_first + ks - 1
+    acc_rows = acc.base + (np.arange(tiles) % nbuf) * block_m
+    w_lines = w_slots.base + (np.arange(steps) % nbuf) * rows
+    if a_panels:
+        panel_tiles = a_panels * ks
+        a_lines = a_slots.base + ((step_t * ks + step_s) % panel_tiles) * block_m
+    else:
+        a_lines = a_slots.base + (np.arange(steps) % nbuf) * block_m
+
+    parts = []  # (key, kind, lo, hi); key = j * 16 + part
+
+    def add(kind: str, j: np.ndarray, part: int, mnemonic: str, **fields) -> None:
+        lo_, hi_ = encode_columns(mnemonic, len(j), **fields)
+        parts.append((j * 16 + part, kind, lo_, hi_))
+
+    # A loads, in load_a's order within each step.
+    a_cols = [load_a(int(m0), int(mb)) for m0, mb in zip(m0s, mbs, strict=True)]
+    a_rows = {key: np.concatenate([c[key] for c in a_cols]).astype(np.int64)
+              for key in _A_COLUMNS}
+    a_rows["t"] = np.repeat(np.arange(len(a_cols)), [len(c["step"]) for c in a_cols])
+    count = len(a_rows["step"])
+    if a_panels:
+        repeat_nb = np.zeros(count, np.int64)
+        rows_idx = np.arange(count)
+    else:
+        repeat_nb = np.tile(np.arange(n_blocks), count)
+        rows_idx = np.repeat(np.arange(count), n_blocks)
+    a_t, a_s = a_rows["t"][rows_idx], a_rows["step"][rows_idx]
+    a_j = (a_t * n_blocks + repeat_nb) * ks + a_s
+    if a_panels:
+        # The slot's previous panel was last read in column block NB - 1 of tile t - a_panels.
+        a_need = np.where(a_t >= a_panels,
+                          ((a_t - a_panels) * n_blocks + n_blocks - 1) * ks + a_s, -1)
+    else:
+        a_need = a_j - nbuf
+    order = np.argsort(a_j, kind="stable")
+    a_j, a_need, rows_idx = a_j[order], a_need[order], rows_idx[order]
+    add("a", a_j, 3, "load", dram=np.where(a_rows["n"][rows_idx] > 0,
+                                           a_rows["dram"][rows_idx], 0),
+        stride=a_rows["stride"][rows_idx], spad=a_lines[a_j] + a_rows["line"][rows_idx],
+        n=a_rows["n"][rows_idx], len=a_rows["len"][rows_idx],
+        pad_lo=a_rows["pad_lo"][rows_idx], pad_hi=a_rows["pad_hi"][rows_idx])
+    j = np.arange(steps)
+    add("w", j, 4, "load", dram=w.offset + k0s[step_s] * n + n0s[step_nb], stride=n,
+        spad=w_lines, n=kks[step_s], len=ncs[step_nb], push_next=1)
+    add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s], pop_prev=1)
+    add("matmul", j, 6, "matmul", spad=a_lines, acc=acc_rows[step_tau], n=mbs[step_t],
+        accumulate=(step_s > 0) | (residual is not None),
+        pop_next=(step_s == 0) & (residual is None) & (step_tau >= nbuf),
+        push_next=step_s == ks - 1)
+    tau = np.arange(tiles)
+    new_block = (tau == 0) | (n_blocks > 1)  # output stage / multipliers change
+    if residual is not None:
+        add("x", tile_first[new_block], 0, "loadacc",
+            dram=residual.mult.offset + 4 * n0s[tile_nb[new_block]], stride=0, acc=mult_row,
+            n=mbs[tile_t[new_block]], len=ncs[tile_nb[new_block]], type=AccLoadType.INT32)
+        add("x", tile_first, 1, "loadacc",
+            dram=(residual.buffer.offset + m0s[tile_t] * residual.stride + residual.col
+                  + n0s[tile_nb]),
+            stride=residual.stride, acc=acc_rows, n=mbs[tile_t], len=ncs[tile_nb],
+            type=AccLoadType.INT8, pop_next=tau >= nbuf)
+        add("x", tile_first, 2, "alu", func=AluFunc.MULSHR, dst=acc_rows, src=mult_row,
+            n=mbs[tile_t], shift=residual.shift)
+    if int8_out:
+        add("x", tile_last[new_block], 7, "loadq", dram=qparams.offset + 12 * n0s[
+            tile_nb[new_block]], len=ncs[tile_nb[new_block]])
+    add("x", tile_last, 8, "store",
+        dram=out.offset + (m0s[tile_t] * out_stride + out_col + n0s[tile_nb]) * esize,
+        stride=out_stride * esize, acc=acc_rows, n=mbs[tile_t], len=ncs[tile_nb],
+        mode=StoreMode.INT8 if int8_out else StoreMode.INT32, pop_prev=1,
+        push_prev=tau + nbuf < tiles)
+
+    keys = np.concatenate([p[0] for p in parts])
+    order = np.argsort(keys, kind="stable")
+    lo_words = np.concatenate([p[2] for p in parts])[order]
+    hi_words = np.concatenate([p[3] for p in parts])[order]
+    kinds = np.concatenate([np.full(len(p[0]), i, np.int8) for i, p in enumerate(parts)])
+    kinds = kinds[order]
+    names = [p[1] for p in parts]
+    # compute -> load: what each LOAD needs (the step whose MATMUL last read its slot),
+    # made monotone in load order; a LOAD pops when its need grows, the needed MATMULs push.
+    needs = np.concatenate([a_need if kind == "a" else
+                            (j - nbuf if kind == "w" else np.full(len(p[0]), -2))
+                            for kind, p in zip(names, parts, strict=True)])[order]
+    is_load = np.isin(kinds, [i for i, kind in enumerate(names) if kind in ("a", "w")])
+    load_needs = np.maximum.accumulate(np.maximum(needs[is_load], -1))
+    grows = load_needs > np.concatenate(([-1], load_needs[:-1]))
+    lo_words[np.flatnonzero(is_load)[grows]] |= token_bit("pop_next")
+    released = np.zeros(steps, bool)
+    released[load_needs[grows]] = True
+    matmuls = np.flatnonzero(kinds == names.index("matmul"))  # in step order
+    lo_words[matmuls[released]] |= token_bit("push_prev")
+    builder.emit_words(lo_words, hi_words)
+    return {"block_m": block_m, "nbuf": nbuf, "a_panels": a_panels, "tiles": tiles,
+            "steps": steps, "instructions": len(builder) - first}
 
 
 def _check_dtype(name: str, buf: Buffer, dtype: str) -> None:
@@ -293,20 +392,33 @@ def _check_output_stage(int8_out: bool, qparams: Buffer | None, n: int, zp: int,
         raise ValueError(f"'lo' ({lo}) must not be greater than 'hi' ({hi})")
 
 
-def _choose_block_m(builder: ProgramBuilder, m: int, block_m: int | None, nbuf: int,
-                    extra_acc: int = 0) -> int:
-    """Largest tile height the free scratchpad and accumulator hold ``nbuf`` times (plus
-    ``extra_acc`` more accumulator blocks)."""
-    rows = builder.config.rows
-    limit = min(builder.acc_free // (nbuf + extra_acc), builder.spad_free // nbuf - rows,
-                MAX_BLOCK_M)
-    if limit < 1:
+def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
+                   block_m: int | None, nbuf: int, a_panels: int | None, residual: bool,
+                   esize: int) -> tuple[int, int]:
+    """``(block_m, a_panels)``: the cost model's choice for the free on-chip buffers, or
+    the given ``block_m`` with the most resident A panels that fit it."""
+    config = builder.config
+    limits = {panels: block_limit(config, steps=len(k_sizes), nbuf=nbuf, a_panels=panels,
+                                  spad_free=builder.spad_free, acc_free=builder.acc_free,
+                                  extra_acc=int(residual))
+              for panels in (2, 1, 0)}
+    if limits[0] < 1:
         raise BuildError(f"{nbuf} pipeline slots do not fit: {builder.spad_free} scratchpad "
                          f"lines and {builder.acc_free} accumulator rows are free")
     if block_m is None:
-        tiles = -(-m // limit)
-        return -(-m // tiles)
-    if not 1 <= block_m <= limit:
-        raise BuildError(f"'block_m' must be from 1 to {limit} for {nbuf} slots on this "
+        if a_panels is not None:
+            block_m = -(-m // -(-m // limits[a_panels])) if limits[a_panels] >= 1 else 0
+        else:
+            plan = choose_plan(config, m=m, k_sizes=k_sizes, n=n, spad_free=builder.spad_free,
+                               acc_free=builder.acc_free, extra_acc=int(residual),
+                               out_bytes=esize, nbuf=nbuf)
+            return plan.block_m, plan.a_panels
+    if not 1 <= block_m <= limits[0]:
+        raise BuildError(f"'block_m' must be from 1 to {limits[0]} for {nbuf} slots on this "
                          f"config, not {block_m}")
-    return block_m
+    if a_panels is None:
+        a_panels = next(panels for panels in (2, 1, 0) if block_m <= limits[panels])
+    elif block_m > limits[a_panels]:
+        raise BuildError(f"{a_panels} resident A panels of {block_m} lines do not fit: "
+                         f"{builder.spad_free} scratchpad lines are free")
+    return block_m, a_panels

@@ -16,7 +16,7 @@ Weights, output stage parameters and residual multipliers are constant segments.
 - a raw op (`AcceleratorOp.requant` None): STORE int32 writes the accumulators as they
   are into an int32 view of the arena (the host adds what follows).
 
-The tiling of each matmul comes from `kernels.cost.choose_tiling`.
+The tiling of each matmul comes from `kernels.cost.choose_plan`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
-from gemmstone.compiler.kernels.cost import choose_tiling
-from gemmstone.compiler.kernels.gemm import Residual, emit_tiled_matmul, pack_qparams
+from gemmstone.compiler.kernels.cost import choose_plan
+from gemmstone.compiler.kernels.gemm import Residual, emit_tiled_matmul, pack_qparams, row_major_a
 from gemmstone.compiler.lowering.memory import Lifetime, plan_arena
 from gemmstone.compiler.lowering.partition import AcceleratorGroup, AcceleratorOp
 from gemmstone.compiler.ops import Op
@@ -101,7 +101,7 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         return w, q, res
 
     tiling = {"tiles": 0, "steps": 0, "instructions": 0, "cycles": 0, "block_m": [],
-              "nbuf": []}
+              "nbuf": [], "a_panels": []}
 
     def record(plan: dict, cycles: int) -> None:
         for key in ("tiles", "steps", "instructions"):
@@ -109,6 +109,7 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         tiling["cycles"] += cycles
         tiling["block_m"].append(plan["block_m"])
         tiling["nbuf"].append(plan["nbuf"])
+        tiling["a_panels"].append(plan["a_panels"])
 
     if acc.op is Op.QCONV2D:
         weight = acc.inputs[1].value  # [Cout, C/g, KH, KW]
@@ -132,16 +133,17 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
             w, q, res = constants(f"{g0}", co0, co1, dense.reshape(-1, co1 - co0))
             k_sizes = [min(config.rows, ci1 - ci0 - c0) for _ in range(kh * kw)
                        for c0 in range(0, ci1 - ci0, config.rows)]
-            block_m, nbuf, cycles = choose_tiling(
+            tiling_plan = choose_plan(
                 config, m=m, k_sizes=k_sizes, n=co1 - co0, spad_free=config.spad_lines,
                 acc_free=config.acc_rows, extra_acc=res is not None,
                 a_loads=max(1, -(-min(m, config.acc_rows // 2) // wo)))
             plan = emit_conv2d(builder, x, w, out, q, kernel_size=(kh, kw),
                                stride=tuple(acc.attrs["stride"]),
-                               padding=tuple(acc.attrs["padding"]), block_m=block_m,
-                               nbuf=nbuf, in_channels=(ci0, ci1 - ci0), out_col=co0,
-                               residual=res, **stage)
-            record(plan, cycles)
+                               padding=tuple(acc.attrs["padding"]),
+                               block_m=tiling_plan.block_m, nbuf=tiling_plan.nbuf,
+                               a_panels=tiling_plan.a_panels, in_channels=(ci0, ci1 - ci0),
+                               out_col=co0, residual=res, **stage)
+            record(plan, tiling_plan.cycles)
         kind = f"conv {kh}x{kw}/{acc.attrs['stride'][0]}" + (
             f" groups={groups}" if groups > 1 else "")
     else:
@@ -152,20 +154,15 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         macs = m * k * n
         w, q, res = constants("", 0, n, np.ascontiguousarray(b))
         k_sizes = [min(config.rows, k - k0) for k0 in range(0, k, config.rows)]
-        block_m, nbuf, cycles = choose_tiling(
+        tiling_plan = choose_plan(
             config, m=m, k_sizes=k_sizes, n=n, spad_free=config.spad_lines,
             acc_free=config.acc_rows, extra_acc=res is not None)
-
-        def load_a(step: int, m0: int, mb: int, line: int) -> None:
-            k0 = step * config.rows
-            builder.emit("load", dram=x.offset + m0 * k + k0, stride=k, spad=line, n=mb,
-                         len=min(config.rows, k - k0))
-
         plan = emit_tiled_matmul(builder, m=m, k_steps=[(i * config.rows, s) for i, s in
                                                         enumerate(k_sizes)],
-                                 load_a=load_a, w=w, out=out, qparams=q, block_m=block_m,
-                                 nbuf=nbuf, residual=res, **stage)
-        record(plan, cycles)
+                                 load_a=row_major_a(x, config.rows), w=w, out=out, qparams=q,
+                                 block_m=tiling_plan.block_m, nbuf=tiling_plan.nbuf,
+                                 a_panels=tiling_plan.a_panels, residual=res, **stage)
+        record(plan, tiling_plan.cycles)
         kind = f"matmul {m}x{k}x{n}"
     return {"name": name, "op": acc.op.value, "kind": kind, "macs": int(macs),
             "residual": bool(acc.attrs["residual"]),

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gemmstone.compiler import reference
 from gemmstone.compiler.builder import ALIGNMENT, TOKEN_QUEUES, BuildError, ProgramBuilder
 from gemmstone.compiler.kernels import conv2d_output_shape, emit_conv2d, emit_gemm, pack_qparams
+from gemmstone.compiler.kernels.gemm import emit_tiled_matmul, row_major_a
 from gemmstone.config import preset
 from gemmstone.isa import Program, TokenError, decode, encode, make
 from gemmstone.sim.functional import run_program
@@ -377,20 +378,68 @@ def test_program_survives_serialization():
 
 
 def test_pipeline_overlaps_units():
-    """Double buffering: loads wait for a scratchpad slot from the third k step on and
-    compute waits for an accumulator slot from the third tile on; the releases of the last
-    two steps and tiles are pushes nobody pops, so finish() cleared them."""
+    """Double buffering: weight loads wait for a scratchpad slot from the third k step on
+    and compute waits for an accumulator slot from the third tile on; the releases of the
+    last two steps and tiles are pushes nobody pops, so finish() cleared them. The A tiles
+    of an m tile are loaded once and stay on chip for its second column block."""
     program, _, _ = small_gemm_program(preset("small"))  # 5 m x 2 n tiles, 2 k steps each
     decoded = [decode(word) for word in program.words]
-    weight_loads = [i for i in decoded if i.mnemonic == "load"][::2]
+    b = program.buffers["b"]
+    loads = [i for i in decoded if i.mnemonic == "load"]
+    weight_loads = [i for i in loads if b.offset <= i.dram < b.offset + b.nbytes]
+    a_loads = [i for i in loads if not b.offset <= i.dram < b.offset + b.nbytes]
     matmuls = [i for i in decoded if i.mnemonic == "matmul"]
     stores = [i for i in decoded if i.mnemonic == "store"]
+    assert len(a_loads) == 5 * 2 and len(weight_loads) == 20
     assert [i.pop_next for i in weight_loads] == [0, 0] + [1] * 18
+    assert not any(i.pop_next for i in a_loads)  # two resident panels: released long before
     assert [i.push_prev for i in matmuls] == [1] * 18 + [0, 0]
     assert [i.pop_next for i in matmuls] == [0] * 4 + [1, 0] * 8
     assert [i.push_next for i in matmuls] == [0, 1] * 10
     assert [i.pop_prev for i in stores] == [1] * 10
     assert [i.push_prev for i in stores] == [1] * 8 + [0, 0]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("a_panels", [0, 1, 2])
+def test_a_panels_match_numpy(name, a_panels):
+    """Each way of holding A (reloaded per column block, one or two resident panels) with
+    several m tiles and column blocks, under random unit interleavings."""
+    config = preset(name)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        m, n, k = 37, 3 * config.cols + 1, 3 * config.rows - 1
+        a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        builder = ProgramBuilder(config)
+        bufs = [builder.buffer("a", a.shape), builder.buffer("b", b.shape, data=b),
+                builder.buffer("out", (m, n), "int32")]
+        plan = emit_tiled_matmul(builder, m=m, k_steps=[(k0, min(config.rows, k - k0))
+                                                        for k0 in range(0, k, config.rows)],
+                                 load_a=row_major_a(bufs[0], config.rows), w=bufs[1],
+                                 out=bufs[2], block_m=10, nbuf=1 + seed, a_panels=a_panels)
+        assert plan["a_panels"] == a_panels
+        program = builder.finish()
+        result = run_program(program, config, {"a": a}, schedule_seed=seed)
+        np.testing.assert_array_equal(result.outputs["out"], reference.gemm_int8(a, b))
+
+
+def test_conv_rows_join_into_one_load():
+    """A 1x1 convolution's A tile is contiguous in DRAM: one LOAD per k step and m tile."""
+    config = preset("small")
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (9, 7, 8), dtype=np.int8)
+    w = rng.integers(-128, 128, (1, 1, 8, 5), dtype=np.int8)
+    builder = ProgramBuilder(config)
+    xb, wb = builder.buffer("x", x.shape), builder.buffer("w", (8, 5), data=w.reshape(8, 5))
+    out = builder.buffer("out", (9, 7, 5), "int32")
+    plan = emit_conv2d(builder, xb, wb, out, kernel_size=1)
+    program = builder.finish()
+    a_loads = [i for i in map(decode, program.words)
+               if i.mnemonic == "load" and i.dram < xb.offset + xb.nbytes]
+    assert len(a_loads) == plan["tiles"] and a_loads[0].n == plan["block_m"]
+    got = run_program(program, config, {"x": x}, schedule_seed=1).outputs["out"]
+    np.testing.assert_array_equal(got, reference.conv2d_int8(x, w))
 
 
 # -- the references themselves, against hand-worked values --------------------------------
