@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -61,6 +61,10 @@ class LoadedModel:
         `reset_counters`.
     calls : int
         Calls since `reset_counters`.
+    program_runs : int
+        Program runs since `reset_counters`.
+    on_program : callable or None
+        Called with no arguments after each program run (progress bars).
 
     Raises
     ------
@@ -77,7 +81,8 @@ class LoadedModel:
                 f"the {device.backend.name} device is {device.config.describe()}")
         self.compiled, self.device = compiled, device
         self.counters: collections.Counter = collections.Counter()
-        self.calls = 0
+        self.calls = self.program_runs = 0
+        self.on_program: Callable[[], None] | None = None
         self._loaded: dict[int, LoadedProgram] = {}
         try:
             for program in compiled.programs:
@@ -106,7 +111,7 @@ class LoadedModel:
 
     def reset_counters(self) -> None:
         self.counters.clear()
-        self.calls = 0
+        self.calls = self.program_runs = 0
 
     def host_ops(self) -> collections.Counter:
         """Host steps of one call by op name (the ops not on the accelerator)."""
@@ -130,6 +135,9 @@ class LoadedModel:
         for name, value in inputs.items():
             loaded.write(name, value)
         self.counters.update(loaded.run())
+        self.program_runs += 1
+        if self.on_program is not None:
+            self.on_program()
         return _Buffers(loaded)
 
 

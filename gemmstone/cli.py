@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
+from gemmstone.driver.backend import BACKENDS
 from gemmstone.isa.assembly import assemble
 from gemmstone.isa.errors import ExecutionError
 from gemmstone.isa.program import Buffer, Program
@@ -215,22 +216,108 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 
 
 @main.command()
-@click.argument("program_path", metavar="PROGRAM", type=click.Path(exists=True, dir_okay=False))
+@click.argument("target", metavar="MODEL|PROGRAM.gem")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="func", show_default=True,
+              help="Device backend a model runs on (a .gem program runs on func).")
+@click.option("--batch", type=click.IntRange(min=1),
+              help="Model inputs per run (default: 50 for digits, 1 otherwise).")
+@click.option("--samples", type=click.IntRange(min=1),
+              help="Model inputs to evaluate (default: all 450 held-out digits; one batch "
+                   "otherwise).")
+@click.option("--size", type=click.IntRange(min=1),
+              help="Image size of resnet18/mobilenetv2 (default 224), sequence length of "
+                   "encoder (default 128).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of weights, inputs, calibration data and digits training.")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds one program may run on the device.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the compile cache.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
-              help="Fill the program's buffer NAME from a .npy file. Repeatable.")
+              help="(.gem) Fill the program's buffer NAME from a .npy file. Repeatable.")
 @click.option("--output-dir", type=click.Path(file_okay=False),
-              help="Write every output buffer (not an input, not a constant) to DIR/NAME.npy.")
+              help="(.gem) Write every output buffer (not an input, not a constant) to "
+                   "DIR/NAME.npy.")
 @_config_options
 @_reports_errors
-def run(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
-        preset: str | None, config_path: str | None) -> None:
-    """Run a program on the functional model.
+def run(target: str, backend: str, batch: int | None, samples: int | None, size: int | None,
+        seed: int, timeout: float, no_cache: bool, inputs: tuple[str, ...],
+        output_dir: str | None, preset: str | None, config_path: str | None) -> None:
+    """Run a model on a backend, or a .gem program on the functional model.
 
-    Loads PROGRAM's constants and the --input arrays into its DMA window, runs it
-    bit-exactly, and prints the counters and every buffer's range. The config is the
-    one given, or else the preset the program was built for. A program that faults
-    prints the fault (instruction index and text) and exits with status 1.
+    MODEL is one of the repo's models (digits, resnet18, mobilenetv2, encoder) or an
+    .onnx / .pt2 file: it is compiled (int8, cached), run on the --backend device and
+    compared with PyTorch float (accuracy / top-1 agreement, cosine); prints the device's
+    cycles, array utilization and the ops run on the host. Example:
+
+        gemmstone run digits --backend func --preset base
+
+    PROGRAM.gem is a program container: its constants and the --input arrays are loaded
+    into its DMA window, it runs bit-exactly on the functional model, and the counters and
+    every buffer's range are printed (config: the one given, else the preset the program
+    was built for). A program that faults prints the fault and exits with status 1.
     """
+    if target.endswith(".gem"):
+        if backend != "func" or any(v is not None for v in (batch, samples, size)):
+            raise click.UsageError("a .gem program runs on the functional model; --backend, "
+                                   "--batch, --samples and --size are for models")
+        if not Path(target).is_file():
+            raise click.BadParameter(f"file {target!r} does not exist", param_hint="PROGRAM")
+        _run_program(target, inputs, output_dir, preset, config_path)
+        return
+    if inputs or output_dir:
+        raise click.UsageError("--input and --output-dir are for .gem programs, not models")
+    _run_model(target, backend=backend, batch=batch, samples=samples, size=size, seed=seed,
+               timeout=timeout, cache=not no_cache,
+               config=_resolve_config(preset, config_path))
+
+
+def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from gemmstone.driver.run_model import run_model
+
+    console = _console()
+    console.print(f"[bold]{target}[/bold] on backend {options['backend']}, {config.describe()}")
+    with Progress("running", BarColumn(), MofNCompleteColumn(), "programs",
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("run", total=None)
+        result = run_model(target, config=config,
+                           progress=lambda done, total: bar.update(task, completed=done,
+                                                                   total=total), **options)
+    totals = result.report["totals"]
+    console.print(f"compiled: {totals['accelerator_ops']} accelerator ops in "
+                  f"{totals['programs']} programs, {totals['host_ops']} host steps, "
+                  f"{totals['macs']:,} MACs per batch of {result.batch} "
+                  f"({result.compile_seconds:.1f} s)")
+    table = Table("", Column("value", justify="right", overflow="fold"), title=f"{result.name}: "
+                  f"{result.samples} inputs in {result.calls} runs of batch {result.batch}")
+    if result.labels is not None:
+        table.add_row("accuracy int8 (held-out)", f"{result.accuracy(result.outputs):.2%}")
+        table.add_row("accuracy float (PyTorch)", f"{result.accuracy(result.reference):.2%}")
+    if result.top1_agreement is not None:
+        table.add_row("top-1 agreement", f"{result.top1_agreement:.2%}")
+    table.add_row("cosine to float", f"{result.cosine:.5f}")
+    table.add_row("max error / max |float|", f"{result.max_error:.4f}")
+    counters = result.counters
+    cycles = counters.get("cycles", 0)
+    table.add_row("cycles (counter)",
+                  f"{cycles:,}" if cycles else f"- ({result.backend}: no clock)")
+    table.add_row("array utilization",
+                  f"{result.utilization:.1%}" if result.utilization is not None else "-")
+    table.add_row("utilization (estimate)", f"{result.estimated_utilization:.1%}")
+    retired = sum(counters.get(f"retired_{unit}", 0) for unit in ("load", "compute", "store"))
+    table.add_row("instructions retired", f"{retired:,}")
+    table.add_row("DRAM bytes read / written",
+                  f"{counters.get('bytes_read', 0):,} / {counters.get('bytes_written', 0):,}")
+    table.add_row("wall time (run)", f"{result.run_seconds:.1f} s "
+                  f"({1000 * result.run_seconds / result.samples:.0f} ms per input)")
+    console.print(table)
+    console.print("host steps per run: " + (", ".join(
+        f"{op} x{n}" for op, n in sorted(result.host_ops.items())) or "none"))
+
+
+def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
+                 preset: str | None, config_path: str | None) -> None:
     # The functional model and the kernels load only for the commands that use them.
     from gemmstone.sim.functional import run_program
 
