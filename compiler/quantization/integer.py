@@ -45,6 +45,7 @@ __all__ = ["prepare_integer_ops", "prepare_integer_graph", "needs_integer_prepar
            "exact_multiplier"]
 
 _INT8 = (DType.INT8, DType.UINT8)
+_PASSTHROUGH = frozenset({Op.MAX_POOL2D, Op.RESHAPE, Op.TRANSPOSE, Op.IDENTITY})
 _LIMIT = 1 << 31
 
 
@@ -59,14 +60,16 @@ def exact_multiplier(scale: float, bound: int) -> tuple[int, int] | None:
 
     - ``bound * scale < 1/4``: the output is always ``clip(zero_point)``; mult = 0.
     - ``e <= 0``: ``acc * scale`` is an integer; mult = ``m * 2**-e`` (if < 2**31), shift 0.
-    - ``1 <= e <= 43`` and ``2**(e-1) > bound``: a tie ``acc * scale = k + 1/2`` needs
-      ``acc`` to be an odd multiple of ``2**(e-1)``, so none is reachable and both roundings
-      are round-to-nearest, which commutes with adding the integer zero point. Where the
-      output is not clipped, ``|acc * scale| < 2**9``, so the float64 product and sum are
-      exact (numerators below ``2**(9+e) <= 2**52``); beyond that both sides clip (float
-      rounding is monotone). mult = m, shift = e.
+    - ``1 <= e <= 43``: only where ``|acc * scale| < 512`` can the output be unclipped
+      (beyond, both sides clip, float rounding being monotone), and there the float64
+      product and sum are exact (numerators below ``2**(10+e) <= 2**53``). A tie
+      ``acc * scale = k + 1/2`` needs ``acc = 2**(e-1) * j`` with ``j`` odd, i.e.
+      ``acc * scale = j * m / 2``: none lies in that region if ``2**(e-1) > bound`` or
+      ``m >= 1024``. Without ties both roundings are round-to-nearest, which commutes
+      with adding the integer zero point. mult = m, shift = e.
 
-    Other scales (ties reachable, or ``e > 43``) give None.
+    Other scales (a tie in reach, or ``e > 43``) give None. A float32 scale with a full
+    24-bit mantissa always passes (``m >= 2**23``) if ``e <= 43``.
     """
     scale = float(np.float32(scale))
     if not math.isfinite(scale) or scale < 0 or not 0 <= bound < _LIMIT:
@@ -82,7 +85,7 @@ def exact_multiplier(scale: float, bound: int) -> tuple[int, int] | None:
     if e <= 0:
         mult = m << -e
         return (mult, 0) if mult < _LIMIT else None
-    if e <= 43 and (1 << (e - 1)) > bound:
+    if e <= 43 and ((1 << (e - 1)) > bound or m >= 1024):
         return m, e
     return None
 
@@ -136,6 +139,7 @@ class _Rewriter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.int8: dict[str, Node] = {}  # uint8 value name -> its int8 form (value - 128)
+        self.own: set[str] = set()  # the uint8 <-> int8 conversions made here
 
     def run(self) -> None:
         for acc in list(self.graph.nodes):
@@ -143,18 +147,54 @@ class _Rewriter:
                 users = self.graph.users()[acc]
                 if _needs_rewrite(acc, users) and _rewritable(acc):
                     self.rewrite(acc, users)
+        self._dequantize_int8_forms()
         self.graph.sweep()
 
+    def _dequantize_int8_forms(self) -> None:
+        """``dequantize(u8, zp)`` of a value that has an int8 form ``u8 - 128`` reads the
+        int8 form with zero point ``zp - 128`` (no round trip through uint8)."""
+        g = self.graph
+        for node in list(g.nodes):
+            source = node.inputs[0] if node.op is Op.DEQUANTIZE else None
+            if source is None or source.dtype is not DType.UINT8 or node.name in self.own or \
+                    self._free_int8(source, node) is None:
+                continue
+            zero = np.asarray(node.attrs["zero_point"], np.int64) - 128
+            moved = g.add(Op.DEQUANTIZE, [self.int8[source.name]],
+                          {**node.attrs, "zero_point": zero}, name=node.name, before=node)
+            g.replace_uses(node, moved)
+
     # -- uint8 <-> int8 -------------------------------------------------------------------
+
+    def _free_int8(self, value: Node, before: Node) -> Node | None:
+        """The int8 form of uint8 ``value`` if it exists or follows from one through max
+        pools, reshapes, transposes or identities (which commute with ``- 128``)."""
+        if value.name in self.int8:
+            return self.int8[value.name]
+        if value.op in _PASSTHROUGH and value.inputs[0].dtype is DType.UINT8:
+            inner = self._free_int8(value.inputs[0], before)
+            if inner is not None:
+                self.int8[value.name] = self.graph.add(
+                    value.op, [inner], value.attrs, name=f"{value.name}_i8", before=before)
+                return self.int8[value.name]
+        return None
 
     def to_int8(self, value: Node, before: Node) -> Node:
         if value.dtype is DType.INT8:
             return value
-        if value.name not in self.int8:
-            g = self.graph
+        if self._free_int8(value, before) is not None:
+            return self.int8[value.name]
+        g = self.graph
+        if value.op is Op.QUANTIZE:  # quantize straight to the int8 form
+            zero = np.asarray(value.attrs["zero_point"], np.int64) - 128
+            self.int8[value.name] = g.add(Op.QUANTIZE, value.inputs, {
+                **value.attrs, "zero_point": zero, "dtype": DType.INT8},
+                name=f"{value.name}_i8", before=before)
+        else:
             real = g.add(Op.DEQUANTIZE, [value], {"scale": np.float32(1), "zero_point": 128,
                                                   "axis": 0},
                          name=f"{value.name}_minus128", before=before)
+            self.own.add(real.name)
             self.int8[value.name] = g.add(Op.QUANTIZE, [real], {
                 "scale": np.float32(1), "zero_point": 0, "dtype": DType.INT8, "axis": 0},
                 name=f"{value.name}_i8", before=before)
@@ -165,6 +205,7 @@ class _Rewriter:
         real = g.add(Op.DEQUANTIZE, [value], {"scale": np.float32(1), "zero_point": -128,
                                               "axis": 0},
                      name=f"{value.name}_plus128", before=self._after(value))
+        self.own.add(real.name)
         return g.add(Op.QUANTIZE, [real], {"scale": np.float32(1), "zero_point": 0,
                                            "dtype": DType.UINT8, "axis": 0},
                      name=f"{value.name}_u8", before=self._after(real))
@@ -290,8 +331,9 @@ class _Rewriter:
                          and u.inputs[0] is requant and u.inputs.count(requant) == 1
                          and _rewritable(u)]
         if len(integer_users) < len(users):
-            g.replace_uses(requant, self.to_uint8(out),
-                           users=[u for u in users if u not in integer_users])
+            back = self.to_uint8(out)
+            self.int8[back.name] = out
+            g.replace_uses(requant, back, users=[u for u in users if u not in integer_users])
 
 
 def _rewritable(acc: Node) -> bool:
