@@ -7,6 +7,7 @@ batch sizes, the serving latency fit). Runnable alone as ``python -m gemmstone.s
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -69,14 +70,18 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{100 * value:.1f}%"
 
 
 def _show(console: Console, title: str, rows: list[dict], columns: list[str]) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column == "workload")
     for row in rows[:_SHOWN_ROWS]:
         table.add_row(*(_fmt(row.get(column)) for column in columns))
     console.print(table)
@@ -136,7 +141,8 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
       gemmstone sweep --preset base --param dram_bytes_per_cycle=4,8,16,32 \\
           -w gemm:512x512x512 -w resnet18-conv:sum -o sweep.csv --plots plots
     """
-    console = Console(highlight=False, soft_wrap=True)
+    # Wide enough for the table when stdout is a file or a pipe (rich assumes 80 columns).
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     try:
         grid = _grid(grid_file, preset, config_path, params, workloads, batches, memory)
         heat = tuple(heatmap.split(",")) if heatmap else None
@@ -158,10 +164,15 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
     console.print(f"{len(rows)} rows ({failed} failed) in {elapsed:.1f} s "
                   f"({'dask ' + str(scheduler) if scheduler else 'local'}); table: {path}")
     swept = grid.swept
-    shown = [dict(row, **{name: axis_value(row, name) for name in swept}) for row in rows]
-    _show(console, "sweep", shown,
+    shown = [dict(row, **{name: axis_value(row, name) for name in swept},
+                  util=_percent(row["utilization"]), roof=_percent(row["roof_utilization"]))
+             for row in rows]
+    for row in shown:
+        row["MAC/byte"] = row["intensity"]
+    _show(console, "sweep (util: achieved / peak MACs; roof: the roofline's bound at the "
+          "workload's MACs per DRAM byte)", shown,
           ["point", *swept, "workload", *(["batch"] if len(grid.batches) > 1 else []),
-           "cycles", "utilization", "roof_utilization", "intensity", "bytes_moved", "error"])
+           "cycles", "util", "roof", "MAC/byte", "bytes_moved", "error"])
     if plots_dir:
         try:
             paths = write_plots(rows, plots_dir, swept, curve=curve, heatmap=heat)

@@ -65,21 +65,25 @@ def plot_roofline(rows: Sequence[dict], path: str | Path, *, title: str | None =
     figure, axes = plt.subplots(figsize=(8, 5.5))
     roofs = sorted({(row["rows"] * row["cols"], row["dram_bytes_per_cycle"]) for row in rows})
     workloads = list(dict.fromkeys(row["workload"] for row in rows))
-    colors = plt.get_cmap("tab10")
+    palette = plt.get_cmap("tab10" if len(roofs) <= 10 else "tab20")
+
+    def colors(index: int):
+        return palette(index % palette.N)
+
     low = min((row["intensity"] for row in rows), default=0.1) / 2
     high = max((row["intensity"] for row in rows), default=100.0) * 2
     high = max(high, *(2 * peak / bw for peak, bw in roofs)) if roofs else high
     for i, (peak, bw) in enumerate(roofs):
         ridge = peak / bw
         xs = [low, ridge, high]
-        axes.plot(xs, [min(peak, bw * x) for x in xs], color=colors(i % 10), linewidth=1.5,
+        axes.plot(xs, [min(peak, bw * x) for x in xs], color=colors(i), linewidth=1.5,
                   label=f"roof: {peak} MACs/cycle, {bw} B/cycle")
     for row in rows:
         roof = roofs.index((row["rows"] * row["cols"], row["dram_bytes_per_cycle"]))
         marker = _MARKERS[workloads.index(row["workload"]) % len(_MARKERS)]
-        axes.scatter(row["intensity"], row["macs"] / row["cycles"], color=colors(roof % 10),
+        axes.scatter(row["intensity"], row["macs"] / row["cycles"], color=colors(roof),
                      marker=marker, s=36, edgecolors="black", linewidths=0.5, zorder=3)
-    if len(rows) <= 24:
+    if len(rows) <= 12:  # more labels than that overlap
         for row in rows:
             axes.annotate(row["workload"], (row["intensity"], row["macs"] / row["cycles"]),
                           fontsize=7, xytext=(4, -3), textcoords="offset points")
@@ -149,8 +153,7 @@ def plot_heatmap(rows: Sequence[dict], path: str | Path, *, x: str, y: str) -> P
     grid = [[100 * m / p if p else nan for m, p in zip(mr, pr, strict=True)]
             for mr, pr in zip(macs, peak_cycles, strict=True)]
     figure, axes = plt.subplots(figsize=(1.2 * len(xs) + 3, 0.8 * len(ys) + 2.5))
-    colormap = plt.get_cmap("viridis").copy()
-    colormap.set_bad("lightgrey")
+    colormap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     image = axes.imshow(grid, cmap=colormap, vmin=0, vmax=100, origin="lower", aspect="auto")
     for i, j in itertools.product(range(len(ys)), range(len(xs))):
         value = grid[i][j]

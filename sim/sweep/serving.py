@@ -52,7 +52,7 @@ class ServingFit:
     def max_batch(self, slo_cycles: float) -> int | None:
         """Largest batch whose fitted latency is within ``slo_cycles`` (0 if even batch 1
         misses it; None if the latency does not grow with the batch)."""
-        if self.k <= 0:
+        if self.k <= 1e-9 * max(1.0, abs(self.c)):  # flat, up to rounding of the fit
             return None if self.c <= slo_cycles else 0
         return max(0, math.floor((slo_cycles - self.c) / self.k + 1e-9))
 
