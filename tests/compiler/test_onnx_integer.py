@@ -196,6 +196,71 @@ def test_exact_ties_need_a_raw_store_and_the_host_requantize():
     assert "no fixed-point multiplier" in requant[0]["reason"]
 
 
+def test_large_qlinear_conv_and_matmul_are_exact():
+    """Thousands of mostly unclipped outputs: any rounding difference would show."""
+    rng = np.random.default_rng(9)
+    inits = {"sx": np.float32(0.03), "zx": np.uint8(140), "w": rand_int(rng, np.int8,
+                                                                         (24, 12, 3, 3)),
+             "sw": rng.uniform(0.001, 0.02, 24).astype(np.float32), "zw": np.zeros(24, np.int8),
+             "zy": np.uint8(128), "b": rng.integers(-3000, 3000, 24).astype(np.int32),
+             "w2": rand_int(rng, np.int8, (24, 40)), "s2": np.float32(0.004),
+             "z2": np.int8(0), "sz": np.float32(0.2), "zz": np.int8(-7)}
+    inits["sy"] = np.float32(output_scale(rng, inits["sx"], inits["sw"], 108) / 3)
+    nodes = [helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy",
+                                              "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("QLinearMatMul", ["y", "sy", "zy", "w2", "s2", "z2", "sz", "zz"],
+                              ["z"])]
+    proto = model(nodes, [("x", U8, [2, 12, 16, 24])],
+                  [("y", U8, [2, 24, 16, 24]), ("z", I8, [2, 24, 16, 40])], inits)
+    x = rand_int(rng, np.uint8, (2, 12, 16, 24))
+    compiled = compile_and_compare(proto, {"x": x})
+    assert_on_array(compiled, 2)
+    y = run_compiled(compiled, x)[0]
+    assert np.mean((y > 0) & (y < 255)) > 0.8
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("activations", ["QInt8", "QUInt8"])
+def test_onnxruntime_qdq_model_runs_on_the_array(tmp_path, activations):
+    """A QDQ model from ONNX Runtime's quantizer (per-channel int8 weights): every conv and
+    linear layer on the array with its output stage, equal to the interpreter's integer
+    kernels and to the reference evaluator."""
+    import io
+
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    from gemmstone.compiler.interpreter import run
+    from gemmstone.compiler.models import DigitsCNN
+    from gemmstone.compiler.passes import optimize
+
+    rng = np.random.default_rng(10)
+
+    class Samples(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter([{"x": rng.standard_normal((4, 1, 8, 8)).astype(np.float32)}
+                                 for _ in range(3)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.onnx.export(DigitsCNN().eval(), (torch.randn(4, 1, 8, 8),), buffer, dynamo=False,
+                      input_names=["x"])
+    (tmp_path / "float.onnx").write_bytes(buffer.getvalue())
+    quantize_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", Samples(),
+                    activation_type=getattr(QuantType, activations),
+                    weight_type=QuantType.QInt8, per_channel=True)
+    proto = onnx.load(tmp_path / "qdq.onnx")
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    compiled = compile_and_compare(proto, {"x": x})
+    assert_on_array(compiled, 4)
+    graph = from_onnx(proto)
+    optimize(graph)
+    np.testing.assert_array_equal(run_compiled(compiled, x)[0], run(graph, x)[0])
+
+
 # -- MatMulInteger / ConvInteger ----------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
