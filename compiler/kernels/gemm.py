@@ -49,6 +49,7 @@ __all__ = ["emit_gemm", "emit_tiled_matmul", "pack_qparams", "row_major_a", "Loa
            "Residual"]
 
 MAX_BLOCK_M = (1 << 12) - 1  # n of LOAD, MATMUL and STORE is 12 bits wide
+_MAX_GROUP = 16  # k steps per weight LOAD at most
 
 _A_COLUMNS = ("step", "line", "dram", "stride", "n", "len", "pad_lo", "pad_hi")
 
@@ -248,8 +249,15 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     ks = len(k_steps)
     block_m, a_panels = _choose_tiling(builder, m, [kk for _, kk in k_steps], n, block_m,
                                        nbuf, a_panels, residual is not None, esize)
-    w_slots = builder.spad_slots(nbuf, rows)
     a_slots = builder.spad_slots(a_panels * ks if a_panels else nbuf, block_m)
+    # Consecutive k steps whose weight rows follow each other share one weight LOAD: as
+    # many (up to _MAX_GROUP) as the scratchpad left over holds.
+    k0s = np.array([k0 for k0, _ in k_steps], np.int64)
+    kks = np.array([kk for _, kk in k_steps], np.int64)
+    group = 1
+    if (k0s[1:] == k0s[:-1] + kks[:-1]).all():
+        group = max(1, min(ks, _MAX_GROUP, builder.spad_free // (nbuf * rows)))
+    w_slots = builder.spad_slots(nbuf, group * rows)
     acc = builder.acc_slots(nbuf, block_m)
     mult_row = builder.acc_slots(1, block_m)[0] if residual is not None else 0
     if int8_out:
@@ -257,8 +265,6 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
 
     # Index spaces: m tiles t, column blocks nb, tiles tau = t * NB + nb, steps
     # j = tau * ks + s. Instructions are sorted by (j, part) into program order.
-    k0s = np.array([k0 for k0, _ in k_steps], np.int64)
-    kks = np.array([kk for _, kk in k_steps], np.int64)
     m0s = np.arange(0, m, block_m, dtype=np.int64)
     mbs = np.minimum(block_m, m - m0s)
     n0s = np.arange(0, n, cols, dtype=np.int64)
@@ -268,11 +274,24 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     tile_t, tile_nb = np.divmod(np.arange(tiles), n_blocks)
     steps = tiles * ks
     step_tau, step_s = np.divmod(np.arange(steps), ks)
-    step_t, step_nb = tile_t[step_tau], tile_nb[step_tau]
+    step_t = tile_t[step_tau]
     tile_first = np.arange(tiles) * ks
     tile_last = tile_first + ks - 1
     acc_rows = acc.base + (np.arange(tiles) % nbuf) * block_m
-    w_lines = w_slots.base + (np.arange(steps) % nbuf) * rows
+    # Weight groups: per tile ceil(ks / group) of them, global index step_g.
+    per_tile = -(-ks // group)
+    step_g = step_tau * per_tile + step_s // group
+    group_first = step_s - step_s % group  # the group's first step within the tile
+    w_lines = w_slots[step_g] + k0s[step_s] - k0s[group_first]
+    groups = tiles * per_tile
+    g_tau, g_index = np.divmod(np.arange(groups), per_tile)
+    g_first = g_index * group
+    g_last = np.minimum(g_first + group, ks) - 1
+    g_step = g_tau * ks + g_first  # where its LOAD goes in program order
+    # The weight LOAD of group G reuses the slot of group G - nbuf: it needs that group's
+    # last step.
+    g_need = np.where(np.arange(groups) >= nbuf,
+                      np.roll(g_tau * ks + g_last, nbuf), -1)
     if a_panels:
         panel_tiles = a_panels * ks
         a_lines = a_slots.base + ((step_t * ks + step_s) % panel_tiles) * block_m
@@ -300,9 +319,11 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     a_t, a_s = a_rows["t"][rows_idx], a_rows["step"][rows_idx]
     a_j = (a_t * n_blocks + repeat_nb) * ks + a_s
     if a_panels:
-        # The slot's previous panel was last read in column block NB - 1 of tile t - a_panels.
-        a_need = np.where(a_t >= a_panels,
-                          ((a_t - a_panels) * n_blocks + n_blocks - 1) * ks + a_s, -1)
+        # The slot's previous panel was last read in column block NB - 1 of m tile
+        # t - a_panels; waiting for that tile's end costs one token per m tile, not one
+        # per step (the token queues hold only token_depth).
+        a_need = np.where(a_t >= a_panels, ((a_t - a_panels) * n_blocks + n_blocks) * ks - 1,
+                          -1)
     else:
         a_need = a_j - nbuf
     order = np.argsort(a_j, kind="stable")
@@ -313,9 +334,11 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         n=a_rows["n"][rows_idx], len=a_rows["len"][rows_idx],
         pad_lo=a_rows["pad_lo"][rows_idx], pad_hi=a_rows["pad_hi"][rows_idx])
     j = np.arange(steps)
-    add("w", j, 4, "load", dram=w.offset + k0s[step_s] * n + n0s[step_nb], stride=n,
-        spad=w_lines, n=kks[step_s], len=ncs[step_nb], push_next=1)
-    add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s], pop_prev=1)
+    g_nb = tile_nb[g_tau]
+    add("w", g_step, 4, "load", dram=w.offset + k0s[g_first] * n + n0s[g_nb], stride=n,
+        spad=w_slots[np.arange(groups)], n=k0s[g_last] + kks[g_last] - k0s[g_first],
+        len=ncs[g_nb])
+    add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s])
     add("matmul", j, 6, "matmul", spad=a_lines, acc=acc_rows[step_tau], n=mbs[step_t],
         accumulate=(step_s > 0) | (residual is not None),
         pop_next=(step_s == 0) & (residual is None) & (step_tau >= nbuf),
@@ -352,7 +375,7 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     # compute -> load: what each LOAD needs (the step whose MATMUL last read its slot),
     # made monotone in load order; a LOAD pops when its need grows, the needed MATMULs push.
     needs = np.concatenate([a_need if kind == "a" else
-                            (j - nbuf if kind == "w" else np.full(len(p[0]), -2))
+                            (g_need if kind == "w" else np.full(len(p[0]), -2))
                             for kind, p in zip(names, parts, strict=True)])[order]
     is_load = np.isin(kinds, [i for i, kind in enumerate(names) if kind in ("a", "w")])
     load_needs = np.maximum.accumulate(np.maximum(needs[is_load], -1))
@@ -362,6 +385,17 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     released[load_needs[grows]] = True
     matmuls = np.flatnonzero(kinds == names.index("matmul"))  # in step order
     lo_words[matmuls[released]] |= token_bit("push_prev")
+    # load -> compute: a step needs its weight group's LOAD and its own A LOADs (by their
+    # number in load order); the PRELOAD pops when that grows, the needed LOADs push.
+    load_number = np.cumsum(is_load) - 1
+    step_need = load_number[kinds == names.index("w")][step_g]
+    a_positions = kinds == names.index("a")
+    np.maximum.at(step_need, a_j, load_number[a_positions])
+    step_need = np.maximum.accumulate(step_need)
+    first_need = np.concatenate(([True], step_need[1:] > step_need[:-1]))
+    preloads = np.flatnonzero(kinds == names.index("preload"))
+    lo_words[preloads[first_need]] |= token_bit("pop_prev")
+    lo_words[np.flatnonzero(is_load)[step_need[first_need]]] |= token_bit("push_next")
     builder.emit_words(lo_words, hi_words)
     return {"block_m": block_m, "nbuf": nbuf, "a_panels": a_panels, "tiles": tiles,
             "steps": steps, "instructions": len(builder) - first}

@@ -378,22 +378,27 @@ def test_program_survives_serialization():
 
 
 def test_pipeline_overlaps_units():
-    """Double buffering: weight loads wait for a scratchpad slot from the third k step on
-    and compute waits for an accumulator slot from the third tile on; the releases of the
-    last two steps and tiles are pushes nobody pops, so finish() cleared them. The A tiles
-    of an m tile are loaded once and stay on chip for its second column block."""
+    """Double buffering: the weight LOAD of a tile (both k steps in one LOAD) waits for its
+    scratchpad slot from the third tile on, compute waits for an accumulator slot from the
+    third tile on; the releases of the last two tiles are pushes nobody pops, so finish()
+    cleared them. The A tiles of an m tile are loaded once and stay on chip for its second
+    column block; their slots were released long before, so they wait for nothing."""
     program, _, _ = small_gemm_program(preset("small"))  # 5 m x 2 n tiles, 2 k steps each
     decoded = [decode(word) for word in program.words]
     b = program.buffers["b"]
     loads = [i for i in decoded if i.mnemonic == "load"]
     weight_loads = [i for i in loads if b.offset <= i.dram < b.offset + b.nbytes]
     a_loads = [i for i in loads if not b.offset <= i.dram < b.offset + b.nbytes]
+    preloads = [i for i in decoded if i.mnemonic == "preload"]
     matmuls = [i for i in decoded if i.mnemonic == "matmul"]
     stores = [i for i in decoded if i.mnemonic == "store"]
-    assert len(a_loads) == 5 * 2 and len(weight_loads) == 20
-    assert [i.pop_next for i in weight_loads] == [0, 0] + [1] * 18
-    assert not any(i.pop_next for i in a_loads)  # two resident panels: released long before
-    assert [i.push_prev for i in matmuls] == [1] * 18 + [0, 0]
+    assert len(a_loads) == 5 * 2 and len(weight_loads) == 10
+    assert [i.n for i in weight_loads] == [13] * 10
+    assert [i.pop_next for i in weight_loads] == [0, 0] + [1] * 8
+    assert not any(i.pop_next for i in a_loads)
+    assert [i.push_prev for i in matmuls] == [0, 1] * 8 + [0, 0] * 2
+    # The second step of a first column block also waits for its own A tile.
+    assert [i.pop_prev for i in preloads] == [1, 1, 1, 0] * 5
     assert [i.pop_next for i in matmuls] == [0] * 4 + [1, 0] * 8
     assert [i.push_next for i in matmuls] == [0, 1] * 10
     assert [i.pop_prev for i in stores] == [1] * 10
