@@ -24,6 +24,7 @@ inference, and wall times.
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from gemmstone.config import AcceleratorConfig, preset
 from gemmstone.driver.device import Device
 from gemmstone.driver.loaded_model import LoadedModel
 
-__all__ = ["MODELS", "ModelRun", "run_model"]
+__all__ = ["MODELS", "ModelRun", "check_model", "run_model"]
 
 #: Repo model name -> description.
 MODELS = {
@@ -230,17 +231,35 @@ class _Workload:
         return np.concatenate([self.float_model(inputs) for inputs in batches])
 
 
+def check_model(model: str) -> None:
+    """Raise ValueError unless ``model`` names a repo model or an existing model file."""
+    if model in MODELS:
+        return
+    path = Path(model)
+    if path.suffix not in (".onnx", ".pt2"):
+        raise ValueError(f"unknown model {model!r}: give one of {', '.join(MODELS)} or an "
+                         f".onnx or .pt2 file")
+    if not path.is_file():
+        raise ValueError(f"model file {model!r} does not exist")
+
+
 def _workload(model: str, *, batch, samples, size, seed) -> _Workload:
+    check_model(model)
     if model in MODELS:
         return _repo_workload(model, batch=batch, samples=samples, size=size, seed=seed)
     path = Path(model)
-    if path.suffix in (".onnx", ".pt2"):
-        if size is not None:
-            raise ValueError(f"{path.name}: --size applies to the repo models only (a file's "
-                             f"input shapes are fixed)")
-        return _file_workload(path, batch=batch, samples=samples, seed=seed)
-    raise ValueError(f"unknown model {model!r}: give one of {', '.join(MODELS)} or an .onnx "
-                     f"or .pt2 file")
+    if size is not None:
+        raise ValueError(f"{path.name}: --size applies to the repo models only (a file's "
+                         f"input shapes are fixed)")
+    return _file_workload(path, batch=batch, samples=samples, seed=seed)
+
+
+@functools.cache
+def _trained_digits(seed: int):
+    """`train_digits_cnn` once per process and seed (it is deterministic)."""
+    from gemmstone.compiler.models import train_digits_cnn
+
+    return train_digits_cnn(seed=seed)
 
 
 def _torch_float(module) -> Callable[[list[np.ndarray]], np.ndarray]:
@@ -264,7 +283,7 @@ def _repo_workload(name: str, *, batch, samples, size, seed) -> _Workload:
     if name == "digits":
         if size is not None:
             raise ValueError("digits: --size does not apply (the images are 8x8)")
-        module, (x_train, _, x_test, y_test), _ = models.train_digits_cnn(seed=seed)
+        module, (x_train, _, x_test, y_test), _ = _trained_digits(seed)
         batch = batch or 50
         count = len(x_test) if samples is None else min(samples, len(x_test))
         # Calibration inputs must have the graph's batch: ~400 training images in batches.

@@ -274,16 +274,20 @@ def run(target: str, backend: str, batch: int | None, samples: int | None, size:
 def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from gemmstone.driver.run_model import run_model
+    from gemmstone.driver.run_model import check_model, run_model
 
+    check_model(target)
     console = _console()
     console.print(f"[bold]{target}[/bold] on backend {options['backend']}, {config.describe()}")
-    with Progress("running", BarColumn(), MofNCompleteColumn(), "programs",
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("run", total=None)
-        result = run_model(target, config=config,
-                           progress=lambda done, total: bar.update(task, completed=done,
-                                                                   total=total), **options)
+    if console.is_terminal:
+        with Progress("running", BarColumn(), MofNCompleteColumn(), "programs",
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("run", total=None)
+            result = run_model(target, config=config, **options,
+                               progress=lambda done, total: bar.update(task, completed=done,
+                                                                       total=total))
+    else:
+        result = run_model(target, config=config, **options)
     totals = result.report["totals"]
     console.print(f"compiled: {totals['accelerator_ops']} accelerator ops in "
                   f"{totals['programs']} programs, {totals['host_ops']} host steps, "

@@ -1,0 +1,87 @@
+"""Wall time of one ResNet-18 inference (batch 1) through the driver, per backend.
+
+ResNet-18 (1000 classes, random weights, random batch-norm statistics) on a 224x224 input
+is compiled for the base 16x16 preset (cached on disk: the first run compiles) and run
+through the Device API (`gemmstone.driver.loaded_model.LoadedModel`) on each backend: the
+functional model first, the Verilated RTL last. Printed per backend: time to open the
+device, to load the programs (weights included), and to run the inference (the figure;
+target on rtl: <= 60 s, VTA's RTL simulation took 228 s for ResNet-18), the CYCLES
+counter, and the cosine similarity of the output to PyTorch float (and to func).
+
+    .venv/bin/python benchmarks/model_wall_time.py [--backends func,rtl] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from gemmstone.compiler.compile import compile_model, default_cache_dir
+from gemmstone.compiler.frontends.torch_fx import from_torch
+from gemmstone.compiler.models import randomize_batch_norm, resnet18
+from gemmstone.config import preset
+from gemmstone.driver import Device
+from gemmstone.driver.loaded_model import LoadedModel
+
+
+def cosine(a, b) -> float:
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="func,rtl",
+                        help="comma-separated backends, run in this order (default func,rtl)")
+    parser.add_argument("--size", type=int, default=224, help="input image size")
+    parser.add_argument("--preset", default="base", help="accelerator preset (default base)")
+    parser.add_argument("--timeout", type=float, default=4 * 3600.0,
+                        help="seconds one program may run on a device")
+    args = parser.parse_args()
+    config = preset(args.preset)
+    print(f"command: .venv/bin/python {' '.join(sys.argv)}")
+    print(f"ResNet-18, batch 1, {args.size}x{args.size}, {config.describe()}")
+
+    torch.manual_seed(0)
+    model = randomize_batch_norm(resnet18(num_classes=1000)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, args.size, args.size)).astype(np.float32)
+    calibration = [(rng.standard_normal(x.shape).astype(np.float32),) for _ in range(2)]
+    calibration.append((x,))
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    started = time.perf_counter()
+    graph = from_torch(model, (torch.from_numpy(x),), name="resnet18")
+    compiled = compile_model(graph, config, samples=calibration, cache_dir=default_cache_dir())
+    totals = compiled.report["totals"]
+    print(f"compile (or cache read): {time.perf_counter() - started:.1f} s; "
+          f"{totals['accelerator_ops']} accelerator ops in {totals['programs']} programs, "
+          f"{totals['instructions']:,} instructions, {totals['macs']:,} MACs, "
+          f"~{totals['cycles']:,} estimated cycles", flush=True)
+
+    outputs = {}
+    for backend in args.backends.split(","):
+        started = time.perf_counter()
+        with Device(config, backend, timeout=args.timeout) as device:
+            opened = time.perf_counter()
+            loaded = LoadedModel(compiled, device)
+            ready = time.perf_counter()
+            (out,) = loaded(x)
+            done = time.perf_counter()
+            cycles = loaded.counters["cycles"]
+        outputs[backend] = out
+        versus = "" if backend == "func" or "func" not in outputs else \
+            f", identical to func: {np.array_equal(out, outputs['func'])}"
+        peak = config.rows * config.cols * max(cycles, 1)
+        clock = f", {cycles:,} cycles ({totals['macs'] / peak:.1%} utilization)" if cycles else ""
+        print(f"{backend}: inference {done - ready:.1f} s wall (open {opened - started:.1f} s, "
+              f"load {ready - opened:.1f} s){clock}; cosine to float "
+              f"{cosine(out, want):.4f}{versus}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
