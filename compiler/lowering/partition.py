@@ -139,12 +139,16 @@ def accelerator_reason(acc: Node, users: list[Node]) -> str:
     return ""
 
 
-def _raw_user_reason(user: Node, acc: Node) -> str:
+def _raw_user_reason(user: Node, acc: str) -> str:
     what = {Op.REQUANTIZE: "requantizes", Op.ADD: "adds an int32 correction to",
             Op.SUB: "subtracts from"}.get(user.op, "uses")
-    tail = (" in float: no fixed-point multiplier and shift reproduce its scales exactly "
-            "for every reachable accumulator" if user.op is Op.REQUANTIZE else "")
-    return f"{what} the raw int32 result of %{acc.name} (on the array){tail}"
+    tail = ""
+    if user.op is Op.REQUANTIZE and user.attrs["mode"] == "fixed":
+        tail = " in fixed point (exact; the result is formed on the host)"
+    if user.op is Op.REQUANTIZE and user.attrs["mode"] == "float":
+        tail = (" in float: no fixed-point multiplier and shift reproduce its scales exactly "
+                "for every reachable accumulator")
+    return f"{what} the raw int32 result of %{acc} (on the array){tail}"
 
 
 def host_reason(node: Node) -> str:
@@ -180,7 +184,18 @@ def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
     units: list[AcceleratorOp | HostOp] = []
     fused = set()
     reasons: dict[str, str] = {}
+    raw_origin: dict[str, str] = {}  # int32 values computed from a raw op's result
     for node in graph.nodes:
+        origins = [raw_origin[v.name] for v in node.inputs if v.name in raw_origin]
+        origin = origins[0] if origins else None
+        if len(origins) == 2 and node.op is Op.SUB:
+            reasons[node.name] = (f"subtracts the raw int32 products %{origins[0]} - "
+                                  f"%{origins[1]} of the array (weights minus zero point "
+                                  f"do not fit int8)")
+        if origin is not None and node.op not in (Op.QCONV2D, Op.QMATMUL, Op.OUTPUT):
+            reasons.setdefault(node.name, _raw_user_reason(node, origin))
+            if node.dtype is DType.INT32:
+                raw_origin[node.name] = origin
         if node.op in (Op.FUSED_CONV2D, Op.FUSED_MATMUL):
             raise LoweringError(node, "float accelerator op: quantize the graph first "
                                       "(compile_model does it given calibration samples)")
@@ -191,8 +206,7 @@ def schedule(graph: Graph) -> list[AcceleratorGroup | HostOp]:
                 if requant is not None:
                     fused.add(id(requant))
                 else:
-                    for user in users[node]:
-                        reasons[user.name] = _raw_user_reason(user, node)
+                    raw_origin[node.name] = node.name
                 units.append(AcceleratorOp(node, requant))
                 continue
             reasons[node.name] = reason
