@@ -229,7 +229,7 @@ class _Run:
         # What the front end waits for when it is blocked (whom to wake for it): the word
         # it would dispatch next, a take of the unit whose queue is full, idle units.
         self._fe_word = self._fe_unit = -1
-        self._fe_idle = False
+        self._fe_idle = self._fe_fetch = False
 
     # -- event loop ----------------------------------------------------------------------
 
@@ -450,8 +450,15 @@ class _Run:
             else:
                 self._fe_word = index
             wanted = min(fetch_at, dispatch_at)
-            yield None if wanted == _INF else wanted
+            if wanted == _INF:
+                # The end of the fetch in progress matters if the FIFO has room after it.
+                self._fe_fetch = last_fetch is not None and asked < count and (
+                    asked < FETCH_FIFO_DEPTH or asked - FETCH_FIFO_DEPTH < index)
+                yield None
+            else:
+                yield wanted
             self._fe_word = self._fe_unit = -1
+            self._fe_fetch = False
 
     def _fetch(self, first: int, words: int, accepted: int) -> ReadCommand:
         def arrived(command, line, end):
@@ -509,14 +516,11 @@ class _Run:
                 self.now = cycle  # nothing else happens before it: no need to yield
             command = read.accept(client, cycle)
             if command is not None:
-                self._wake(client)
+                if client != _FETCH or self._fe_fetch:
+                    self._wake(client)
             elif client != _FETCH:
                 # Lines of a unit's command before its last wake nobody: take them in one
                 # go up to the next event of any other part.
-                if self._horizon() <= self.now:
-                    # Let the parts due now go first: what they do decides how far the
-                    # stream may run.
-                    yield self.now
                 command = read.active[client]
                 if command is not None:
                     read.stream(client, self._horizon(), command.lines - 1)
