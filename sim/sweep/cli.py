@@ -169,8 +169,8 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
              for row in rows]
     for row in shown:
         row["MAC/byte"] = row["intensity"]
-    _show(console, "sweep (util: achieved / peak MACs; roof: the roofline's bound at the "
-          "workload's MACs per DRAM byte)", shown,
+    _show(console, "sweep (util: achieved / peak MACs; roof: DRAM bandwidth's bound on util)",
+          shown,
           ["point", *swept, "workload", *(["batch"] if len(grid.batches) > 1 else []),
            "cycles", "util", "roof", "MAC/byte", "bytes_moved", "error"])
     if plots_dir:

@@ -22,7 +22,8 @@ from gemmstone.config import AcceleratorConfig
 from gemmstone.sim.sweep.grid import FIELDS, Grid
 from gemmstone.sim.sweep.workloads import PartResult, WorkloadError
 
-__all__ = ["run_sweep", "COLUMNS", "RESULT_COLUMNS", "TIMING_COLUMNS", "evaluate_part"]
+__all__ = ["run_sweep", "distinct_tasks", "COLUMNS", "RESULT_COLUMNS", "TIMING_COLUMNS",
+           "evaluate_part"]
 
 #: Columns after the config fields, in table order.
 RESULT_COLUMNS = (
@@ -158,10 +159,18 @@ def _fill(row: dict, needs: list, results: list, error: str | None) -> dict:
     peak = row["rows"] * row["cols"]
     out["utilization"] = out["macs"] / (cycles * peak) if cycles else 0.0
     out["intensity"] = out["macs"] / moved if moved else None
-    # The roofline's bound at this intensity, as a fraction of the array's peak.
-    out["roof_utilization"] = (min(1.0, out["intensity"] * row["dram_bytes_per_cycle"] / peak)
-                               if moved else 1.0)
+    # The bandwidth bound as a fraction of the array's peak. AXI reads and writes have
+    # channels of their own, so the busier one bounds the time: a point that writes a lot
+    # can sit a little above the plotted roof of its total traffic.
+    busiest = max(counters["BYTES_READ"], counters["BYTES_WRITTEN"])
+    out["roof_utilization"] = (min(1.0, out["macs"] * row["dram_bytes_per_cycle"]
+                                   / (busiest * peak)) if busiest else 1.0)
     return out
+
+
+def distinct_tasks(grid: Grid) -> int:
+    """How many distinct (part, config) tasks `run_sweep` runs for ``grid``."""
+    return len(_plan(grid)[1])
 
 
 def run_sweep(grid: Grid, *, jobs: int | None = None, scheduler: Any = None,

@@ -63,8 +63,10 @@ def test_rows(local_rows: list[dict]) -> None:
         assert row["bytes_read"] == counters["BYTES_READ"]
         assert row["bytes_moved"] == counters["BYTES_READ"] + counters["BYTES_WRITTEN"]
         assert row["intensity"] == pytest.approx(m * n * k / row["bytes_moved"])
+        busier = max(counters["BYTES_READ"], counters["BYTES_WRITTEN"])
         assert row["roof_utilization"] == pytest.approx(
-            min(1, row["intensity"] * row["dram_bytes_per_cycle"] / 16))
+            min(1, m * n * k * row["dram_bytes_per_cycle"] / (busier * 16)))
+        assert row["utilization"] <= row["roof_utilization"]
         assert (row["busy_load"], row["busy_compute"], row["busy_store"]) == (
             counters["BUSY_LOAD"], counters["BUSY_COMPUTE"], counters["BUSY_STORE"])
         assert row["stall_dma"] == counters["STALL_DMA"]
