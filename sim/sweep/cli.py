@@ -18,6 +18,7 @@ from rich.table import Table
 from gemmstone.config import PRESETS
 from gemmstone.sim.sweep.grid import (
     ARRAY,
+    FIELDS,
     Grid,
     GridError,
     load_grid,
@@ -148,6 +149,10 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
         heat = tuple(heatmap.split(",")) if heatmap else None
         if heat is not None and len(heat) != 2:
             raise GridError(f"--heatmap takes two parameters X,Y, not {heatmap!r}")
+        for option, name in [("--curve", curve), *(("--heatmap", n) for n in heat or ())]:
+            if name is not None and name not in FIELDS and name != ARRAY:
+                raise GridError(f"{option}: unknown parameter {name!r}; choose from "
+                                f"{', '.join([*FIELDS, ARRAY])}")
         if Path(output).suffix not in (".csv", ".parquet"):
             raise GridError(f"--output must end in .csv or .parquet, not {output!r}")
         points = grid.points()
@@ -158,7 +163,7 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
         rows = run_sweep(grid, jobs=jobs, scheduler=scheduler, progress=progress)
         elapsed = time.perf_counter() - started
         path = write_table(rows, output)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad grids, files, an unreachable scheduler
         raise click.ClickException(str(error)) from None
     failed = sum(1 for row in rows if row["error"])
     console.print(f"{len(rows)} rows ({failed} failed) in {elapsed:.1f} s "

@@ -24,8 +24,10 @@ _MARKERS = "osD^v<>pP*Xh"
 
 
 def _pyplot():
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("plots need matplotlib: pip install 'gemmstone[sweep]'") from None
     matplotlib.use("Agg")  # files only: no display, safe in worker processes and CI
     import matplotlib.pyplot as plt
 

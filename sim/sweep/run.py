@@ -79,8 +79,12 @@ def _run_processes(tasks: list, jobs: int, advance: Progress) -> list:
 
 
 def _run_dask(tasks: list, scheduler: Any, advance: Progress) -> list:
-    from distributed import Client
-    from distributed import as_completed as dask_completed
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise ValueError("a Dask scheduler needs dask.distributed: pip install "
+                         "'gemmstone[sweep]'") from None
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:

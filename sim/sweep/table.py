@@ -28,6 +28,16 @@ def _suffix(path: Path) -> str:
     return path.suffix
 
 
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise ValueError("Parquet tables need pyarrow: pip install 'gemmstone[sweep]' (or "
+                         "write a .csv)") from None
+    return pyarrow, pyarrow.parquet
+
+
 def write_table(rows: list[dict], path: str | Path) -> Path:
     """Write ``rows`` to ``path`` (.csv, or .parquet through pyarrow); returns the path."""
     path = Path(path)
@@ -39,8 +49,7 @@ def write_table(rows: list[dict], path: str | Path) -> Path:
             writer.writeheader()
             writer.writerows(rows)
         return path
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa, pq = _pyarrow()
 
     def kind(column: str):
         if column in _STRINGS:
@@ -68,6 +77,5 @@ def read_table(path: str | Path) -> list[dict]:
         with path.open(newline="") as file:
             return [{column: _value(column, row[column]) for column in COLUMNS}
                     for row in csv.DictReader(file)]
-    import pyarrow.parquet as pq
-
+    _, pq = _pyarrow()
     return pq.read_table(path).to_pylist()

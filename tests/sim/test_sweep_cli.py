@@ -54,6 +54,10 @@ def test_errors(tmp_path: Path) -> None:
     result = runner.invoke(sweep_command, ["-w", "gemm:4x4x4", "--param", "rows=4,four"])
     assert result.exit_code == 1
     assert result.output == "Error: --param rows=4,four: 'rows' takes integers, not 'four'\n"
+    result = runner.invoke(sweep_command, ["-w", "gemm:4x4x4", "--heatmap", "rows,bw"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --heatmap: unknown parameter 'bw'; choose from "
+                                    "rows, cols, dataflow, ")
     result = runner.invoke(sweep_command, ["-w", "gemm:4x4x4", "-o", str(tmp_path / "t.txt")])
     assert result.exit_code == 1
     assert result.output == (f"Error: --output must end in .csv or .parquet, not "
