@@ -78,10 +78,12 @@ def resnet18(layers: list[dict]) -> tuple[int, float]:
     print(f"ResNet-18 conv layers on {CONFIG.describe()}")
     print(f"{'layer':22s} {'instrs':>7s} {'cycles':>10s} {'util':>6s} {'wall s':>7s} "
           f"{'cpu s':>7s}")
-    model = PerformanceModel(CONFIG)
+    model = PerformanceModel(CONFIG, cache=False)
     wall = cpu = instrs = cycles = 0
+    programs = []
     for layer in layers:
         program, _ = conv_program(CONFIG, layer)
+        programs.append(program)
         result, layer_wall, layer_cpu = timed(model, program.words)
         util = int(layer["macs"]) / (result.cycles * CONFIG.macs_per_cycle)
         print(f"{layer['name']:22s} {len(program.words):7d} {result.cycles:10d} {util:6.1%} "
@@ -91,6 +93,12 @@ def resnet18(layers: list[dict]) -> tuple[int, float]:
     print(f"{'total':22s} {instrs:7d} {cycles:10d} {'':6s} {wall:7.2f} {cpu:7.2f}")
     print(f"model: {cpu / instrs * 1e6:.1f} us (CPU) per instruction, "
           f"{cycles / cpu:,.0f} simulated cycles per CPU second")
+    cached = PerformanceModel(CONFIG)
+    started = time.process_time()
+    for program in programs:
+        cached.run(program.words)
+    print(f"with the run cache (a layer equal to an earlier one is not simulated again): "
+          f"{time.process_time() - started:.2f} CPU s for the 20 layers")
     return cycles, cpu
 
 
@@ -105,7 +113,7 @@ def rtl_speedup(layers: list[dict]) -> float:
             for layer, (program, inputs) in zip(chosen, programs, strict=True)]
     with tempfile.TemporaryDirectory(prefix="gemmstone-perf-speed-") as workdir:
         results = run_programs(rtl, config, runs, workdir)
-    model = PerformanceModel(config, sim_dram(RTL_LATENCY))
+    model = PerformanceModel(config, sim_dram(RTL_LATENCY), cache=False)
     print(f"\nThe same programs on the RTL and the model: {config.describe()}; RTL = "
           f"Verilated sim_top -O3 with the in-simulation DRAM (latency {RTL_LATENCY})")
     print(f"{'layer':22s} {'instrs':>7s} {'RTL cycles':>10s} {'model':>8s} {'RTL cpu s':>9s} "

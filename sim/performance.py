@@ -21,8 +21,9 @@ that); a token deadlock is reported as `gemmstone.isa.TokenError`.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,6 +63,9 @@ _QUEUES = {
     "store->compute": (_STORE, "push_prev", _COMPUTE, "pop_next"),
 }
 _UNIT_OF = {Unit.LOAD: _LOAD, Unit.COMPUTE: _COMPUTE, Unit.STORE: _STORE}
+#: Runs whose results `PerformanceModel` remembers (most recently used first to stay).
+RUN_CACHE_SIZE = 256
+_RUNS: OrderedDict[tuple, PerfResult] = OrderedDict()
 
 
 @dataclass
@@ -152,15 +156,22 @@ class PerformanceModel:
     memory : MemoryTiming
         The DRAM model's timing (`gemmstone.sim.performance_memory.AXI_RAM`, the tests'
         memory, by default).
+    cache : bool
+        Remember the results of recent runs (`RUN_CACHE_SIZE`, shared by every model in
+        the process): the same program on the same config, memory, addresses and grant
+        is not simulated again. A model's layers repeat, and a device runs the same
+        programs over and over.
     """
 
-    def __init__(self, config: AcceleratorConfig, memory: MemoryTiming = AXI_RAM) -> None:
+    def __init__(self, config: AcceleratorConfig, memory: MemoryTiming = AXI_RAM, *,
+                 cache: bool = True) -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"'config' must be an AcceleratorConfig, not {config!r}")
         if not isinstance(memory, MemoryTiming):
             raise TypeError(f"'memory' must be a MemoryTiming, not {memory!r}")
         self.config = config
         self.memory = memory
+        self.cache = cache
 
     def run(self, words: Sequence[int], *, instr_base: int = 0, window_base: int = 0,
             grant: int = 0) -> PerfResult:
@@ -179,7 +190,22 @@ class PerformanceModel:
         gemmstone.isa.ProgramEndError
             The program has no halt.
         """
-        return _Run(self.config, self.memory, words, instr_base, window_base, grant).result()
+        if not self.cache:
+            return _Run(self.config, self.memory, words, instr_base, window_base,
+                        grant).result()
+        digest = hashlib.blake2b(b"".join(int(word).to_bytes(WORD_BYTES, "little")
+                                          for word in words), digest_size=16).digest()
+        key = (self.config, self.memory, digest, len(words), instr_base, window_base, grant)
+        found = _RUNS.get(key)
+        if found is None:
+            found = _Run(self.config, self.memory, words, instr_base, window_base,
+                         grant).result()
+            _RUNS[key] = found
+            if len(_RUNS) > RUN_CACHE_SIZE:
+                _RUNS.popitem(last=False)
+        else:
+            _RUNS.move_to_end(key)
+        return PerfResult(dict(found.counters), found.grant)
 
 
 def estimate(program: Program, config: AcceleratorConfig, *,

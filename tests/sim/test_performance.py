@@ -42,3 +42,18 @@ def test_retired_instructions_and_bytes_written_match_the_functional_model(name)
 def test_bad_programs_raise(text, error, message):
     with pytest.raises(error, match=message):
         PerformanceModel(preset("tiny")).run(assemble(text))
+
+
+def test_run_cache_gives_the_simulated_result_and_a_copy():
+    config = preset("tiny")
+    program = assemble("load n=5 len=4 stride=4 push_next\nmatmul n=5 pop_prev\nhalt")
+    fresh = PerformanceModel(config, cache=False).run(program, instr_base=0x40)
+    cached = PerformanceModel(config)
+    first = cached.run(program, instr_base=0x40)
+    first.counters["CYCLES"] = -1  # a caller's change must not reach the cache
+    second = cached.run(program, instr_base=0x40)
+    assert second.counters == fresh.counters and second.grant == fresh.grant
+    assert second.cycles > 0
+    # Another address is another run (the bus beats differ).
+    other = PerformanceModel(config, cache=False).run(program, instr_base=0x48)
+    assert cached.run(program, instr_base=0x48).counters == other.counters
