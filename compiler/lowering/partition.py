@@ -141,7 +141,8 @@ def accelerator_reason(acc: Node, users: list[Node]) -> str:
 
 def _raw_user_reason(user: Node, acc: str) -> str:
     what = {Op.REQUANTIZE: "requantizes", Op.ADD: "adds an int32 correction to",
-            Op.SUB: "subtracts from"}.get(user.op, "uses")
+            Op.SUB: "subtracts from", Op.CLAMP: "clamps", Op.MUL: "rescales"}.get(user.op,
+                                                                                 "uses")
     tail = ""
     if user.op is Op.REQUANTIZE and user.attrs["mode"] == "fixed":
         tail = " in fixed point (exact; the result is formed on the host)"

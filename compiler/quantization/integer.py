@@ -284,7 +284,50 @@ class _Rewriter:
             if fixed is not None:  # exact on the host too (the interpreter's fixed mode)
                 self._requantize_fixed(requant, core, fixed, axis, on_array=False)
                 return
+        if requant is not None and self._requantize_ties(requant, core, axis):
+            return
         g.replace_uses(acc, core)
+
+    def _requantize_ties(self, requant: Node, core: Node, axis: int) -> bool:
+        """``requant`` (mode float) of ``core`` exactly as ONNX rounds, where ties are in
+        reach: ``round_half_even(t + zp)`` with ``t = acc * m / 2**E`` equals
+        ``round_half_even((acc * m + p * 2**E) / 2**E) + zp - p`` for ``p = zp & 1`` (an
+        even shift commutes with half-to-even), and the interpreter's float mode computes
+        that exactly when ``|acc * m + p * 2**E| < 2**24`` (float32). ``acc`` is first
+        clamped to where outputs can be unclipped (``|t| <= 1025``), so that holds if
+        ``E <= 13``. False (nothing changed) if the scales do not allow it."""
+        g = self.graph
+        attrs = requant.attrs
+        channels = core.shape[axis]
+        scales = np.broadcast_to(np.asarray(attrs["scale"], np.float32).reshape(-1),
+                                 (channels,))
+        fractions = [_mantissa(float(v)) for v in scales]
+        if any(f is None for f in fractions):
+            return False
+        exponent = max(max(e for _, e in fractions), 0)
+        mult = np.array([m << (exponent - e) for m, e in fractions], np.int64)
+        zero = int(attrs["zero_point"])
+        parity = zero & 1
+        limit = -(-1025 * (1 << exponent) // max(int(mult.min()), 1))
+        if exponent > 13 or limit * int(mult.max()) + (1 << exponent) >= 1 << 24:
+            return False
+        shape = [1] * len(core.shape)
+        shape[axis] = channels
+        clamped = g.add(Op.CLAMP, [core], {"min": float(-limit), "max": float(limit)},
+                        name=f"{requant.name}_live", before=requant)
+        scaled = g.add(Op.MUL, [clamped, g.constant(mult.astype(np.int32).reshape(shape),
+                                                    f"{requant.name}_m", before=requant)],
+                       name=f"{requant.name}_scaled", before=requant)
+        if parity:
+            scaled = g.add(Op.ADD, [scaled, g.constant(np.int32(1 << exponent),
+                                                       f"{requant.name}_half",
+                                                       before=requant)],
+                           name=f"{requant.name}_odd", before=requant)
+        out = g.add(Op.REQUANTIZE, [scaled], {
+            **attrs, "scale": np.float32(2.0 ** -exponent), "zero_point": zero - parity,
+            "axis": axis}, name=f"{requant.name}_even", before=requant)
+        g.replace_uses(requant, out)
+        return True
 
     def _pad(self, x8: Node, padding, layout: str, value: int, before: Node) -> Node:
         """``x8`` padded with ``value`` on the host: (top, left, bottom, right)."""
@@ -375,6 +418,20 @@ def _layout(w: np.ndarray, acc: Node) -> np.ndarray:
     if acc.op is Op.QMATMUL and not acc.attrs["transpose_b"]:
         return np.ascontiguousarray(w.T)
     return np.ascontiguousarray(w)
+
+
+def _mantissa(scale: float) -> tuple[int, int] | None:
+    """``(m, e)`` with ``scale == m / 2**e`` and ``m`` odd (or ``(0, 0)`` for 0); None for
+    a negative or non-finite scale."""
+    if not math.isfinite(scale) or scale < 0:
+        return None
+    if scale == 0:
+        return 0, 0
+    mantissa, exponent = math.frexp(scale)
+    m, e = int(mantissa * (1 << 53)), 53 - exponent
+    while m % 2 == 0:
+        m, e = m // 2, e - 1
+    return m, e
 
 
 def _fixed_params(requant: Node, bound: np.ndarray, channels: int):

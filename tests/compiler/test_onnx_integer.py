@@ -177,23 +177,28 @@ def test_uint8_chain_stays_int8_between_array_ops():
     assert len(compiled.programs) >= 1
 
 
-def test_exact_ties_need_a_raw_store_and_the_host_requantize():
-    """Scale 1/2 makes ``acc * scale`` a tie for every odd acc: no multiplier reproduces
-    round-half-to-even with the ISA's round-half-up, so the array stores int32 and the
-    host requantizes (an even output zero point: both ONNX orders of rounding agree)."""
+@pytest.mark.parametrize(("b_scale", "zy"), [
+    (0.5, 4), (0.5, 5), (0.375, -7), ([0.5, 0.25, 0.125, 0.75], 3)])
+def test_exact_ties_need_a_raw_store_and_the_host_requantize(b_scale, zy):
+    """Scales with few mantissa bits (1/2: every odd acc is a tie) have no multiplier
+    reproducing round-half-to-even with the ISA's round-half-up, so the array stores int32
+    and the host requantizes with ONNX's rounding (zero point added before rounding, so an
+    odd zero point turns the ties the other way)."""
     rng = np.random.default_rng(8)
     inits = {"sa": np.float32(1.0), "za": np.int8(0), "b": rand_int(rng, np.int8, (16, 4)),
-             "sb": np.float32(0.5), "zb": np.int8(0), "sy": np.float32(1.0),
-             "zy": np.int8(4)}
+             "sb": np.asarray(b_scale, np.float32), "zb": np.int8(0), "sy": np.float32(1.0),
+             "zy": np.int8(zy)}
     nodes = [helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"],
                               ["y"])]
-    proto = model(nodes, [("a", I8, [6, 16])], [("y", I8, [6, 4])], inits)
-    a = rng.integers(-3, 4, (6, 16)).astype(np.int8)  # small: outputs not all clipped
+    proto = model(nodes, [("a", I8, [64, 16])], [("y", I8, [64, 4])], inits)
+    a = rng.integers(-3, 4, (64, 16)).astype(np.int8)  # small: outputs not all clipped
     compiled = compile_and_compare(proto, {"a": a})
     assert_on_array(compiled, 1, raw=1)
     requant = [h for h in compiled.report["host"] if h["op"] == "requantize"]
     assert len(requant) == 1 and "raw int32 result" in requant[0]["reason"]
     assert "no fixed-point multiplier" in requant[0]["reason"]
+    acc = a.astype(np.int64) @ inits["b"].astype(np.int64)
+    assert np.any((acc * np.asarray(b_scale)) % 1 == 0.5)  # ties do occur
 
 
 def test_large_qlinear_conv_and_matmul_are_exact():
