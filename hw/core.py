@@ -81,7 +81,12 @@ class Core(wiring.Component):
                 window_size.eq(Mux(ctl.window_limit > ctl.window_base,
                                    ctl.window_limit - ctl.window_base, 0)),
             ]
-        stop = fault_seen | ctl.abort
+        # Nothing new is issued outside a run. The register block drops `abort` when the
+        # aborted run ends, and instructions of that run can still be queued: without
+        # ~running the units would take them up again after the end, and the next start
+        # would reset a unit whose DMA reads were in flight, leaving its beats on the
+        # shared R channel with no reader to take them (every later read stuck).
+        stop = fault_seen | ctl.abort | ~running
         m.d.comb += [
             fetch.start.eq(start), fetch.base.eq(ctl.instr_base), fetch.count.eq(ctl.instr_count),
             fetch.stop.eq(stop),
@@ -137,8 +142,9 @@ class Core(wiring.Component):
         wiring.connect(m, acc.read[2], store.acc)
 
         # -- AXI ----------------------------------------------------------------------------
-        m.submodules.arbiter = arbiter = AxiReadArbiter(clients=4,
-                                                        data_bytes=c.dram_bytes_per_cycle)
+        # The grant restarts at every run, so a run's timing does not depend on the last.
+        arbiter = AxiReadArbiter(clients=4, data_bytes=c.dram_bytes_per_cycle)
+        m.submodules.arbiter = ResetInserter(start)(arbiter)
         readers = [fetch.axi, load.axi, compute.axi, store.axi]
         for index, port in enumerate(readers):
             client = arbiter.client(index)
