@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import gemmstone.driver.torch as gem
+from gemmstone.compiler.errors import FrontendError
 from gemmstone.compiler.lowering import run_compiled
 from gemmstone.compiler.models import (
     EncoderBlock,
@@ -59,6 +60,25 @@ def test_options_are_checked():
                                         r"AcceleratorConfig, not 8$"):
         CompileOptions.parse({"config": 8})
     assert CompileOptions.parse({"config": "tiny"}).accelerator_config.rows == 4
+    # Through torch.compile, Dynamo wraps the backend's error and keeps its message.
+    compiled = torch.compile(torch.nn.Linear(4, 2), backend="gemmstone",
+                             options={"preset": "tiny"})
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed,
+                       match=r"TypeError: unknown gemmstone torch.compile option\(s\) "
+                             r"\['preset'\]"):
+        compiled(torch.randn(1, 4))
+
+
+def test_an_operator_the_compiler_lacks_is_named_at_the_first_call():
+    class Sorts(torch.nn.Module):
+        def forward(self, x):
+            return torch.sort(x).values
+
+    torch._dynamo.reset()
+    compiled = torch.compile(Sorts(), backend="gemmstone", dynamic=False)
+    with pytest.raises(FrontendError, match=r"^torch node 'sort' \(aten.sort.default\): "
+                                            r"unsupported operator$"):
+        compiled(torch.randn(4))
 
 
 def test_digits_cnn_within_one_point_of_float_and_weights_loaded_once(monkeypatch):
