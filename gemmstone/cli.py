@@ -1,4 +1,5 @@
-"""The `gemmstone` command line: inspect configs, assemble, disassemble and run programs.
+"""The `gemmstone` command line: inspect configs, assemble, disassemble and run programs,
+compile models and run them on a device backend.
 
 Each command is a thin layer over the library; anything bigger than argument handling and
 printing lives in the package it belongs to (the demo in `gemmstone.demo`).
@@ -294,7 +295,8 @@ def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> Non
                   f"{totals['macs']:,} MACs per batch of {result.batch} "
                   f"({result.compile_seconds:.1f} s)")
     table = Table("", Column("value", justify="right", overflow="fold"), title=f"{result.name}: "
-                  f"{result.samples} inputs in {result.calls} runs of batch {result.batch}")
+                  f"{_count(result.samples, 'input')} in {_count(result.calls, 'run')} of "
+                  f"batch {result.batch}")
     if result.labels is not None:
         table.add_row("accuracy int8 (held-out)", f"{result.accuracy(result.outputs):.2%}")
         table.add_row("accuracy float (PyTorch)", f"{result.accuracy(result.reference):.2%}")
@@ -318,6 +320,10 @@ def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> Non
     console.print(table)
     console.print("host steps per run: " + (", ".join(
         f"{op} x{n}" for op, n in sorted(result.host_ops.items())) or "none"))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
