@@ -2,9 +2,12 @@
 
 Float operators map to their IR twins; ``MatMulInteger``/``ConvInteger`` become
 ``qmatmul``/``qconv2d`` (int32 results) and ``QLinearMatMul``/``QLinearConv`` add a
-``requantize`` in ONNX's float mode, so the interpreter reproduces ONNX Runtime's integers.
-Shapes must be static; tensors that configure an operator (Reshape's shape, Clip's bounds,
-quantization scales and zero points) must be constants.
+``requantize`` in the IR's float mode (ONNX Runtime's order: round, then add the zero
+point). Compiling such a graph (`gemmstone.compiler.compile.compile_model`) rewrites these
+ops into what the array runs, exactly as ONNX's reference defines them
+(`gemmstone.compiler.quantization.integer`). Shapes must be static; tensors that configure
+an operator (Reshape's shape, Clip's bounds, quantization scales and zero points) must be
+constants; scales are float32, positive, per tensor (weights: or per output channel).
 """
 
 from __future__ import annotations

@@ -201,6 +201,26 @@ def test_exact_ties_need_a_raw_store_and_the_host_requantize(b_scale, zy):
     assert np.any((acc * np.asarray(b_scale)) % 1 == 0.5)  # ties do occur
 
 
+def test_compiled_integer_model_survives_the_cache(tmp_path):
+    """Raw int32 ops and the host steps around them (split products, tie rounding) are
+    saved and loaded with the compiled model."""
+    rng = np.random.default_rng(11)
+    inits = {"sa": np.float32(1.0), "za": np.uint8(77), "b": rand_int(rng, np.uint8, (8, 3)),
+             "sb": np.float32(0.5), "zb": np.uint8(90), "sy": np.float32(16.0),
+             "zy": np.uint8(101)}
+    nodes = [helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"],
+                              ["y"])]
+    proto = model(nodes, [("a", U8, [5, 8])], [("y", U8, [5, 3])], inits)
+    a = rand_int(rng, np.uint8, (5, 8))
+    first = compile_model(from_onnx(proto), CONFIG, cache_dir=tmp_path)
+    again = compile_model(from_onnx(proto), CONFIG, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    assert_on_array(again, 2, raw=2)
+    want = ReferenceEvaluator(proto).run(None, {"a": a})[0]
+    for compiled in (first, again):
+        np.testing.assert_array_equal(run_compiled(compiled, a)[0], want)
+
+
 def test_large_qlinear_conv_and_matmul_are_exact():
     """Thousands of mostly unclipped outputs: any rounding difference would show."""
     rng = np.random.default_rng(9)
