@@ -66,7 +66,6 @@ RESERVED_BYTES = 4096
 # promptly, long ones cost few round trips.
 _FIRST_POLL_CYCLES = 64
 _MAX_POLL_CYCLES = 16384
-_ABORT_SETTLE_CYCLES = 4096
 
 _BUSY, _DONE, _ERROR = (1 << f.lsb for f in (STATUS_BUSY, STATUS_DONE, STATUS_ERROR))
 _COUNTERS = tuple(r for r in REGISTERS if r.kind is Kind.COUNTER)
@@ -447,9 +446,6 @@ class Device:
                     break
                 self._call(self.backend._idle, interval)
                 interval = min(2 * interval, _MAX_POLL_CYCLES)
-            # Workaround: on the RTL a START within some hundred cycles of an aborted run's
-            # end hangs (reported to the RTL owners); give the core time to settle.
-            self._call(self.backend._idle, _ABORT_SETTLE_CYCLES)
         self._running = None
 
     def _fault(self, loaded: LoadedProgram) -> ExecutionError | DriverError:

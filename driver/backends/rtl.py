@@ -1,19 +1,21 @@
 """The ``rtl`` backend: the Verilated accelerator in a process of its own.
 
-The design (`gemmstone.hw.accelerator`, built once per config and cached by
-`gemmstone.hw.sim_build.build_verilated`) runs under cocotb in a separate process group;
-`rtl_server` inside it executes the driver's register reads and writes (AXI4-Lite), bulk
-memory reads and writes and "run N cycles" requests sent over a Unix socket
-(`rtl_link`). A crash or hang of the simulator therefore cannot take the user's process
-down: every reply has a deadline, and when the simulator dies or misses one, the process
-group is killed and the driver raises `DeviceLostError` (with the end of the simulator's
-log). Closing the device ends the simulation; if the user's process dies, the server sees
-the socket close and ends it too.
+The design runs under cocotb in a separate process group; `rtl_server` inside it executes
+the driver's register reads and writes (AXI4-Lite), bulk memory reads and writes and "run N
+cycles" requests sent over a Unix socket (`rtl_link`). A crash or hang of the simulator
+therefore cannot take the user's process down: every reply has a deadline, and when the
+simulator dies or misses one, the process group is killed and the driver raises
+`DeviceLostError` (with the end of the simulator's log). Closing the device ends the
+simulation; if the user's process dies, the server sees the socket close and ends it too.
 
-Memory: ``memory="axiram"`` (the default, and for now the only one) is cocotbext-axi's
-`AxiRam` on the accelerator's ``m_axi`` port. A memory model that runs inside the
-simulation (no Python per beat) needs another top and another server memory class; the
-`_TOPS` table and `rtl_server.MEMORIES` are where it plugs in.
+Memory: ``memory="dram"`` (the default) simulates `gemmstone.hw.sim_top.SimTop`, the
+accelerator with the DRAM model inside the simulation (`gemmstone.hw.sim_dram`, latency
+``config.dram_latency``): memory moves in and out as one binary file per request, the clock
+runs in C++ and no Python runs per cycle or per bus beat. ``memory="axiram"`` is the plain
+accelerator top with cocotbext-axi's `AxiRam` (Python per beat, 10-20x slower), kept for
+comparison. The model is built once per config and memory model (cached on disk by content
+hash, see `gemmstone.hw.sim_build`); the simulated DRAM always holds ``config.dram_bytes``
+(so one build serves every ``memory_bytes``), of which the driver uses ``memory_bytes``.
 
 Amaranth, Verilator and cocotb are imported only when this backend is opened.
 """
@@ -45,11 +47,13 @@ STARTUP_TIMEOUT = 120.0
 #: Seconds one request may take (a RUN request simulates at most 16k cycles).
 REPLY_TIMEOUT = 60.0
 #: memory model name -> the top it needs.
-_TOPS = {"axiram": "accelerator"}
+_TOPS = {"dram": "sim_top", "axiram": "accelerator"}
 
 
-def build_model(config: AcceleratorConfig, top: str = "accelerator"):
-    """The Verilated ``top`` for ``config``; a `gemmstone.hw.sim_build.VerilatedModel`.
+def build_model(config: AcceleratorConfig, top: str = "sim_top"):
+    """The Verilated ``top`` (``"sim_top"``: `gemmstone.hw.sim_top.SimTop` with
+    ``config.dram_bytes`` of DRAM; ``"accelerator"``: the bare accelerator) for ``config``;
+    a `gemmstone.hw.sim_build.VerilatedModel`.
 
     Generating the Verilog takes seconds and is done once per process; the build itself
     is cached on disk by content (minutes cold, instant after).
@@ -59,12 +63,16 @@ def build_model(config: AcceleratorConfig, top: str = "accelerator"):
 
 @functools.cache
 def _build_model(config: AcceleratorConfig, top: str):
-    from gemmstone.hw.accelerator import TOP_NAME, accelerator_verilog
-    from gemmstone.hw.sim_build import build_verilated
+    if top == "sim_top":
+        from gemmstone.hw.sim_top import build_sim_top
 
-    if top != "accelerator":
-        raise ValueError(f"unknown rtl top {top!r}")
-    return build_verilated(accelerator_verilog(config), toplevel=TOP_NAME)
+        return build_sim_top(config)
+    if top == "accelerator":
+        from gemmstone.hw.accelerator import TOP_NAME, accelerator_verilog
+        from gemmstone.hw.sim_build import build_verilated
+
+        return build_verilated(accelerator_verilog(config), toplevel=TOP_NAME)
+    raise ValueError(f"unknown rtl top {top!r}; choose 'sim_top' or 'accelerator'")
 
 
 class RtlBackend(Backend):
@@ -73,10 +81,11 @@ class RtlBackend(Backend):
     Parameters
     ----------
     config : AcceleratorConfig
-    memory : {"axiram"}
-        The DRAM model of the simulation.
+    memory : {"dram", "axiram"}
+        The DRAM model of the simulation: inside the simulation (fast), or cocotbext-axi's
+        AxiRam (Python per beat).
     memory_bytes : int, optional
-        Size of the simulated DRAM; ``config.dram_bytes`` if not given.
+        DRAM the driver may use (from address 0); ``config.dram_bytes`` if not given.
     reply_timeout, startup_timeout : float
         Seconds one request, and the simulator's start, may take before the simulator is
         declared lost and killed.
@@ -97,7 +106,7 @@ class RtlBackend(Backend):
 
     name = "rtl"
 
-    def __init__(self, config: AcceleratorConfig, *, memory: str = "axiram",
+    def __init__(self, config: AcceleratorConfig, *, memory: str = "dram",
                  memory_bytes: int | None = None, reply_timeout: float = REPLY_TIMEOUT,
                  startup_timeout: float = STARTUP_TIMEOUT) -> None:
         super().__init__(config)
@@ -129,7 +138,10 @@ class RtlBackend(Backend):
             listener.listen(1)
             env = {**os.environ, "GEMMSTONE_RTL_SOCKET": path,
                    "GEMMSTONE_RTL_MEMORY": memory,
-                   "GEMMSTONE_RTL_MEMORY_BYTES": str(self.memory_bytes)}
+                   "GEMMSTONE_RTL_MEMORY_BYTES": str(self.memory_bytes),
+                   "GEMMSTONE_RTL_WORKDIR": str(self.workdir),
+                   "GEMMSTONE_RTL_DATA_BYTES": str(self.config.dram_bytes_per_cycle),
+                   "GEMMSTONE_RTL_LATENCY": str(self.config.dram_latency)}
             with open(self.workdir / "launcher.log", "wb") as log:
                 # A session of its own: the launcher and the simulator it starts form one
                 # process group, killed together.
@@ -244,8 +256,8 @@ def _launch(directory: str, toplevel: str, workdir: str) -> None:
     from gemmstone.hw.sim_build import VerilatedModel
 
     model = VerilatedModel(directory=Path(directory), toplevel=toplevel, built=False)
-    extra = {name: os.environ[name] for name in
-             ("GEMMSTONE_RTL_SOCKET", "GEMMSTONE_RTL_MEMORY", "GEMMSTONE_RTL_MEMORY_BYTES")}
+    extra = {name: value for name, value in os.environ.items()
+             if name.startswith("GEMMSTONE_RTL_")}
     model.run_cocotb("gemmstone.driver.backends.rtl_server", module_dir=Path(__file__).parent,
                      test_dir=workdir, extra_env=extra)
 

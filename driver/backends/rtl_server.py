@@ -7,9 +7,17 @@ reads and writes through cocotbext-axi's `AxiLiteMaster`, bulk memory reads and 
 through the memory model, and "run N cycles". Simulated time advances only while a request
 is served, so an idle driver costs no simulation.
 
-The memory model is a seam: `AxiRamMemory` (cocotbext-axi's `AxiRam` on ``m_axi``) works
-with the plain accelerator top; a model inside the simulation (no Python per beat) plugs in
-as another class with the same ``read``/``write`` methods.
+Two memory models (``GEMMSTONE_RTL_MEMORY``), each with the top it needs:
+
+- ``dram`` (`SimDramTarget`, the default): `gemmstone.hw.sim_top.SimTop`, the accelerator
+  with the DRAM model inside the simulation, driven by `gemmstone.hw.sim_bench.SimTopBench`.
+  No Python runs per cycle or per beat: the clock is cocotb's C++ clock, memory moves in
+  and out as one binary file per request (one clock edge each), and a RUN request
+  simulates in chunks of `RUN_CHUNK_CYCLES` between STATUS polls, ending early once a run
+  in progress has finished.
+- ``axiram`` (`AxiRamTarget`): the plain accelerator top with cocotbext-axi's `AxiRam` on
+  ``m_axi`` and cocotb's Python clock (Python per beat and per cycle; about 10-20x slower).
+  Kept to compare against and to cross-check the DRAM model.
 
 Import this module only inside a cocotb simulation.
 """
@@ -18,10 +26,11 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from gemmstone.driver.backends.rtl_link import (
@@ -32,27 +41,101 @@ from gemmstone.driver.backends.rtl_link import (
     receive,
     send,
 )
+from gemmstone.hw.register_map import BY_NAME, STATUS_BUSY
+from gemmstone.hw.sim_bench import PERIOD_NS, SimTopBench
 
-PERIOD_NS = 10
+#: A RUN request on the DRAM top simulates at most this many cycles between two STATUS
+#: polls: a run that ends is noticed within that many cycles (under 1% of the time goes to
+#: polling), and the driver's next poll sees it idle.
+RUN_CHUNK_CYCLES = 1024
+
+_STATUS = BY_NAME["STATUS"].offset
+_BUSY = 1 << STATUS_BUSY.lsb
 
 
-class AxiRamMemory:
-    """DRAM as cocotbext-axi's `AxiRam` on the top's ``m_axi`` port (Python per beat)."""
+class AxiRamTarget:
+    """The plain accelerator top: cocotbext-axi's `AxiRam` on ``m_axi`` (Python per beat)
+    and cocotb's Python clock."""
 
-    def __init__(self, dut, size: int) -> None:
+    def __init__(self, dut, *, size: int, workdir: Path, data_bytes: int,
+                 latency: int) -> None:
+        self.dut = dut
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size)
+        self.regs = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
 
-    async def read(self, address: int, size: int) -> bytes:
+    async def reset(self) -> None:
+        self.dut.rst.value = 1
+        await ClockCycles(self.dut.clk, 5)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def read_reg(self, offset: int) -> int:
+        return await self.regs.read_dword(offset)
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        await self.regs.write_dword(offset, value)
+
+    async def read_mem(self, address: int, size: int) -> bytes:
         return bytes(self.ram.read(address, size))
 
-    async def write(self, address: int, data: bytes) -> None:
+    async def write_mem(self, address: int, data: bytes) -> None:
         self.ram.write(address, data)
 
+    async def run(self, cycles: int) -> None:
+        await ClockCycles(self.dut.clk, max(1, cycles))
 
-MEMORIES = {"axiram": AxiRamMemory}
+
+class SimDramTarget:
+    """`gemmstone.hw.sim_top.SimTop`: the DRAM model inside the simulation (no Python per
+    cycle or beat); memory moves through one scratch file in ``workdir``."""
+
+    def __init__(self, dut, *, size: int, workdir: Path, data_bytes: int,
+                 latency: int) -> None:
+        self.bench = SimTopBench(dut, data_bytes=data_bytes)
+        self.bench.set_dram(latency=latency, rate=0)
+        self.size = size
+        self.scratch = str(workdir / "dram.bin")
+
+    async def reset(self) -> None:
+        await self.bench.reset()
+
+    async def read_reg(self, offset: int) -> int:
+        return await self.bench.regs.read_dword(offset)
+
+    async def write_reg(self, offset: int, value: int) -> None:
+        await self.bench.regs.write_dword(offset, value)
+
+    def _check(self, address: int, size: int) -> None:
+        if address < 0 or address + size > self.size:
+            raise ValueError(f"[{address:#x}, {address + size:#x}) is outside the "
+                             f"{self.size:#x} bytes of simulated DRAM")
+
+    async def read_mem(self, address: int, size: int) -> bytes:
+        self._check(address, size)
+        return await self.bench.read_memory(address, size, self.scratch)
+
+    async def write_mem(self, address: int, data: bytes) -> None:
+        self._check(address, len(data))
+        await self.bench.write_memory(address, data, self.scratch)
+
+    async def run(self, cycles: int) -> None:
+        """Simulate ``cycles`` cycles (the clock runs in C++; Python wakes only per chunk),
+        or fewer when a run in progress ends: the driver polls next anyway."""
+        busy = (await self.read_reg(_STATUS)) & _BUSY
+        left = max(1, cycles)
+        while left > 0:
+            chunk = min(left, RUN_CHUNK_CYCLES) if busy else left
+            await Timer(chunk * PERIOD_NS, unit="ns")
+            left -= chunk
+            if busy and left > 0 and not (await self.read_reg(_STATUS)) & _BUSY:
+                return
 
 
-async def _serve(dut, link: socket.socket, regs: AxiLiteMaster, memory) -> None:
+TARGETS = {"dram": SimDramTarget, "axiram": AxiRamTarget}
+
+
+async def _serve(link: socket.socket, target) -> None:
     while True:
         try:
             op, a, b, payload = receive(link, payload_in_b=False)
@@ -61,15 +144,15 @@ async def _serve(dut, link: socket.socket, regs: AxiLiteMaster, memory) -> None:
         value, data = 0, b""
         try:
             if op == Op.READ_REG:
-                value = await regs.read_dword(a)
+                value = await target.read_reg(a)
             elif op == Op.WRITE_REG:
-                await regs.write_dword(a, b)
+                await target.write_reg(a, b)
             elif op == Op.READ_MEM:
-                data = await memory.read(a, b)
+                data = await target.read_mem(a, b)
             elif op == Op.WRITE_MEM:
-                await memory.write(a, payload)
+                await target.write_mem(a, payload)
             elif op == Op.RUN:
-                await ClockCycles(dut.clk, max(1, a))
+                await target.run(a)
             elif op == Op.CLOSE:
                 send(link, STATUS_OK)
                 return
@@ -89,15 +172,14 @@ def _payload(message: str) -> tuple[int, bytes]:
 @cocotb.test()
 async def serve_driver(dut):
     """Serve the driver on the socket named by GEMMSTONE_RTL_SOCKET until it closes."""
-    Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    memory = MEMORIES[os.environ["GEMMSTONE_RTL_MEMORY"]](
-        dut, int(os.environ["GEMMSTONE_RTL_MEMORY_BYTES"]))
-    regs = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-    dut.rst.value = 1
-    await ClockCycles(dut.clk, 5)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    environ = os.environ
+    target = TARGETS[environ["GEMMSTONE_RTL_MEMORY"]](
+        dut, size=int(environ["GEMMSTONE_RTL_MEMORY_BYTES"]),
+        workdir=Path(environ["GEMMSTONE_RTL_WORKDIR"]),
+        data_bytes=int(environ["GEMMSTONE_RTL_DATA_BYTES"]),
+        latency=int(environ["GEMMSTONE_RTL_LATENCY"]))
+    await target.reset()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as link:
-        link.connect(os.environ["GEMMSTONE_RTL_SOCKET"])
+        link.connect(environ["GEMMSTONE_RTL_SOCKET"])
         send(link, Op.HELLO, os.getpid())
-        await _serve(dut, link, regs, memory)
+        await _serve(link, target)

@@ -1,6 +1,7 @@
-"""The same driver code on the Verilated accelerator (``rtl`` backend, preset tiny): the
-same outputs as the functional model and numpy, faults named alike, and a simulator that
-hangs or dies raises instead of taking the test process down."""
+"""The same driver code on the Verilated accelerator (``rtl`` backend, preset tiny, the
+in-simulation DRAM model): the same outputs as the functional model and numpy, faults
+named alike, runs right after an abort, and a simulator that hangs or dies raises instead
+of taking the test process down."""
 
 from __future__ import annotations
 
@@ -111,6 +112,28 @@ def test_watchdog_fault_and_run_timeout_then_abort(devices):
     np.testing.assert_array_equal(rtl.execute(small, small_inputs)["out"],
                                   small_expected["out"])
     np.testing.assert_array_equal(rtl.execute(program, inputs)["out"], expected["out"])
+    loaded.free()
+
+
+def test_runs_started_right_after_an_abort_complete(devices):
+    """No settling time after an abort: the next run starts at once and takes exactly as
+    many cycles as it does after a run that completed (tests/hw/test_sim_abort.py has the
+    RTL side of this)."""
+    _, rtl = devices
+    program, inputs, expected = long_gemm()
+    loaded = rtl.load(program)
+    loaded.write("a", inputs["a"])
+    cycles = rtl.run(loaded)["cycles"]
+    for watchdog in (150, 600, 2500):
+        with pytest.raises(WatchdogError):
+            rtl.run(loaded, watchdog=watchdog)
+        assert rtl.run(loaded)["cycles"] == cycles
+        np.testing.assert_array_equal(loaded.read("out"), expected["out"])
+    rtl.start(loaded)
+    rtl.backend._idle(1000)
+    rtl.abort()
+    assert rtl.run(loaded)["cycles"] == cycles
+    np.testing.assert_array_equal(loaded.read("out"), expected["out"])
     loaded.free()
 
 

@@ -1,0 +1,93 @@
+"""Speed of the driver's ``rtl`` backend: simulated cycles per wall second of a GEMM run
+through `gemmstone.driver.Device` (register writes, START, polling STATUS, reading the
+counters: everything a user's run costs, over the socket to the simulator process).
+
+The figure is the run's CYCLES counter over the wall time of ``Device.run`` (start to the
+counters read back); the copy in and out of the operands is timed apart. Each preset runs
+the GEMM ``--repeat`` times on one device and the fastest run counts (other jobs on the
+machine only ever slow a run down). ``--memory axiram`` runs the old memory model
+(cocotbext-axi's AxiRam, Python per beat) for comparison with the default in-simulation
+DRAM (``dram``). The first run of a config builds its Verilator model (minutes, cached by
+content hash after); build and simulator start are reported apart. Commands::
+
+    .venv/bin/python benchmarks/rtl_backend_speed.py                    # small and base
+    .venv/bin/python benchmarks/rtl_backend_speed.py --memory axiram    # the old backend
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from gemmstone.compiler.kernels.cases import gemm_case
+from gemmstone.config import preset
+from gemmstone.driver import Device
+
+#: GEMM shape (M, N, K) per preset: some 50k-150k accelerator cycles.
+SHAPES = {"tiny": (64, 64, 64), "small": (128, 128, 128), "rect": (128, 128, 128),
+          "base": (256, 256, 256)}
+
+
+def measure(name: str, memory: str, repeat: int, shape: tuple[int, int, int] | None) -> None:
+    config = preset(name)
+    m, n, k = shape or SHAPES[name]
+    program, inputs, expected = gemm_case(config, np.random.default_rng(1), m, n, k)
+    options = {"memory": memory} if memory else {}
+    started = time.perf_counter()
+    with Device(config, "rtl", **options) as device:
+        opened = time.perf_counter() - started
+        loaded = device.load(program)
+        runs = []
+        for _ in range(repeat):
+            copy_started = time.perf_counter()
+            loaded.write("a", inputs["a"])
+            run_started = time.perf_counter()
+            counters = device.run(loaded, timeout=3600)
+            run_seconds = time.perf_counter() - run_started
+            out = loaded.read("out")
+            copy_seconds = time.perf_counter() - copy_started - run_seconds
+            if not np.array_equal(out, expected["out"]):
+                raise SystemExit(f"{name}: the GEMM result differs from numpy")
+            runs.append((counters["cycles"] / run_seconds, counters["cycles"], run_seconds,
+                         copy_seconds))
+    speed, cycles, seconds, copy_seconds = max(runs)
+    array = f"{config.rows}x{config.cols}"
+    print(f"{array:<7}{memory or 'default':<9}{f'{m}x{n}x{k}':<14}{cycles:>9,}{seconds:>8.2f}"
+          f"{speed:>12,.0f}{copy_seconds:>8.3f}{opened:>9.1f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="small,base", help="presets (default small,base)")
+    parser.add_argument("--memory", default="",
+                        help="the rtl backend's memory model (default: the backend's default)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the GEMM per preset; the fastest counts (default 3)")
+    parser.add_argument("--shape", default="",
+                        help="GEMM M,N,K for every preset (default: per preset, "
+                             + ", ".join(f"{p} {'x'.join(map(str, s))}" for p, s in SHAPES.items())
+                             + ")")
+    args = parser.parse_args()
+    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else None
+    command = " ".join(shlex.quote(arg) for arg in [".venv/bin/python", *sys.argv])
+    from gemmstone.driver.backends.rtl import RtlBackend
+
+    default_memory = inspect.signature(RtlBackend).parameters["memory"].default
+    print(f"rtl backend, memory model {args.memory or default_memory!r}")
+    print(f"{'array':<7}{'memory':<9}{'GEMM':<14}{'CYCLES':>9}{'run s':>8}{'cycles/s':>12}"
+          f"{'copy s':>8}{'open s':>9}")
+    for name in args.presets.split(","):
+        measure(name, args.memory, args.repeat, shape)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()
