@@ -103,12 +103,13 @@ def needs_integer_preparation(graph: Graph) -> bool:
 
 
 def prepare_integer_graph(graph: Graph) -> None:
-    """The graph passes (`gemmstone.compiler.passes.PassManager`: QDQ folding, layout
-    assignment, ...) and then `prepare_integer_ops`, in place."""
-    from gemmstone.compiler.passes import PassManager
+    """The graph passes (`gemmstone.compiler.passes.DEFAULT_PIPELINE`: QDQ folding, layout
+    assignment, ...; without float fusion: float layers of a quantized graph stay host
+    ops) and then `prepare_integer_ops`, in place."""
+    from gemmstone.compiler.passes import DEFAULT_PIPELINE, PassManager, fuse_accelerator_ops
     from gemmstone.compiler.passes.cleanup import remove_dead_nodes
     from gemmstone.compiler.passes.cse import eliminate_common_subexpressions
-    PassManager().run(graph)
+    PassManager([p for p in DEFAULT_PIPELINE if p is not fuse_accelerator_ops]).run(graph)
     PassManager((prepare_integer_ops, eliminate_common_subexpressions,
                  remove_dead_nodes)).run(graph)
 

@@ -221,6 +221,25 @@ def test_compiled_integer_model_survives_the_cache(tmp_path):
         np.testing.assert_array_equal(run_compiled(compiled, a)[0], want)
 
 
+def test_float_layers_of_an_integer_model_stay_on_the_host():
+    rng = np.random.default_rng(12)
+    inits = {"s": np.float32(0.05), "z": np.uint8(128), "w": rand_int(rng, np.int8,
+                                                                      (4, 3, 3, 3)),
+             "sw": np.float32(0.01), "zw": np.int8(0), "wf": rng.standard_normal(
+                 (2, 4, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("QLinearConv", ["x", "s", "z", "w", "sw", "zw", "s", "z"], ["c"],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("DequantizeLinear", ["c", "s", "z"], ["f"]),
+             helper.make_node("Conv", ["f", "wf"], ["y"])]
+    proto = model(nodes, [("x", U8, [1, 3, 5, 5])], [("y", F32, [1, 2, 5, 5])], inits)
+    x = rand_int(rng, np.uint8, (1, 3, 5, 5))
+    compiled = compile_model(from_onnx(proto), CONFIG)
+    assert_on_array(compiled, 1)
+    assert "conv2d" in {h["op"] for h in compiled.report["host"]}
+    want = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_compiled(compiled, x)[0], want, rtol=1e-5, atol=1e-5)
+
+
 def test_large_qlinear_conv_and_matmul_are_exact():
     """Thousands of mostly unclipped outputs: any rounding difference would show."""
     rng = np.random.default_rng(9)
