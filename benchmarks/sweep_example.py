@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -65,8 +66,12 @@ def main() -> None:
         seen = {row["macs"] for row in rows if row["workload"] == name and not row["error"]}
         print(f"{name}: {sorted(seen)} MACs in the table, published {macs:,} "
               f"[{'ok' if seen == {macs} else 'DIFFERENT'}]")
-    print(f"sweep example: {elapsed:.1f} s wall ({len(rows)} rows; {busy:.1f} s of compile + "
-          f"model time in the rows, shared tasks counted once per row)")
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                  resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    print(f"sweep example: {elapsed:.1f} s wall, {cpu:.1f} s CPU (this process and its "
+          f"workers) for {len(rows)} rows; the rows' compile + model seconds add up to "
+          f"{busy:.1f} s (a task shared by rows counts in each)")
 
 
 if __name__ == "__main__":
