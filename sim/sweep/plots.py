@@ -2,7 +2,8 @@
 
 - `plot_roofline`: each (point, workload) at its operational intensity (MACs per DRAM byte
   it actually moved) and achieved MACs per cycle, under the roofline of its config
-  (peak ``rows * cols`` MACs/cycle, slope ``dram_bytes_per_cycle``).
+  (peak ``rows * cols`` MACs/cycle, slope ``dram_bytes_per_cycle``): a panel per array
+  shape, a roof per bandwidth.
 - `plot_utilization`: array utilization against one parameter (DRAM bandwidth by default),
   one curve per workload and combination of the other swept parameters.
 - `plot_heatmap`: utilization over two parameters, MAC-weighted over the workloads
@@ -61,44 +62,61 @@ def _save(figure, path: str | Path) -> Path:
 
 
 def plot_roofline(rows: Sequence[dict], path: str | Path, *, title: str | None = None) -> Path:
-    """Write the roofline plot of ``rows`` to ``path`` (PNG); returns the path."""
+    """Write the roofline plot of ``rows`` to ``path`` (PNG); returns the path.
+
+    One panel per array shape (peak MACs/cycle), one roof per DRAM bandwidth in it;
+    colours are bandwidths, markers are workloads."""
     plt = _pyplot()
     rows = [row for row in _valid(rows) if row["intensity"]]
-    figure, axes = plt.subplots(figsize=(8, 5.5))
-    roofs = sorted({(row["rows"] * row["cols"], row["dram_bytes_per_cycle"]) for row in rows})
+    shapes = sorted({(row["rows"], row["cols"]) for row in rows}, key=lambda s: (s[0] * s[1], s))
+    bandwidths = sorted({row["dram_bytes_per_cycle"] for row in rows})
     workloads = list(dict.fromkeys(row["workload"] for row in rows))
-    palette = plt.get_cmap("tab10" if len(roofs) <= 10 else "tab20")
+    palette = plt.get_cmap("tab10" if len(bandwidths) <= 10 else "viridis")
 
-    def colors(index: int):
-        return palette(index % palette.N)
+    def color(bw: int):
+        index = bandwidths.index(bw)
+        return palette(index if palette.N <= 10 else index / max(1, len(bandwidths) - 1))
 
+    panels = max(1, len(shapes))
+    columns = min(panels, 3)
+    figure, grid = plt.subplots(-(-panels // columns), columns, squeeze=False, sharey=True,
+                                figsize=(4.2 * columns + 2.5, 4.2 * -(-panels // columns)))
     low = min((row["intensity"] for row in rows), default=0.1) / 2
-    high = max((row["intensity"] for row in rows), default=100.0) * 2
-    high = max(high, *(2 * peak / bw for peak, bw in roofs)) if roofs else high
-    for i, (peak, bw) in enumerate(roofs):
-        ridge = peak / bw
-        xs = [low, ridge, high]
-        axes.plot(xs, [min(peak, bw * x) for x in xs], color=colors(i), linewidth=1.5,
-                  label=f"roof: {peak} MACs/cycle, {bw} B/cycle")
-    for row in rows:
-        roof = roofs.index((row["rows"] * row["cols"], row["dram_bytes_per_cycle"]))
-        marker = _MARKERS[workloads.index(row["workload"]) % len(_MARKERS)]
-        axes.scatter(row["intensity"], row["macs"] / row["cycles"], color=colors(roof),
-                     marker=marker, s=36, edgecolors="black", linewidths=0.5, zorder=3)
-    if len(rows) <= 12:  # more labels than that overlap
-        for row in rows:
-            axes.annotate(row["workload"], (row["intensity"], row["macs"] / row["cycles"]),
-                          fontsize=7, xytext=(4, -3), textcoords="offset points")
-    for i, workload in enumerate(workloads):
-        axes.scatter([], [], color="grey", marker=_MARKERS[i % len(_MARKERS)],
-                     label=workload)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("operational intensity (MACs per DRAM byte moved)")
-    axes.set_ylabel("achieved MACs per cycle")
-    axes.set_title(title or "Roofline (performance model)")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    high = max([row["intensity"] * 2 for row in rows]
+               + [2 * r * c / bw for r, c in shapes for bw in bandwidths] + [100.0])
+    for index, axes in enumerate(grid.flat):
+        if index >= len(shapes):
+            axes.set_visible(False)
+            continue
+        shape = shapes[index]
+        peak = shape[0] * shape[1]
+        mine = [row for row in rows if (row["rows"], row["cols"]) == shape]
+        for bw in sorted({row["dram_bytes_per_cycle"] for row in mine}):
+            xs = [low, peak / bw, high]
+            axes.plot(xs, [min(peak, bw * x) for x in xs], color=color(bw), linewidth=1.5)
+        for row in mine:
+            marker = _MARKERS[workloads.index(row["workload"]) % len(_MARKERS)]
+            axes.scatter(row["intensity"], row["macs"] / row["cycles"],
+                         color=color(row["dram_bytes_per_cycle"]), marker=marker, s=40,
+                         edgecolors="black", linewidths=0.5, zorder=3)
+        if len(mine) <= 8:  # more labels than that overlap
+            for row in mine:
+                axes.annotate(row["workload"], (row["intensity"], row["macs"] / row["cycles"]),
+                              fontsize=7, xytext=(4, -3), textcoords="offset points")
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_title(f"{shape[0]}x{shape[1]} array: {peak} MACs/cycle", fontsize=9)
+        axes.set_xlabel("MACs per DRAM byte moved")
+        axes.grid(True, which="both", alpha=0.3)
+    grid.flat[0].set_ylabel("achieved MACs per cycle")
+    handles = [plt.Line2D([], [], color=color(bw), label=f"roof at {bw} B/cycle")
+               for bw in bandwidths]
+    handles += [plt.Line2D([], [], color="grey", linestyle="", label=workload,
+                           marker=_MARKERS[i % len(_MARKERS)])
+                for i, workload in enumerate(workloads)]
+    figure.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95))
+    figure.suptitle(title or "Roofline (performance model)")
+    figure.tight_layout()
     return _save(figure, path)
 
 
