@@ -207,6 +207,23 @@ class ReadCommand:
         self.owner = owner      # what the issuing unit needs to find its instruction
 
 
+def _steady(ends: list[int], handshakes: list[int], window: int, period: int, lines: int,
+            horizon: float) -> tuple[int, int] | None:
+    """(periods, shift) to take at once if the last ``window`` ends and the last handshake
+    repeat those one ``period`` earlier shifted by the same number of cycles, and at
+    least one whole period fits in ``lines`` lines and before ``horizon``; else None."""
+    shift = handshakes[-1] - handshakes[-1 - period]
+    if shift <= 0:
+        return None
+    for j in range(len(ends) - window, len(ends)):
+        if ends[j] - ends[j - period] != shift:
+            return None
+    periods = lines // period
+    if horizon != _INF:
+        periods = min(periods, int((horizon - handshakes[-1]) // shift))
+    return (periods, shift) if periods > 0 else None
+
+
 class ReadChannel:
     """The AXI read address and data channels shared by the four DMA readers.
 
@@ -337,7 +354,13 @@ class ReadChannel:
         to line ``stop`` (exclusive), while their handshakes fall at or before ``horizon``
         (no other request can be offered by then). The same as `next_handshake` and
         `accept` burst by burst, without their calls: the arithmetic of one burst inline,
-        and runs of bursts in a steady state taken in closed form (`_steady`)."""
+        and a steady state taken in closed form.
+
+        Closed form: a burst's handshake and last beat are maxima of sums of the last
+        handshake, the last ``max(read_ahead, READER_LINES_IN_FLIGHT)`` ends and the
+        line's beats (a max-plus linear recurrence). Once that whole window, one pattern
+        period of ``P`` lines apart, differs by the same ``D`` cycles everywhere, every
+        later period does too: ``k`` periods are taken at once by adding ``k * D``."""
         command = self.active[client]
         if command is None:
             return
@@ -361,7 +384,36 @@ class ReadChannel:
         full_recent = ahead and len(recent) == ahead
         full_lines = len(lines) == READER_LINES_IN_FLIGHT
         handshake = None
+        window = max(ahead, READER_LINES_IN_FLIGHT)
+        period_beats = command.pattern.prefix[-1]
+        ends: list[int] = []       # last beats and handshakes of this call's bursts
+        handshakes: list[int] = []
+        # A stream shorter than a check's window plus a period never jumps: no history.
+        check_at = window + period + 1 if stop - line > window + 2 * period else _INF
         while line < stop:
+            if len(ends) >= check_at:
+                jump = _steady(ends, handshakes, window, period, stop - line, horizon)
+                if jump:
+                    periods, step = jump
+                    shift = periods * step
+                    tail = [end + shift for end in ends[-window - period:]]
+                    handshakes = [h + shift for h in handshakes[-period - 1:]]
+                    ends = tail
+                    recent.extend(tail[-max(1, ahead):])
+                    lines.extend(tail[-READER_LINES_IN_FLIGHT:])
+                    data_end = tail[-1]
+                    if first_take is not None:
+                        held = data_end + 1
+                    handshake = handshakes[-1]
+                    next_ar = handshake + 1
+                    line += periods * period
+                    beats += periods * period_beats
+                    check_at = len(ends) + window
+                    continue
+                check_at = len(ends) + window
+                if len(ends) > 4 * window + period:   # keep what a check needs
+                    del ends[:-window - period], handshakes[:-period - 1]
+                    check_at = len(ends) + window
             t = next_ar
             if full_recent:
                 gate = recent[0] - slack
@@ -395,6 +447,9 @@ class ReadChannel:
             beats += b
             recent.append(data_end)
             lines.append(data_end)
+            if check_at != _INF:
+                ends.append(data_end)
+                handshakes.append(t)
             handshake = t
             next_ar = t + 1
             line += 1
