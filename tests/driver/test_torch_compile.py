@@ -130,7 +130,7 @@ def test_encoder_block_cosine_to_float():
 def test_digits_cnn_on_rtl_gives_the_func_outputs():
     model, (x_train, _, x_test, _), _ = digits()
     x, calibration = torch.from_numpy(x_test[:2]), [torch.from_numpy(x_train[:2])]
-    options = {"config": "small", "calibration": calibration}
+    options = {"config": "tiny", "calibration": calibration}
     want, on_func, _ = compile_and_run(model, x, **options)
     got, on_rtl, _ = compile_and_run(model, x, backend="rtl", timeout=900,
                                      device_options={"memory_bytes": 1 << 20}, **options)
