@@ -22,7 +22,12 @@ weights):
   multiplier and shift provably give the same integers for every accumulator the
   operands can produce, the requantize becomes the fixed-point STORE output stage and the
   whole op runs on the array. Otherwise the array stores raw int32 accumulators and the
-  host adds the bias and requantizes in float (the IR's ``mode="float"``).
+  host adds the bias and requantizes: when ties ``acc * s = k + 1/2`` are in reach (scales
+  with few mantissa bits, like 1/2), by an integer rescale that makes the IR's float mode
+  round exactly as ONNX does (`_Rewriter._requantize_ties`, if ``s = m / 2**e`` with
+  ``e <= 13``); else with the IR's float mode as it is (ONNX Runtime's order: float32,
+  round, then add the zero point), which can differ from ONNX's reference on exact ties
+  with an odd zero point or by float32 rounding.
 - ``MatMulInteger``/``ConvInteger`` (int32 results): raw int32 from the array plus the
   constant correction added on the host (int32, wrapping like ONNX's int32 arithmetic).
 
