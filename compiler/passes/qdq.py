@@ -114,15 +114,24 @@ def _integer_op(graph: Graph, quantize: Node, source: Node) -> None:
 
 def _integer_bias(source: Node, in_scale: np.ndarray):
     """The int32 bias: a dequantized int32 constant in the accumulator's scale, or a float
-    constant rounded to it; None without bias, False if neither."""
+    constant (or a constant dequantized with another scale: exporters share one bias
+    tensor between layers) rounded to it; None without bias, False if neither."""
     if len(source.inputs) < 3:
         return None
     bias = source.inputs[2]
-    if bias.op is Op.DEQUANTIZE and bias.inputs[0].is_constant and \
-            bias.inputs[0].dtype is DType.INT32 and not np.any(bias.attrs["zero_point"]) and \
-            np.allclose(np.asarray(bias.attrs["scale"], np.float32), in_scale, rtol=1e-6):
-        return bias.inputs[0].value
-    if bias.is_constant:
-        scaled = np.rint(bias.value.astype(np.float64) / in_scale)
-        return np.clip(scaled, -(1 << 31), (1 << 31) - 1).astype(np.int32)
-    return False
+    if bias.op is Op.DEQUANTIZE and bias.inputs[0].is_constant:
+        scale = np.asarray(bias.attrs["scale"], np.float32).reshape(-1)
+        zero = np.asarray(bias.attrs["zero_point"], np.int64).reshape(-1)
+        quantized = bias.inputs[0].value
+        if bias.inputs[0].dtype is DType.INT32 and not np.any(zero) and \
+                np.allclose(scale, in_scale, rtol=1e-6):
+            return quantized
+        if bias.attrs["axis"] % max(quantized.ndim, 1) != 0 and scale.size > 1:
+            return False
+        value = (quantized.astype(np.int64) - zero).astype(np.float32) * scale
+    elif bias.is_constant:
+        value = bias.value
+    else:
+        return False
+    scaled = np.rint(value.astype(np.float64) / in_scale)
+    return np.clip(scaled, -(1 << 31), (1 << 31) - 1).astype(np.int32)

@@ -163,7 +163,8 @@ class _Rewriter:
         for node in list(g.nodes):
             source = node.inputs[0] if node.op is Op.DEQUANTIZE else None
             if source is None or source.dtype is not DType.UINT8 or node.name in self.own or \
-                    self._free_int8(source, node) is None:
+                    self._free_int8(source) is None or \
+                    g.index(self.int8[source.name]) > g.index(node):
                 continue
             zero = np.asarray(node.attrs["zero_point"], np.int64) - 128
             moved = g.add(Op.DEQUANTIZE, [self.int8[source.name]],
@@ -172,38 +173,39 @@ class _Rewriter:
 
     # -- uint8 <-> int8 -------------------------------------------------------------------
 
-    def _free_int8(self, value: Node, before: Node) -> Node | None:
+    def _free_int8(self, value: Node) -> Node | None:
         """The int8 form of uint8 ``value`` if it exists or follows from one through max
         pools, reshapes, transposes or identities (which commute with ``- 128``)."""
         if value.name in self.int8:
             return self.int8[value.name]
         if value.op in _PASSTHROUGH and value.inputs[0].dtype is DType.UINT8:
-            inner = self._free_int8(value.inputs[0], before)
+            inner = self._free_int8(value.inputs[0])
             if inner is not None:
                 self.int8[value.name] = self.graph.add(
-                    value.op, [inner], value.attrs, name=f"{value.name}_i8", before=before)
+                    value.op, [inner], value.attrs, name=f"{value.name}_i8",
+                    before=self._after(value))
                 return self.int8[value.name]
         return None
 
-    def to_int8(self, value: Node, before: Node) -> Node:
+    def to_int8(self, value: Node) -> Node:
         if value.dtype is DType.INT8:
             return value
-        if self._free_int8(value, before) is not None:
+        if self._free_int8(value) is not None:
             return self.int8[value.name]
         g = self.graph
         if value.op is Op.QUANTIZE:  # quantize straight to the int8 form
             zero = np.asarray(value.attrs["zero_point"], np.int64) - 128
             self.int8[value.name] = g.add(Op.QUANTIZE, value.inputs, {
                 **value.attrs, "zero_point": zero, "dtype": DType.INT8},
-                name=f"{value.name}_i8", before=before)
+                name=f"{value.name}_i8", before=self._after(value))
         else:
             real = g.add(Op.DEQUANTIZE, [value], {"scale": np.float32(1), "zero_point": 128,
                                                   "axis": 0},
-                         name=f"{value.name}_minus128", before=before)
+                         name=f"{value.name}_minus128", before=self._after(value))
             self.own.add(real.name)
             self.int8[value.name] = g.add(Op.QUANTIZE, [real], {
                 "scale": np.float32(1), "zero_point": 0, "dtype": DType.INT8, "axis": 0},
-                name=f"{value.name}_i8", before=before)
+                name=f"{value.name}_i8", before=self._after(real))
         return self.int8[value.name]
 
     def to_uint8(self, value: Node) -> Node:
@@ -248,7 +250,7 @@ class _Rewriter:
         if bound.max() >= _LIMIT or partial >= _LIMIT or np.abs(folded).max() >= _LIMIT:
             return  # an int32 sum could overflow: leave it to the host's exact kernel
 
-        x8 = self.to_int8(x, acc)
+        x8 = self.to_int8(x)
         attrs = dict(acc.attrs)
         attrs.update({x_name: 0, w_name: 0, "bias": False})
         if conv and xz8 != 0 and any(attrs["padding"]):

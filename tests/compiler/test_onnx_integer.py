@@ -305,6 +305,40 @@ def test_onnxruntime_qdq_model_runs_on_the_array(tmp_path, activations):
     np.testing.assert_array_equal(run_compiled(compiled, x)[0], run(graph, x)[0])
 
 
+def test_qdq_convs_sharing_one_bias_tensor_are_folded():
+    """Exporters share equal bias tensors between layers; the quantizer then dequantizes
+    the shared int32 bias with the first layer's scale, and the fold rounds it to each
+    layer's accumulator scale instead of leaving the layer in float."""
+    from gemmstone.compiler.interpreter import run
+    from gemmstone.compiler.passes import optimize
+
+    rng = np.random.default_rng(13)
+    q = {"sx": np.float32(0.05), "zx": np.int8(3), "s1": np.float32(0.08), "z1": np.int8(-2),
+         "s2": np.float32(0.1), "z2": np.int8(0), "bq": np.array([500, -300, 20], np.int32),
+         "sb": np.float32(0.05 * 0.01), "zb": np.int32(0)}
+    for i in (1, 2):
+        q[f"w{i}q"] = rand_int(rng, np.int8, (3, 3, 3, 3))
+        q[f"sw{i}"] = np.full(3, 0.01 if i == 1 else 0.02, np.float32)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"])]
+    source = "xd"
+    for i in (1, 2):
+        nodes += [helper.make_node("DequantizeLinear", [f"w{i}q", f"sw{i}"], [f"w{i}"],
+                                   axis=0),
+                  helper.make_node("Conv", [source, f"w{i}", "b"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("QuantizeLinear", [f"c{i}", f"s{i}", f"z{i}"], [f"q{i}"]),
+                  helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"])]
+        source = f"d{i}"
+    proto = model(nodes, [("x", F32, [1, 3, 6, 6])], [("d2", F32, [1, 3, 6, 6])], q)
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    compiled = compile_model(from_onnx(proto), CONFIG)
+    assert_on_array(compiled, 2)
+    graph = from_onnx(proto)
+    optimize(graph)
+    np.testing.assert_array_equal(run_compiled(compiled, x)[0], run(graph, x)[0])
+
+
 # -- MatMulInteger / ConvInteger ----------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
