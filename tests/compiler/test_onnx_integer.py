@@ -339,6 +339,52 @@ def test_qdq_convs_sharing_one_bias_tensor_are_folded():
     np.testing.assert_array_equal(run_compiled(compiled, x)[0], run(graph, x)[0])
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_onnxruntime_qdq_resnet18_runs_on_the_array(tmp_path):
+    """ResNet-18 (32x32) quantized by ONNX Runtime (uint8 activations, per-channel int8
+    weights): every conv and the classifier on the array; the residual adds stay in float
+    on the host, as the QDQ graph defines them."""
+    import io
+
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    from gemmstone.compiler.interpreter import run
+    from gemmstone.compiler.models import resnet18
+    from gemmstone.compiler.quantization import prepare_integer_graph
+
+    rng = np.random.default_rng(14)
+
+    class Samples(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter([{"x": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)}
+                                 for _ in range(2)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.onnx.export(resnet18(num_classes=10).eval(), (torch.randn(1, 3, 32, 32),), buffer,
+                      dynamo=False, input_names=["x"])
+    (tmp_path / "float.onnx").write_bytes(buffer.getvalue())
+    quantize_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", Samples(),
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+    proto = onnx.load(tmp_path / "qdq.onnx")
+    compiled = compile_model(from_onnx(proto), preset("small"))
+    assert_on_array(compiled, 21)
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    (got,) = run_compiled(compiled, x)
+    graph = from_onnx(proto)
+    prepare_integer_graph(graph)
+    np.testing.assert_array_equal(got, run(graph, x)[0])
+    want = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, atol=0.02)
+    assert got.argmax() == want.argmax()
+
+
 # -- MatMulInteger / ConvInteger ----------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
