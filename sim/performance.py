@@ -16,6 +16,11 @@ for DRAM or (dispatch) for queue room, bytes moved on the bus, instructions reti
 
 The model assumes the program runs without a fault (run it on the functional model for
 that); a token deadlock is reported as `gemmstone.isa.TokenError`.
+
+Cost: a few events per instruction (about 90 us of CPU per instruction on ResNet-18's
+convolutions, benchmarks/perf_speed.py). The lines of a DMA command between two events
+of other parts are taken inline, and a steady stream of them in closed form
+(`ReadChannel.stream`); results of whole runs are cached (`PerformanceModel`'s ``cache``).
 """
 
 from __future__ import annotations
