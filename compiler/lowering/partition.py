@@ -85,29 +85,38 @@ def _int8_range(values, name: str) -> str:
     return ""
 
 
-def fused_requantize(users: list[Node]) -> Node | None:
-    """The requantize the STORE output stage runs for an op with these users, if any: the
-    only user, in fixed point, to int8, with int8 parameters and shifts 0..63."""
+def _requantize_problem(users: list[Node]) -> str:
+    """Why the STORE output stage cannot run the requantize of an op with these users
+    ("" if it can: the only user, in fixed point, to int8, int8 parameters, shifts 0..63)."""
     if len(users) != 1 or users[0].op is not Op.REQUANTIZE:
-        return None
+        return "its int32 result is not consumed by exactly one requantize"
     req = users[0].attrs
-    if req["mode"] != "fixed" or req["dtype"] is not DType.INT8:
-        return None
-    if any(_int8_range(req[key], key) for key in ("zero_point", "lo", "hi")):
-        return None
+    if req["mode"] != "fixed":
+        return "its requantize uses float scales (mode='float'), not the ISA's fixed point"
+    if req["dtype"] is not DType.INT8:
+        return "its requantize does not produce int8"
+    for key in ("zero_point", "lo", "hi"):
+        reason = _int8_range(req[key], f"requantize {key}")
+        if reason:
+            return reason
     shifts = np.asarray(req["shift"])
     if shifts.size and (shifts.min() < 0 or shifts.max() > 63):
-        return None
-    return users[0]
+        return "a requantize shift is outside 0..63"
+    return ""
+
+
+def fused_requantize(users: list[Node]) -> Node | None:
+    """The requantize the STORE output stage runs for an op with these users, if any."""
+    return None if _requantize_problem(users) else users[0]
 
 
 def accelerator_reason(acc: Node, users: list[Node]) -> str:
     """Empty if ``acc`` (with its requantize if `fused_requantize` finds one, else as a
     raw int32 op) can run on the array, else why not."""
     attrs = acc.attrs
-    if fused_requantize(users) is None and (attrs["bias"] or attrs["residual"]):
-        return ("its int32 result is not requantized by one fixed-point int8 requantize, and "
-                "a raw int32 STORE adds no bias or residual")
+    problem = _requantize_problem(users)
+    if problem and (attrs["bias"] or attrs["residual"]):
+        return f"{problem}, and a raw int32 STORE adds no bias or residual"
     x, w = acc.inputs[0], acc.inputs[1]
     if x.dtype is not DType.INT8:
         return f"the input %{x.name} is {x.dtype.value}, the array reads int8"
