@@ -517,7 +517,8 @@ def test_wrong_dtype_bad_attribute_and_unsupported_op_are_named():
                                             r"must be int8 or uint8, not i32$"):
         convert([helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mmi")],
                 [("a", I32, [2, 4])], [("y", I32, [2, 3])], {"b": np.ones((4, 3), np.int8)})
-    with pytest.raises(FrontendError, match=r"^onnx node 'ci' \(ConvInteger\): .*group"):
+    with pytest.raises(FrontendError, match=r"^onnx node 'ci' \(ConvInteger\): groups=3 must "
+                                            r"divide input channels 4 and output channels 4$"):
         convert([helper.make_node("ConvInteger", ["x", "w"], ["y"], group=3, name="ci")],
                 [("x", U8, [1, 4, 5, 5])], [("y", I32, [1, 4, 3, 3])],
                 {"w": np.ones((4, 1, 3, 3), np.int8)})
