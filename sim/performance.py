@@ -287,7 +287,7 @@ class _Run:
                 self._blocked[actor] = True
                 self._current[actor] = -1
             else:
-                self._schedule(actor, max(wanted, time))
+                self._schedule(actor, wanted if wanted > time else time)
         if self.cycles is None:
             self._deadlock()
         return PerfResult(self._counters(), self.read.grant)
@@ -805,29 +805,46 @@ class _Run:
                 aw_ready = accepted + 1
                 taken = accepted + 1          # the accumulator row of row 0 is read
                 line_prev = -1                # the writer took the previous row
+                # One row per pass, without calls: a store's rows are most of its cost.
+                ahead, slack = timing.write_ahead, timing.write_slack
+                response = timing.write_response
+                depth = responses.maxlen
+                steps = pattern.steps
+                period = len(steps)
+                aw = aw_next if aw_next > aw_ready else aw_ready
                 for row in range(n):
-                    aw = max(aw_ready, aw_next)
-                    if timing.write_ahead and len(recent) == timing.write_ahead:
-                        aw = max(aw, recent[0] - timing.write_slack)
-                    if len(responses) == responses.maxlen:
-                        aw = max(aw, responses[0] + 1)
-                    aw_next = aw_ready = aw + 1
+                    if ahead and len(recent) == ahead and recent[0] - slack > aw:
+                        aw = recent[0] - slack
+                    if len(responses) == depth and responses[0] + 1 > aw:
+                        aw = responses[0] + 1
                     if raw:
-                        taken = max(taken + 1, line_free)
+                        taken += 1
+                        if line_free > taken:
+                            taken = line_free
                         line_at = taken
                     else:
-                        taken = taken + 1
-                        if len(stage_out) == OUTPUT_STAGE_LATENCY:
-                            taken = max(taken, stage_out[0])
-                        leaving = max(taken + OUTPUT_STAGE_LATENCY, line_prev + 1)
-                        line_at = max(leaving, line_free)
+                        taken += 1
+                        if len(stage_out) == OUTPUT_STAGE_LATENCY and stage_out[0] > taken:
+                            taken = stage_out[0]
+                        line_at = taken + OUTPUT_STAGE_LATENCY
+                        if line_prev + 1 > line_at:
+                            line_at = line_prev + 1
+                        if line_free > line_at:
+                            line_at = line_free
                         stage_out.append(line_at)
                         line_prev = line_at
-                    first_beat = max(line_at + 1, aw + 1, w_end + 1)
-                    w_end = first_beat + pattern.line_beats(row) - 1
+                    first_beat = line_at + 1
+                    if aw + 1 > first_beat:
+                        first_beat = aw + 1
+                    if w_end + 1 > first_beat:
+                        first_beat = w_end + 1
+                    w_end = first_beat + steps[row % period] - 1
                     line_free = w_end
                     recent.append(w_end)
-                    responses.append(w_end + timing.write_response)
+                    responses.append(w_end + response)
+                    aw += 1
+                aw -= 1
+                aw_next = aw + 1
                 aw_free = aw
                 finish = taken
                 output_empty = w_end + timing.write_response + 1
