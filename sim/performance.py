@@ -233,8 +233,10 @@ class _Run:
         self.instrs = [decode(int(word), index=index) for index, word in enumerate(words)]
         self.units = [[] for _ in range(4)]  # instruction indices per unit, in order
         self.unit_index = []                 # position of each instruction in its unit
+        self.unit_of: list[int | None] = []  # its unit (None: fence, halt)
         for index, instr in enumerate(self.instrs):
             unit = _UNIT_OF.get(instr.spec.unit)
+            self.unit_of.append(unit)
             if unit is None:
                 self.unit_index.append(-1)
                 continue
@@ -453,7 +455,7 @@ class _Run:
                 if index:
                     visible = max(visible, self.dispatched[index - 1] + 1)
                 instr = self.instrs[index]
-                unit = _UNIT_OF.get(instr.spec.unit)
+                unit = self.unit_of[index]
                 ready: float = max(visible, earliest)
                 if unit is not None:
                     position = self.unit_index[index]

@@ -33,6 +33,9 @@ MAX_BURST_BEATS = 256
 READER_LINES_IN_FLIGHT = 32
 #: Read clients in arbiter order (``hw/core.py``: fetch, load, compute, store).
 CLIENTS = ("fetch", "load", "compute", "store")
+# The other clients in round-robin order after each one.
+_AFTER = tuple(tuple((grant + offset) % len(CLIENTS) for offset in range(1, len(CLIENTS)))
+               for grant in range(len(CLIENTS)))
 
 
 @dataclass(frozen=True)
@@ -335,9 +338,7 @@ class ReadChannel:
         # Round robin from the holder: another client offering in this cycle goes next.
         active = self.active
         self.grant = grant
-        clients = len(CLIENTS)
-        for offset in range(1, clients):
-            candidate = (grant + offset) % clients
+        for candidate in _AFTER[grant]:
             other = active[candidate]
             if other is not None and other.ready <= handshake:
                 self.grant = candidate
