@@ -3,7 +3,9 @@ through `gemmstone.driver.Device` (register writes, START, polling STATUS, readi
 counters: everything a user's run costs, over the socket to the simulator process).
 
 The figure is the run's CYCLES counter over the wall time of ``Device.run`` (start to the
-counters read back); the copy in and out of the operands is timed apart. Each preset runs
+counters read back), and over the CPU time the simulator process and this one spent in that
+span (on a machine busy with other jobs the wall-time figure drops while the CPU-time one
+mostly holds); the copy in and out of the operands is timed apart. Each preset runs
 the GEMM ``--repeat`` times on one device and the fastest run counts (other jobs on the
 machine only ever slow a run down). ``--memory axiram`` runs the old memory model
 (cocotbext-axi's AxiRam, Python per beat) for comparison with the default in-simulation
@@ -22,6 +24,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +35,12 @@ from gemmstone.driver import Device
 #: GEMM shape (M, N, K) per preset: some 50k-150k accelerator cycles.
 SHAPES = {"tiny": (64, 64, 64), "small": (128, 128, 128), "rect": (128, 128, 128),
           "base": (256, 256, 256)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(name: str, memory: str, repeat: int, shape: tuple[int, int, int] | None) -> None:
@@ -47,19 +56,23 @@ def measure(name: str, memory: str, repeat: int, shape: tuple[int, int, int] | N
         for _ in range(repeat):
             copy_started = time.perf_counter()
             loaded.write("a", inputs["a"])
+            pid = device.backend.simulator_pid
+            cpu_started = cpu_seconds(pid) + time.process_time()
             run_started = time.perf_counter()
             counters = device.run(loaded, timeout=3600)
             run_seconds = time.perf_counter() - run_started
+            run_cpu = cpu_seconds(pid) + time.process_time() - cpu_started
             out = loaded.read("out")
             copy_seconds = time.perf_counter() - copy_started - run_seconds
             if not np.array_equal(out, expected["out"]):
                 raise SystemExit(f"{name}: the GEMM result differs from numpy")
-            runs.append((counters["cycles"] / run_seconds, counters["cycles"], run_seconds,
-                         copy_seconds))
-    speed, cycles, seconds, copy_seconds = max(runs)
+            runs.append((counters["cycles"] / run_cpu, counters["cycles"] / run_seconds,
+                         counters["cycles"], run_seconds, run_cpu, copy_seconds))
+    cpu_speed, speed, cycles, seconds, cpu, copy_seconds = max(runs)
     array = f"{config.rows}x{config.cols}"
     print(f"{array:<7}{memory or 'default':<9}{f'{m}x{n}x{k}':<14}{cycles:>9,}{seconds:>8.2f}"
-          f"{speed:>12,.0f}{copy_seconds:>8.3f}{opened:>9.1f}", flush=True)
+          f"{speed:>12,.0f}{cpu:>8.2f}{cpu_speed:>14,.0f}{copy_seconds:>8.3f}{opened:>9.1f}",
+          flush=True)
 
 
 def main() -> None:
@@ -81,7 +94,7 @@ def main() -> None:
     default_memory = inspect.signature(RtlBackend).parameters["memory"].default
     print(f"rtl backend, memory model {args.memory or default_memory!r}")
     print(f"{'array':<7}{'memory':<9}{'GEMM':<14}{'CYCLES':>9}{'run s':>8}{'cycles/s':>12}"
-          f"{'copy s':>8}{'open s':>9}")
+          f"{'cpu s':>8}{'cycles/cpu-s':>14}{'copy s':>8}{'open s':>9}")
     for name in args.presets.split(","):
         measure(name, args.memory, args.repeat, shape)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())

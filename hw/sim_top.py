@@ -14,6 +14,10 @@ cocotb side) on a model from `build_sim_top`, and returns each run's registers a
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
+import os
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module, Shape
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,13 +34,18 @@ from gemmstone.hw import sim_dram
 from gemmstone.hw.accelerator import Accelerator
 from gemmstone.hw.axi import AxiLiteSignature, flat_port_names
 from gemmstone.hw.register_map import ADDR_WIDTH
-from gemmstone.hw.sim_build import DEFAULT_BUILD_ARGS, VerilatedModel, build_verilated
+from gemmstone.hw.sim_build import (
+    DEFAULT_BUILD_ARGS,
+    VerilatedModel,
+    build_verilated,
+    default_cache_dir,
+)
 from gemmstone.isa.encoding import words_to_bytes
 from gemmstone.isa.program import Buffer, Program
 from gemmstone.isa.table import isa_hash
 
-__all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "build_sim_top", "ProgramRun",
-           "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE"]
+__all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "cached_sim_top_verilog", "build_sim_top",
+           "ProgramRun", "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE"]
 
 TOP_NAME = "gemmstone_sim_top"
 
@@ -69,6 +78,10 @@ class SimTop(wiring.Component):
         High for one clock edge: load the range from the file / dump it there.
     dram_error : Out(1)
         Sticky: the model saw a burst it does not implement (not INCR, narrow, bad last).
+    busy : Out(1)
+        A run is in progress: high from the START write's response until the core reports
+        its end (or a soft reset). Lets a host wait for the end with one
+        value-change trigger instead of polling STATUS.
 
     Raises
     ------
@@ -102,12 +115,13 @@ class SimTop(wiring.Component):
             "dram_load": In(1),
             "dram_dump": In(1),
             "dram_error": Out(1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.accelerator = accelerator = Accelerator(config=c)
+        m.submodules.accelerator = accelerator = _ProbedAccelerator(config=c)
         m.submodules.dram = dram = sim_dram.SimDram(
             data_bytes=c.dram_bytes_per_cycle, words=self.dram_bytes // c.dram_bytes_per_cycle,
             addr_width=accelerator.m_axi.signature.addr_width,
@@ -116,7 +130,29 @@ class SimTop(wiring.Component):
         wiring.connect(m, accelerator.m_axi, dram.axi)
         for name in ("latency", "rate", "file", "first", "last", "load", "dump"):
             m.d.comb += getattr(dram, name).eq(getattr(self, f"dram_{name}"))
-        m.d.comb += self.dram_error.eq(dram.error)
+        m.d.comb += [self.dram_error.eq(dram.error), self.busy.eq(accelerator.running)]
+        return m
+
+
+class _ProbedAccelerator(Accelerator):
+    """`Accelerator` with ``running``: a run is in progress, from the register block's
+    start pulse to the core's end of run (or a soft reset). Simulation only."""
+
+    def __init__(self, *, config: AcceleratorConfig) -> None:
+        super().__init__(config=config)
+        self.running = Signal()
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        ctl = m.submodules.registers.core
+        started = Signal()
+        with m.If(ctl.start):
+            m.d.sync += started.eq(1)
+        with m.If(ctl.done | ctl.soft_reset):
+            m.d.sync += started.eq(0)
+        # The start pulse (a register) counts too: it is high when the START write's
+        # response reaches the host, so a host sees the run busy as soon as it started it.
+        m.d.comb += self.running.eq(started | ctl.start)
         return m
 
 
@@ -159,14 +195,54 @@ def sim_top_verilog(config: AcceleratorConfig, *, dram_bytes: int | None = None,
             + sim_dram.SIM_DRAM_VERILOG)
 
 
+@functools.cache
+def _sources_digest() -> str:
+    # The Verilog is a function of the config, the top's parameters, the sources of the
+    # hardware, the ISA and the config class, and Amaranth (which hw imports nothing else of
+    # gemmstone from).
+    from gemmstone import config as config_module
+    from gemmstone import isa
+
+    digest = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    for path in sorted([*Path(__file__).resolve().parent.glob("*.py"),
+                        *Path(isa.__file__).resolve().parent.glob("*.py"),
+                        Path(config_module.__file__).resolve()]):
+        digest.update(f"\0{path.parent.name}/{path.name}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cached_sim_top_verilog(config: AcceleratorConfig, *, dram_bytes: int | None = None,
+                           outstanding: int = sim_dram.DEFAULT_OUTSTANDING,
+                           cache_dir: str | Path | None = None) -> str:
+    """`sim_top_verilog`, kept on disk (``<cache_dir>/verilog``, the Verilator build cache
+    by default) under a hash of the config, the parameters and the sources it is generated
+    from: generating it takes 5-20 s, reading it back milliseconds, so a new process (a
+    device opened on the rtl backend) does not pay for it again."""
+    dram_bytes = config.dram_bytes if dram_bytes is None else dram_bytes
+    key = hashlib.sha256(f"{config.content_hash}\0{dram_bytes}\0{outstanding}\0"
+                         f"{_sources_digest()}".encode()).hexdigest()[:32]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / "verilog" / f"{TOP_NAME}-{key}.v"
+    if path.is_file():
+        return path.read_text()
+    text = sim_top_verilog(config, dram_bytes=dram_bytes, outstanding=outstanding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)  # whole or not at all, for concurrent readers
+    return text
+
+
 def build_sim_top(config: AcceleratorConfig, *, dram_bytes: int | None = None,
                   public: bool = False, optimize: bool = False,
                   cache_dir: str | Path | None = None) -> VerilatedModel:
     """The Verilated `SimTop` for ``config``, built once and cached by content hash (see
-    `gemmstone.hw.sim_build.build_verilated` for ``public``, ``optimize``, ``cache_dir``)."""
-    return build_verilated(sim_top_verilog(config, dram_bytes=dram_bytes), toplevel=TOP_NAME,
-                           build_args=DEFAULT_BUILD_ARGS, public=public, optimize=optimize,
-                           cache_dir=cache_dir)
+    `gemmstone.hw.sim_build.build_verilated` for ``public``, ``optimize``, ``cache_dir``);
+    its Verilog comes from `cached_sim_top_verilog`."""
+    verilog_text = cached_sim_top_verilog(config, dram_bytes=dram_bytes, cache_dir=cache_dir)
+    return build_verilated(verilog_text, toplevel=TOP_NAME, build_args=DEFAULT_BUILD_ARGS,
+                           public=public, optimize=optimize, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ Two memory models (``GEMMSTONE_RTL_MEMORY``), each with the top it needs:
 - ``dram`` (`SimDramTarget`, the default): `gemmstone.hw.sim_top.SimTop`, the accelerator
   with the DRAM model inside the simulation, driven by `gemmstone.hw.sim_bench.SimTopBench`.
   No Python runs per cycle or per beat: the clock is cocotb's C++ clock, memory moves in
-  and out as one binary file per request (one clock edge each), and a RUN request
-  simulates in chunks of `RUN_CHUNK_CYCLES` between STATUS polls, ending early once a run
-  in progress has finished.
+  and out as one binary file per request (one clock edge each), and a RUN request is one
+  timer, cut short by the top's ``busy`` output falling when a run in progress ends.
 - ``axiram`` (`AxiRamTarget`): the plain accelerator top with cocotbext-axi's `AxiRam` on
   ``m_axi`` and cocotb's Python clock (Python per beat and per cycle; about 10-20x slower).
   Kept to compare against and to cross-check the DRAM model.
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from gemmstone.driver.backends.rtl_link import (
@@ -41,16 +40,7 @@ from gemmstone.driver.backends.rtl_link import (
     receive,
     send,
 )
-from gemmstone.hw.register_map import BY_NAME, STATUS_BUSY
 from gemmstone.hw.sim_bench import PERIOD_NS, SimTopBench
-
-#: A RUN request on the DRAM top simulates at most this many cycles between two STATUS
-#: polls: a run that ends is noticed within that many cycles (under 1% of the time goes to
-#: polling), and the driver's next poll sees it idle.
-RUN_CHUNK_CYCLES = 1024
-
-_STATUS = BY_NAME["STATUS"].offset
-_BUSY = 1 << STATUS_BUSY.lsb
 
 
 class AxiRamTarget:
@@ -92,6 +82,7 @@ class SimDramTarget:
 
     def __init__(self, dut, *, size: int, workdir: Path, data_bytes: int,
                  latency: int) -> None:
+        self.dut = dut
         self.bench = SimTopBench(dut, data_bytes=data_bytes)
         self.bench.set_dram(latency=latency, rate=0)
         self.size = size
@@ -120,16 +111,14 @@ class SimDramTarget:
         await self.bench.write_memory(address, data, self.scratch)
 
     async def run(self, cycles: int) -> None:
-        """Simulate ``cycles`` cycles (the clock runs in C++; Python wakes only per chunk),
-        or fewer when a run in progress ends: the driver polls next anyway."""
-        busy = (await self.read_reg(_STATUS)) & _BUSY
-        left = max(1, cycles)
-        while left > 0:
-            chunk = min(left, RUN_CHUNK_CYCLES) if busy else left
-            await Timer(chunk * PERIOD_NS, unit="ns")
-            left -= chunk
-            if busy and left > 0 and not (await self.read_reg(_STATUS)) & _BUSY:
-                return
+        """Simulate ``cycles`` cycles, or fewer when a run in progress ends (the top's
+        ``busy`` output falls): the driver polls next anyway. The clock runs in C++ and
+        Python wakes once, at whichever comes first."""
+        delay = Timer(max(1, cycles) * PERIOD_NS, unit="ns")
+        if self.dut.busy.value:
+            await First(delay, FallingEdge(self.dut.busy))
+        else:
+            await delay
 
 
 TARGETS = {"dram": SimDramTarget, "axiram": AxiRamTarget}

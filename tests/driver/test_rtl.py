@@ -22,6 +22,7 @@ from gemmstone.driver import (
     DeviceClosedError,
     DeviceLostError,
     DeviceTimeoutError,
+    DriverError,
 )
 from gemmstone.isa import DmaWindowError, Program, WatchdogError, assemble
 
@@ -87,6 +88,15 @@ def test_out_of_window_fault_reads_as_on_func(devices):
     on_func, on_rtl = errors
     assert (on_rtl.index, on_rtl.address, on_rtl.text) == (1, 0x1033, on_func.text)
     assert str(on_rtl) == str(on_func).replace("backend func", "backend rtl")
+
+
+def test_memory_outside_the_simulated_dram_is_refused(devices):
+    _, rtl = devices
+    rtl.backend._write_mem(MEMORY - 3, b"xyz")
+    assert rtl.backend._read_mem(MEMORY - 5, 5) == b"\0\0xyz"
+    with pytest.raises(DriverError, match=r"the READ_MEM request failed: ValueError: "
+                       r"\[0xffffe, 0x100002\) is outside the 0x100000 bytes of simulated DRAM"):
+        rtl.backend._read_mem(MEMORY - 2, 4)
 
 
 def test_program_for_another_config_is_refused(devices):

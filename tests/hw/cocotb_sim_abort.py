@@ -5,7 +5,8 @@ program, its register settings, where its output lies and what it must be, and t
 watchdog values to abort it at. For each watchdog value: clear the output, run the program
 with that watchdog (it must end with a WATCHDOG error), poll STATUS back to back so the
 end is seen within a few cycles, START the whole program again at once, and record how it
-ended, its CYCLES and whether its output is right. Results go to ``GEMMSTONE_ABORT_RESULTS``.
+ended, its CYCLES, whether its output is right and what the top's ``busy`` output said
+during and after it. Results go to ``GEMMSTONE_ABORT_RESULTS``.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ async def start_right_after_abort(dut):
 
     async def full_run() -> dict:
         await start(0)
+        busy_during = int(dut.busy.value)
         try:
             await bench.wait_idle(plan["max_cycles"])
         except TimeoutError:
             return {"hung": True}
+        busy_after = int(dut.busy.value)
         out = await bench.read_memory(plan["out_addr"], len(plan["expected"]), scratch)
         return {"hung": False, "error": await bench.read("ERROR_CODE"),
-                "cycles": await bench.read("CYCLES"), "correct": out == plan["expected"]}
+                "cycles": await bench.read("CYCLES"), "correct": out == plan["expected"],
+                "busy": (busy_during, busy_after)}
 
     results = {"first": await full_run(), "again": await full_run(), "after_abort": []}
     for watchdog in plan["watchdogs"]:

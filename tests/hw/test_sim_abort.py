@@ -52,6 +52,7 @@ def test_run_started_right_after_an_abort_completes(tmp_path):
     results = pickle.loads(results_file.read_bytes())
     first = results["first"]
     assert not first["hung"] and first["error"] == ErrorCode.NONE and first["correct"]
+    assert first["busy"] == (1, 0)  # the sim top's busy output follows the run
     assert first["cycles"] > max(WATCHDOGS)  # every watchdog fires inside the run
     assert results["again"] == first
     assert [r["watchdog"] for r in results["after_abort"]] == list(WATCHDOGS), \

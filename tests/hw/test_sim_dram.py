@@ -33,6 +33,7 @@ from gemmstone.hw.sim_top import (
     ProgramRun,
     SimTop,
     build_sim_top,
+    cached_sim_top_verilog,
     run_programs,
     window_buffer,
 )
@@ -175,3 +176,15 @@ def test_program_run_lays_out_code_constants_and_inputs():
         program_run_of("gemm", program, {"x": inputs["a"]})
     with pytest.raises(ValueError, match="input 'a' has 34 bytes, its buffer 35"):
         program_run_of("gemm", program, {"a": inputs["a"].ravel()[:34]})
+
+
+def test_sim_top_verilog_is_cached_on_disk(tmp_path):
+    config = preset("tiny")
+    text = cached_sim_top_verilog(config, dram_bytes=RAM_BYTES, cache_dir=tmp_path)
+    assert text.startswith("// gemmstone simulation top: ")
+    assert f"// config {config.content_hash}" in text
+    [path] = (tmp_path / "verilog").glob("*.v")
+    assert path.read_text() == text
+    path.write_text("// from the cache")  # the next call must read it, not generate
+    assert cached_sim_top_verilog(config, dram_bytes=RAM_BYTES, cache_dir=tmp_path) \
+        == "// from the cache"
