@@ -16,6 +16,13 @@ programs of tests/sim/test_performance_calibration.py. Commands::
 
     .venv/bin/python benchmarks/perf_calibration.py                 # small (8x8), base (16x16)
     .venv/bin/python benchmarks/perf_calibration.py --full tiny rect small base
+    .venv/bin/python benchmarks/perf_calibration.py --dram sim --latencies 2,20,60 --full
+
+``--dram sim`` runs the same cases on the in-simulation DRAM instead (`gemmstone.hw.sim_top`
+with `gemmstone.hw.sim_dram`; no Python per cycle, so ``--full`` takes minutes, not hours)
+at each DRAM latency of ``--latencies``, against the model with
+`gemmstone.sim.performance_memory.sim_dram` timing; each run starts from a reset read
+arbiter. Outputs are not checked there (the RTL tests do that); the error table is.
 
 A preset whose Verilator build is not cached is built first (minutes on 2 cores).
 """
@@ -35,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "sim"))
 
 from test_performance_calibration import (  # noqa: E402
+    Comparison,
     _harness,
     calibration_cases,
     compare,
@@ -46,7 +54,9 @@ from test_performance_calibration import (  # noqa: E402
 from gemmstone.compiler.builder import ProgramBuilder  # noqa: E402
 from gemmstone.compiler.kernels.conv import emit_conv2d  # noqa: E402
 from gemmstone.compiler.kernels.gemm import pack_qparams  # noqa: E402
-from gemmstone.config import AcceleratorConfig  # noqa: E402
+from gemmstone.config import AcceleratorConfig, preset  # noqa: E402
+from gemmstone.sim.performance import COUNTERS, PerformanceModel  # noqa: E402
+from gemmstone.sim.performance_memory import sim_dram  # noqa: E402
 
 WORKLOADS = ROOT.parent / "shared" / "workloads" / "resnet18_conv.csv"
 #: The AxiRam's size (the harness's default of 256 KiB holds no 128-channel 3x3 weights).
@@ -108,23 +118,59 @@ def cases(config: AcceleratorConfig, full: bool) -> list:
     return found
 
 
+def compare_sim_dram(config: AcceleratorConfig, cases_: list, latency: int,
+                     workdir: Path) -> list[Comparison]:
+    """``cases_`` on the Verilated sim_top at DRAM ``latency`` and on the model."""
+    from gemmstone.hw.sim_top import build_sim_top, program_run, run_programs
+
+    model = build_sim_top(config, dram_bytes=RAM_BYTES * 8, optimize=True)
+    runs = [program_run(name, program, inputs, latency=latency)
+            for name, program, inputs in cases_]
+    results = run_programs(model, config, runs, workdir)
+    perf = PerformanceModel(config, sim_dram(latency), cache=False)
+    comparisons = []
+    for (name, program, _), run, result in zip(cases_, runs, results, strict=True):
+        if result.registers["ERROR_CODE"] or result.dram_error:
+            raise SystemExit(f"{name}: the sim_top run faulted: {result.registers}")
+        estimate = perf.run(program.words, instr_base=run.instr_base,
+                            window_base=run.window_base)
+        comparisons.append(Comparison(f"{name} @{latency}",
+                                      {k: result.registers[k] for k in COUNTERS},
+                                      estimate.counters, len(program.words)))
+    return comparisons
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("presets", nargs="*", default=["small", "base"])
     parser.add_argument("--full", action="store_true", help="every case (slow on 16x16)")
+    parser.add_argument("--dram", choices=("axiram", "sim"), default="axiram",
+                        help="the RTL's memory: cocotbext-axi's AxiRam (default) or sim_top's "
+                             "in-simulation DRAM")
+    parser.add_argument("--latencies", default="20",
+                        help="DRAM latencies for --dram sim, comma separated (default 20)")
     args = parser.parse_args(argv)
     harness = _harness()
     harness.RAM_BYTES = RAM_BYTES
     worst = []
     for name in args.presets:
         started = time.time()
-        config, model = harness.verilated(name)
         with tempfile.TemporaryDirectory() as tmp:
-            comparisons = compare(config, model, cases(config, args.full), Path(tmp))
+            if args.dram == "sim":
+                config = preset(name)
+                found = cases(config, args.full)
+                comparisons = []
+                for latency in (int(x) for x in args.latencies.split(",")):
+                    comparisons += compare_sim_dram(config, found, latency,
+                                                    Path(tmp) / str(latency))
+                memory = f"sim_top's DRAM at latencies {args.latencies}"
+            else:
+                config, model = harness.verilated(name)
+                comparisons = compare(config, model, cases(config, args.full), Path(tmp))
+                memory = "AxiRam behind the AXI port; outputs checked byte-exact"
         cycles = sum(c.rtl["CYCLES"] for c in comparisons)
         print(f"\n== {name}: {config.describe()}\n   {len(comparisons)} cases, {cycles:,} RTL "
-              f"cycles, {time.time() - started:.0f} s (AxiRam behind the AXI port; outputs "
-              "checked byte-exact)")
+              f"cycles, {time.time() - started:.0f} s ({memory})")
         print(table(comparisons))
         for problem in problems(comparisons):
             print(f"  outside target: {problem}")

@@ -809,7 +809,8 @@ class _Run:
                 line_prev = -1                # the writer took the previous row
                 # One row per pass, without calls: a store's rows are most of its cost.
                 ahead, slack = timing.write_ahead, timing.write_slack
-                response = timing.write_response
+                response, write_latency = timing.write_response, timing.write_latency
+                answered = responses[-1] if responses else -1   # the last response
                 depth = responses.maxlen
                 steps = pattern.steps
                 period = len(steps)
@@ -843,13 +844,14 @@ class _Run:
                     w_end = first_beat + steps[row % period] - 1
                     line_free = w_end
                     recent.append(w_end)
-                    responses.append(w_end + response)
+                    answered = max(w_end + response, aw + write_latency, answered + 1)
+                    responses.append(answered)
                     aw += 1
                 aw -= 1
                 aw_next = aw + 1
                 aw_free = aw
                 finish = taken
-                output_empty = w_end + timing.write_response + 1
+                output_empty = answered + 1
                 if values["push_prev"]:  # it pushes once its writes are acknowledged
                     finish = max(finish + 1, output_empty)
             fsm_free = finish + 1

@@ -12,7 +12,8 @@ cycle. The memory answers bursts in the order it accepted them, one beat per cyc
 latency from an address handshake to the first data beat, how many bursts it accepts
 ahead of their data, and the write-response latency. `AXI_RAM` is cocotbext-axi's
 `AxiRam` as the RTL tests use it (measured on traces of the tiny preset); `sim_dram`
-describes ``hw/sim_dram.py``'s in-simulation model for a given latency.
+describes ``hw/sim_dram.py``'s in-simulation model for a given latency (calibrated on
+sim_top runs at several latencies).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class MemoryTiming:
         ``k - write_ahead``.
     write_response : int
         Cycles from a burst's last write beat to its write response.
+    write_latency : int
+        Cycles from a write burst's address handshake to its response at the earliest
+        (0: no such bound). Responses come in order, one per cycle at most.
     """
 
     read_latency: int = 2
@@ -66,9 +70,11 @@ class MemoryTiming:
     write_ahead: int = 3
     write_slack: int = -2
     write_response: int = 2
+    write_latency: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("read_latency", "read_ahead", "write_ahead", "write_response"):
+        for name in ("read_latency", "read_ahead", "write_ahead", "write_response",
+                     "write_latency"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"'{name}' must be a non-negative integer, not {value!r}")
@@ -83,12 +89,15 @@ AXI_RAM = MemoryTiming()
 
 def sim_dram(latency: int) -> MemoryTiming:
     """Timing of ``hw/sim_dram.py``'s model with its ``latency`` input set to ``latency``
-    (64 bursts accepted ahead of their data, a registered read stage: latencies below 2
-    act as 2). Not yet calibrated against RTL runs."""
+    (64 bursts accepted ahead of their data; a registered read stage: read latencies
+    below 2 act as 2; a write response ``latency`` cycles after the burst's address, and
+    not before the cycle after its last beat). Calibrated against the Verilated sim_top
+    at latencies 2, 20 and 60 (benchmarks/perf_calibration.py --dram sim)."""
     if type(latency) is not int or latency < 0:
         raise ValueError(f"'latency' must be a non-negative integer, not {latency!r}")
     return MemoryTiming(read_latency=max(2, latency), read_ahead=64, read_slack=0,
-                        write_ahead=64, write_slack=0, write_response=max(1, latency))
+                        write_ahead=64, write_slack=0, write_response=1,
+                        write_latency=latency)
 
 
 @dataclass(frozen=True)
