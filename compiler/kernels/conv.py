@@ -180,4 +180,4 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
                              w=w, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
                              block_m=block_m, nbuf=nbuf, a_panels=a_panels,
                              out_stride=out_channels,
-                             out_col=out_col, residual=residual)
+                             out_col=out_col, residual=residual, a_run=wo)

@@ -1,50 +1,73 @@
-"""A small cost model of the tiled matmul pipeline, used to choose its tiling.
+"""A cost model of the tiled matmul pipeline, used to choose its tiling.
 
 `gemm.emit_tiled_matmul` cuts the output into tiles of ``block_m`` rows x ``cols``
 columns, m tiles outermost; each tile accumulates over k steps (a weight tile of <=
-``rows`` rows and an A tile of ``block_m`` lines each). With ``nbuf >= 2`` slots the load,
-compute and store units overlap, so a tile costs about the slowest of its loads, its
-compute and its store; with one slot they take turns. The A tiles of an m tile are either
-kept on chip for all its column blocks (``a_panels`` = 1 or 2 resident panels of every k
-step's A tile; 2 lets the next m tile's panel load while this one is used) or, when no
-panel fits the scratchpad, reloaded for every column block (``a_panels`` = 0).
+``rows`` rows and an A tile of ``block_m`` lines each). Weight tiles of consecutive steps
+share one LOAD (a *group*). With ``nbuf >= 2`` slots the load, compute and store units
+overlap; with one slot they take turns. The A tiles of an m tile are either kept on chip
+for all its column blocks (``a_panels`` = 1 or 2 resident panels; with 2 the next m
+tile's panel may load while this one is used) or reloaded for every column block
+(``a_panels`` = 0).
 
-Cycle counts per tile:
+The costs follow the RTL as the calibrated performance model (`gemmstone.sim.performance`)
+times it, not bytes over bandwidth alone:
 
-- loads: per LOAD ``dram_latency`` + 1, plus bytes / ``dram_bytes_per_cycle``: every k
-  step's weight tile (``kk * nc`` bytes), and the A tiles (``mb * kk`` bytes, ``a_loads``
-  LOADs per step) in the first column block only when the panel is resident;
-- compute: PRELOAD ``kk`` rows + MATMUL ``mb`` rows + the array's fill and drain
-  (``rows + cols``) per k step;
-- store: ``dram_latency`` + ``mb * nc * out_bytes`` / ``dram_bytes_per_cycle``.
+- DMA: every DRAM line is its own burst and the load unit takes at most one line per
+  cycle, so a LOAD of ``n`` lines of ``len`` bytes costs ``n * ceil(len / bw)`` cycles
+  (at least one per line however wide the bus) plus `LOAD_OVERHEAD` (the hand-off between
+  two LOADs); instruction fetch (one line per word), LOADQ and LOADACC share the read
+  channel. STORE writes one burst per row.
+- compute: a k step's MATMUL streams ``block_m`` lines while the next PRELOAD fills the
+  shadow weights; a PRELOAD into a weight bank waits for the array to let go of the
+  bank's last input (``rows + cols - 2`` cycles), so a step costs
+  ``max(mb + 2, kk + 3, (mb + kk + rows + cols - 1) / 2)``. Results reach the
+  accumulator ``rows + cols + 2`` cycles after the last input (the drain).
+- slots: a LOAD into a slot waits until the MATMUL that last read it has drained, so one
+  slot's round trip (load, DRAM latency, PRELOAD, compute, drain) is spread over
+  ``nbuf`` slots; an accumulator slot likewise waits for its tile's STORE.
+- look-ahead: dispatch fills the unit queues in program order, so a LOAD starts at most
+  ``queue_depth / 2`` k steps before its data is computed on (two compute instructions
+  per step); a weight LOAD that takes longer stalls the array.
+- m tiles: with one resident panel, the next m tile's A loads wait until the array is
+  done with the panel, so its first column block starts cold.
 
+A tile then costs the largest of its loads, compute, store and slot round trips.
 `choose_plan` evaluates every (``nbuf``, ``a_panels``, ``block_m``) candidate the on-chip
-buffers hold and keeps the cheapest: more slots overlap more but leave shorter tiles (the
-weight tiles are fetched once per m tile), a resident panel saves the A reloads but takes
-scratchpad that could hold taller tiles.
+buffers hold and keeps the cheapest; estimates within `TIE_TOLERANCE` of the cheapest
+count as a tie, decided by the DRAM traffic (then taller tiles).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gemmstone.config import AcceleratorConfig
 
-__all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "Plan", "block_limit"]
+__all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "Plan", "block_limit",
+           "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
+_MAX_GROUP = 16      # k steps per weight LOAD at most (gemm._MAX_GROUP)
+_WORD_BYTES = 16     # an instruction word is one fetched line
+#: Cycles a LOAD adds to its lines when LOADs follow each other (the load unit's back
+#: hands over and re-arms between two; measured on the performance model: 5-7).
+LOAD_OVERHEAD = 6
+#: Estimates this close (relative) to the cheapest are a tie, decided by DRAM traffic.
+TIE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class Plan:
     """A tiling of `gemm.emit_tiled_matmul`: tile height, pipeline slots, resident A
-    panels (0: A reloaded per column block) and the estimated cycles."""
+    panels (0: A reloaded per column block), the estimated cycles and DRAM bytes."""
 
     block_m: int
     nbuf: int
     a_panels: int
     cycles: int
+    traffic: int = 0
 
 
 def block_limit(config: AcceleratorConfig, *, steps: int, nbuf: int, a_panels: int,
@@ -57,56 +80,124 @@ def block_limit(config: AcceleratorConfig, *, steps: int, nbuf: int, a_panels: i
                _MAX_BLOCK_M)
 
 
+def _beats(length: int, bw: int) -> int:
+    """Bus beats (cycles of the read or write channel) of one DRAM line."""
+    return max(1, -(-length // bw))
+
+
+def _group_size(config: AcceleratorConfig, steps: int, nbuf: int, a_panels: int,
+                block_m: int, spad_free: int) -> int:
+    """k steps per weight LOAD, as `gemm.emit_tiled_matmul` groups them."""
+    left = spad_free - (a_panels * steps if a_panels else nbuf) * block_m
+    return max(1, min(steps, _MAX_GROUP, left // (nbuf * config.rows)))
+
+
+def traffic_bytes(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
+                  block_m: int, a_panels: int, out_bytes: int = 1) -> int:
+    """DRAM bytes a tiling moves: A once per m tile (resident) or per column block,
+    the weights once per m tile, the output once."""
+    ksum = sum(k_sizes)
+    m_tiles = -(-m // block_m)
+    n_blocks = -(-n // config.cols)
+    return m * ksum * (1 if a_panels else n_blocks) + m_tiles * ksum * n + m * n * out_bytes
+
+
 def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
                     block_m: int, nbuf: int, a_loads: int = 1, out_bytes: int = 1,
-                    a_panels: int = 0) -> int:
+                    a_panels: int = 0, spad_free: int | None = None,
+                    residual: bool = False, a_run: int | None = None) -> int:
     """Estimated cycles of ``emit_tiled_matmul`` with this tiling (see the module
-    docstring); ``a_loads`` is the number of LOADs per A tile (a conv gathers one per
-    output row run)."""
-    bw, lat = config.dram_bytes_per_cycle, config.dram_latency
-    fill = config.rows + config.cols
-    ksum, steps = sum(k_sizes), len(k_sizes)
+    docstring); ``a_loads`` is the number of LOADs per A tile, or ``a_run`` the output
+    pixels one A LOAD gathers (a conv: one per output row run, about
+    ``block_m / a_run + 1`` per tile); ``spad_free`` (default all) decides the weight
+    groups; ``residual`` adds a residual's LOADACC and ALU per tile."""
+    c = config
+    bw, lat = c.dram_bytes_per_cycle, c.dram_latency
+    word = _beats(_WORD_BYTES, bw)
+    pipe = c.rows + c.cols + 2                  # last input to its accumulator write
+    look = max(1, c.queue_depth // (2 + 2 * residual))   # steps dispatch runs ahead
+    steps = len(k_sizes)
+    kinds = Counter(k_sizes)                    # k step sizes: usually one or two
+    ksum = sum(k_sizes)
+    kmax = max(k_sizes)
+    group = _group_size(c, steps, nbuf, a_panels, block_m,
+                        c.spad_lines if spad_free is None else spad_free)
+    groups = -(-steps // group)
+    group_lines = ksum / groups
     full_m, rest_m = divmod(m, block_m)
-    full_n, rest_n = divmod(n, config.cols)
-    m_tiles = [(mb, count) for mb, count in ((block_m, full_m), (rest_m, 1)) if mb and count]
-    n_blocks = [(config.cols, full_n)] + ([(rest_n, 1)] if rest_n else [])
-    overlap = nbuf >= 2
+    full_n, rest_n = divmod(n, c.cols)
+    m_tiles = [(mb, count) for mb, count in ((block_m, full_m), (rest_m, 1)) if count and mb]
+    n_blocks = [(nc, count) for nc, count in ((c.cols, full_n), (rest_n, 1)) if count and nc]
 
-    def tile(mb: int, nc: int, with_a: bool) -> float:
-        load = steps * (lat + 1) + ksum * nc / bw
-        if with_a:
-            load += steps * (lat + a_loads) + mb * ksum / bw
-        compute = ksum + steps * (mb + fill)
-        store = lat + mb * nc * out_bytes / bw
-        return max(load, compute, store) if overlap else load + compute + store
+    def tile(mb: int, nc: int, with_a: bool, cold: bool) -> float:
+        """Cycles of one tile of ``mb`` x ``nc`` (``with_a``: it loads the A tiles;
+        ``cold``: nothing of it could load ahead)."""
+        loads = a_loads if a_run is None else mb / a_run + 1
+        w_load = ksum * _beats(nc, bw) + groups * LOAD_OVERHEAD
+        a_load = (sum(count * mb * _beats(kk, bw) for kk, count in kinds.items())
+                  + steps * loads * LOAD_OVERHEAD) if with_a else 0
+        words = 2 * steps + groups + (steps * loads if with_a else 0) + 2 + 3 * residual
+        loadq = 3 * _beats(4 * nc, bw) if out_bytes == 1 else 0
+        extra_read = loadq + (mb * (_beats(nc, bw) + _beats(4 * nc, bw)) if residual else 0)
+        load = w_load + a_load + words * word + extra_read
+        step = {kk: max(mb + 2, kk + 3, (mb + kk + c.rows + c.cols - 1) / 2) for kk in kinds}
+        compute = sum(count * step[kk] for kk, count in kinds.items())
+        if residual:  # LOADACC int8 of the rows, the multipliers, the ALU pass
+            compute += 2 * (lat + 4) + mb * (_beats(nc, bw) + _beats(4 * nc, bw)) + mb + 6
+        store = (lat + 4 + loadq if out_bytes == 1 else 0) + mb * _beats(nc * out_bytes, bw) \
+            + lat + 4
+        per_step = compute / steps
+        # Dispatch lets a group's weight LOAD start only `look` steps before its first
+        # step (with reloaded A tiles, the slots already keep the loads that close).
+        w_wait = max(0.0, lat + 2 * LOAD_OVERHEAD + group_lines * _beats(nc, bw)
+                     - look * per_step)
+        chunks = steps if with_a and not a_panels else groups
+        # A slot's round trip: its load, the DRAM latency, PRELOAD, compute, drain.
+        trip = (load + compute + chunks * (lat + kmax + 3 + pipe)) / nbuf
+        acc_trip = (compute + pipe + store + lat) / nbuf
+        time = max(load, compute + groups * w_wait, store, trip, acc_trip)
+        if cold:  # it starts once the array is done: the first step's data, the drain
+            first = (a_load / steps if with_a else 0) + group_lines * _beats(nc, bw)
+            time = max(time, load + per_step, first + compute) + lat + pipe
+        return time
 
     total = 0.0
-    blocks = [(nc, count) for nc, count in n_blocks if count]
-    for mb, m_count in m_tiles:
-        # A resident panel is loaded with the first column block only.
-        per_m = sum(tile(mb, nc, not a_panels) * count for nc, count in blocks)
-        per_m += tile(mb, blocks[0][0], True) - tile(mb, blocks[0][0], not a_panels)
-        total += per_m * m_count
-    if overlap:
-        total += (lat + 1 + (m_tiles[0][0] + n_blocks[0][0]) * k_sizes[0] / bw
-                  + lat + m_tiles[-1][0] * n_blocks[-1][0] * out_bytes / bw)
+    for index, (mb, m_count) in enumerate(m_tiles):
+        for nb_index, (nc, count) in enumerate(n_blocks):
+            first_block = nb_index == 0
+            rest = count - 1 if first_block else count
+            with_a = not a_panels  # the other column blocks reload A only without panels
+            total += rest * tile(mb, nc, with_a, False) * m_count
+            if first_block:
+                # The first column block loads the resident panel (or the A tiles).
+                warm = tile(mb, nc, True, False)
+                cold = tile(mb, nc, True, True)
+                starts = m_count - (1 if index == 0 else 0)  # m tiles after the first
+                total += (cold if a_panels == 1 else warm) * starts
+                if index == 0:
+                    total += cold
+    # The last tile's drain and store, and the first instruction fetch.
+    mb, nc = m_tiles[-1][0], n_blocks[-1][0]
+    total += pipe + mb * _beats(nc * out_bytes, bw) + 2 * lat + 16
     return int(round(total))
 
 
 def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
                 spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
-                out_bytes: int = 1, nbuf: int | None = None) -> Plan:
+                out_bytes: int = 1, nbuf: int | None = None,
+                a_run: int | None = None) -> Plan:
     """The cheapest `Plan` for an ``m`` x ``n`` output with k steps of ``k_sizes`` rows,
     given the free scratchpad lines and accumulator rows (``extra_acc`` more blocks of
     ``block_m`` rows are needed, e.g. a residual's multipliers); ``nbuf`` fixes the slot
-    count.
+    count; ``a_loads`` / ``a_run`` as in `estimate_cycles`. Estimates within
+    `TIE_TOLERANCE` of the cheapest go to the one moving the fewest DRAM bytes.
 
     Raises
     ------
     ValueError
         If no tiling fits the free on-chip buffers.
     """
-    best = None
+    found = []
     steps = len(k_sizes)
     slot_counts = [nbuf] if nbuf else range(1, min(config.token_depth, 3) + 1)
     for slots in slot_counts:
@@ -121,14 +212,18 @@ def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n:
             for block_m in sorted(heights, reverse=True):
                 cycles = estimate_cycles(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
                                          nbuf=slots, a_loads=a_loads, out_bytes=out_bytes,
-                                         a_panels=a_panels)
-                key = (cycles, -block_m, -a_panels, -slots)
-                if best is None or key < best[0]:
-                    best = (key, Plan(block_m, slots, a_panels, cycles))
-    if best is None:
+                                         a_panels=a_panels, spad_free=spad_free,
+                                         residual=bool(extra_acc), a_run=a_run)
+                traffic = traffic_bytes(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
+                                        a_panels=a_panels, out_bytes=out_bytes)
+                found.append(Plan(block_m, slots, a_panels, cycles, traffic))
+    if not found:
         raise ValueError(f"no tiling fits {spad_free} free scratchpad lines and {acc_free} "
                          f"free accumulator rows")
-    return best[1]
+    cheapest = min(plan.cycles for plan in found)
+    ties = [plan for plan in found if plan.cycles <= cheapest * (1 + TIE_TOLERANCE)]
+    return min(ties, key=lambda plan: (plan.traffic, plan.cycles, -plan.block_m,
+                                       -plan.a_panels, -plan.nbuf))
 
 
 def choose_tiling(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,

@@ -112,7 +112,8 @@ def pack_qparams(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
 
 def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
               qparams: Buffer | None = None, *, zp: int = 0, lo: int = -128, hi: int = 127,
-              block_m: int | None = None, nbuf: int | None = None) -> dict:
+              block_m: int | None = None, nbuf: int | None = None,
+              a_panels: int | None = None) -> dict:
     """Emit ``out = requant(a @ b)``: int8 row-major ``a`` [M, K] and ``b`` [K, N].
 
     Parameters
@@ -133,6 +134,8 @@ def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
     nbuf : int, optional
         Scratchpad and accumulator slots of the pipeline, 1 to ``config.token_depth``;
         the default is 2 (double buffering), or 1 when the token depth is 1.
+    a_panels : int, optional
+        Resident A panels, as in `emit_tiled_matmul`.
 
     Raises
     ------
@@ -153,7 +156,7 @@ def emit_gemm(builder: ProgramBuilder, a: Buffer, b: Buffer, out: Buffer,
     k_steps = [(k0, min(rows, k - k0)) for k0 in range(0, k, rows)]
     return emit_tiled_matmul(builder, m=m, k_steps=k_steps, load_a=row_major_a(a, rows),
                              w=b, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
-                             block_m=block_m, nbuf=nbuf)
+                             block_m=block_m, nbuf=nbuf, a_panels=a_panels)
 
 
 def row_major_a(a: Buffer, rows: int) -> LoadA:
@@ -176,7 +179,7 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                       zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
                       nbuf: int | None = None, a_panels: int | None = None,
                       out_stride: int | None = None, out_col: int = 0,
-                      residual: Residual | None = None) -> dict:
+                      residual: Residual | None = None, a_run: int | None = None) -> dict:
     """Emit the pipelined ``out[M, N] = requant(sum over steps of A_step @ W[k0:k0+kk])``.
 
     Parameters
@@ -203,6 +206,9 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         group of a grouped convolution).
     residual : Residual, optional
         An int8 residual added to the accumulators before the products.
+    a_run : int, optional
+        For the cost model: rows of A one LOAD gathers at most (a convolution's output
+        row length); by default one LOAD per k step.
 
     Returns
     -------
@@ -248,7 +254,7 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     first = len(builder)
     ks = len(k_steps)
     block_m, a_panels = _choose_tiling(builder, m, [kk for _, kk in k_steps], n, block_m,
-                                       nbuf, a_panels, residual is not None, esize)
+                                       nbuf, a_panels, residual is not None, esize, a_run)
     a_slots = builder.spad_slots(a_panels * ks if a_panels else nbuf, block_m)
     # Consecutive k steps whose weight rows follow each other share one weight LOAD: as
     # many (up to _MAX_GROUP) as the scratchpad left over holds.
@@ -428,7 +434,7 @@ def _check_output_stage(int8_out: bool, qparams: Buffer | None, n: int, zp: int,
 
 def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
                    block_m: int | None, nbuf: int, a_panels: int | None, residual: bool,
-                   esize: int) -> tuple[int, int]:
+                   esize: int, a_run: int | None) -> tuple[int, int]:
     """``(block_m, a_panels)``: the cost model's choice for the free on-chip buffers, or
     the given ``block_m`` with the most resident A panels that fit it."""
     config = builder.config
@@ -445,7 +451,7 @@ def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
         else:
             plan = choose_plan(config, m=m, k_sizes=k_sizes, n=n, spad_free=builder.spad_free,
                                acc_free=builder.acc_free, extra_acc=int(residual),
-                               out_bytes=esize, nbuf=nbuf)
+                               out_bytes=esize, nbuf=nbuf, a_run=a_run)
             return plan.block_m, plan.a_panels
     if not 1 <= block_m <= limits[0]:
         raise BuildError(f"'block_m' must be from 1 to {limits[0]} for {nbuf} slots on this "

@@ -135,8 +135,7 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
                        for c0 in range(0, ci1 - ci0, config.rows)]
             tiling_plan = choose_plan(
                 config, m=m, k_sizes=k_sizes, n=co1 - co0, spad_free=config.spad_lines,
-                acc_free=config.acc_rows, extra_acc=res is not None,
-                a_loads=max(1, -(-min(m, config.acc_rows // 2) // wo)))
+                acc_free=config.acc_rows, extra_acc=res is not None, a_run=wo)
             plan = emit_conv2d(builder, x, w, out, q, kernel_size=(kh, kw),
                                stride=tuple(acc.attrs["stride"]),
                                padding=tuple(acc.attrs["padding"]),

@@ -15,7 +15,7 @@ from gemmstone.config import AcceleratorConfig
 
 __all__ = ["lower", "graph_hash", "COMPILER_VERSION"]
 
-COMPILER_VERSION = "gemmstone-lowering-2"  # part of the cache key: bump when output changes
+COMPILER_VERSION = "gemmstone-lowering-3"  # part of the cache key: bump when output changes
 
 
 def graph_hash(graph: Graph) -> str:
