@@ -75,8 +75,9 @@ class ModelRun:
         Host steps of one inference, by op.
     report : dict
         The compiler's report (`gemmstone.compiler.lowering.CompiledModel.report`).
-    compile_seconds, run_seconds : float
-        Wall time of compiling (or reading the cache) and of running all batches.
+    compile_seconds, open_seconds, run_seconds : float
+        Wall time of compiling (or reading the cache), of opening the device (starting the
+        rtl simulator) and loading the programs, and of running all batches.
     """
 
     name: str
@@ -92,6 +93,7 @@ class ModelRun:
     report: dict
     compile_seconds: float
     run_seconds: float
+    open_seconds: float = 0.0
     calls: int = field(default=0)
 
     @property
@@ -183,6 +185,8 @@ def run_model(model: str, *, backend: str = "func", config: AcceleratorConfig | 
     started = time.perf_counter()
     with Device(config, backend, timeout=timeout, **(device_options or {})) as device:
         loaded = LoadedModel(compiled, device)
+        open_seconds = time.perf_counter() - started
+        started = time.perf_counter()
         if progress is not None:
             loaded.on_program = lambda: progress(loaded.program_runs, total)
             progress(0, total)
@@ -196,7 +200,7 @@ def run_model(model: str, *, backend: str = "func", config: AcceleratorConfig | 
                     reference=workload.reference(batches)[:count], labels=workload.labels,
                     counters=counters, host_ops=loaded.host_ops(),
                     report=compiled.report, compile_seconds=compile_seconds,
-                    run_seconds=run_seconds, calls=calls)
+                    open_seconds=open_seconds, run_seconds=run_seconds, calls=calls)
 
 
 @dataclass

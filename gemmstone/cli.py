@@ -317,6 +317,7 @@ def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> Non
                   f"{counters.get('bytes_read', 0):,} / {counters.get('bytes_written', 0):,}")
     table.add_row("wall time (run)", f"{result.run_seconds:.1f} s "
                   f"({1000 * result.run_seconds / result.samples:.0f} ms per input)")
+    table.add_row("wall time (open + load)", f"{result.open_seconds:.1f} s")
     console.print(table)
     console.print("host steps per run: " + (", ".join(
         f"{op} x{n}" for op, n in sorted(result.host_ops.items())) or "none"))
