@@ -5,9 +5,12 @@ output, so results are exact, and faults are reported the same way) and then tim
 same instruction words on `gemmstone.sim.performance` at the run's bus addresses
 (INSTR_BASE, WINDOW_BASE): CYCLES, the busy, stall and byte counters then read as the
 RTL's counters would (hw/register_map.py), within the model's calibration (2% on CYCLES).
-Each run is timed from a reset core (the read arbiter's grant at 0), so the same program
-gives the same counters on every run, equal to `gemmstone.sim.performance.estimate`
-when the bus width divides the driver's allocation alignment (128 bytes).
+Each run is timed from a reset core (the read arbiter's grant at 0, as the RTL restarts
+it), so the same program gives the same counters on every run, equal to
+`gemmstone.sim.performance.estimate` with the same memory timing when the bus width
+divides the driver's allocation alignment (128 bytes). The memory is the ``rtl``
+backend's default, the in-simulation DRAM at ``config.dram_latency``, unless told
+otherwise.
 
 WATCHDOG is ignored, as on the ``func`` backend: the outputs are computed before the
 clock is known, so there is no partial run to abort.
@@ -21,7 +24,7 @@ from gemmstone.hw.register_map import STATUS_ERROR
 from gemmstone.isa.encoding import bytes_to_words
 from gemmstone.isa.table import WORD_BYTES
 from gemmstone.sim.performance import PerformanceModel
-from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming
+from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
 
 __all__ = ["PerfBackend"]
 
@@ -35,10 +38,11 @@ class PerfBackend(FuncBackend):
     Parameters
     ----------
     config : AcceleratorConfig
-    memory : MemoryTiming
-        The DRAM timing the performance model assumes (cocotbext-axi's AxiRam, what the
-        model is calibrated on, by default; `gemmstone.sim.performance_memory.sim_dram`
-        for the in-simulation DRAM model).
+    memory : {"dram", "axiram"} or MemoryTiming
+        The DRAM timing the performance model assumes, named as the ``rtl`` backend's
+        memories: ``"dram"`` (the default) the in-simulation DRAM model at
+        ``config.dram_latency`` (`gemmstone.sim.performance_memory.sim_dram`),
+        ``"axiram"`` cocotbext-axi's AxiRam (`AXI_RAM`); or any `MemoryTiming`.
     schedule_seed : int, optional
         As for `FuncBackend` (the functional run's unit interleaving; timing is unaffected).
 
@@ -54,9 +58,16 @@ class PerfBackend(FuncBackend):
 
     name = "perf"
 
-    def __init__(self, config: AcceleratorConfig, *, memory: MemoryTiming = AXI_RAM,
+    def __init__(self, config: AcceleratorConfig, *, memory: str | MemoryTiming = "dram",
                  schedule_seed: int | None = None) -> None:
         super().__init__(config, schedule_seed=schedule_seed)
+        if memory == "dram":
+            memory = sim_dram(config.dram_latency)
+        elif memory == "axiram":
+            memory = AXI_RAM
+        elif not isinstance(memory, MemoryTiming):
+            raise ValueError(f"perf backend: 'memory' must be 'dram', 'axiram' or a "
+                             f"MemoryTiming, not {memory!r}")
         self.timing = PerformanceModel(config, memory)
         self.last_estimate = None
 

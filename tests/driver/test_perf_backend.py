@@ -20,7 +20,7 @@ from gemmstone.isa import (
     assemble,
 )
 from gemmstone.sim.performance import COUNTERS, PerformanceModel, estimate
-from gemmstone.sim.performance_memory import sim_dram
+from gemmstone.sim.performance_memory import AXI_RAM, sim_dram
 
 TINY = preset("tiny")
 
@@ -40,7 +40,8 @@ def test_outputs_equal_func_and_counters_equal_the_estimate(name):
             for key, value in func.execute(program, inputs).items():
                 np.testing.assert_array_equal(outputs[key], value)
             np.testing.assert_array_equal(outputs["out"], expected["out"])
-            wanted = estimate(program, config).counters
+            # The default memory is the rtl backend's: the in-simulation DRAM.
+            wanted = estimate(program, config, memory=sim_dram(config.dram_latency)).counters
             assert perf.counters() == {k.lower(): v for k, v in wanted.items()}
             assert wanted["CYCLES"] > wanted["RETIRED_COMPUTE"] > 0
 
@@ -54,21 +55,32 @@ def test_counters_are_timed_at_the_run_addresses_and_repeat():
         first = device.run(loaded)
         second = device.run(loaded)
         timed = device.backend.last_estimate.counters
-        at = PerformanceModel(TINY).run(program.words, instr_base=loaded.code.address,
-                                        window_base=loaded.window.address).counters
+        at = PerformanceModel(TINY, sim_dram(TINY.dram_latency)).run(
+            program.words, instr_base=loaded.code.address,
+            window_base=loaded.window.address).counters
     assert first == second == {k.lower(): v for k, v in at.items()} == {
         k.lower(): v for k, v in timed.items()}
     assert set(first) == {name.lower() for name in COUNTERS}
 
 
-def test_memory_timing_is_an_option():
+@pytest.mark.parametrize(("memory", "timing"), [
+    ("axiram", AXI_RAM), (sim_dram(40), sim_dram(40)),
+    ("dram", sim_dram(TINY.dram_latency))])
+def test_memory_timing_is_an_option(memory, timing):
     program, inputs, _ = gemm_case(TINY, np.random.default_rng(9), 16, 8, 16)
-    slow = sim_dram(40)
-    with Device(TINY, backend="perf", memory=slow) as device:
+    with Device(TINY, backend="perf", memory=memory) as device:
         device.execute(program, inputs)
         counters = device.counters()
-    assert counters["cycles"] == estimate(program, TINY, memory=slow).cycles
-    assert counters["cycles"] > estimate(program, TINY).cycles  # 40-cycle DRAM is slower
+    assert counters["cycles"] == estimate(program, TINY, memory=timing).cycles
+    # AxiRam answers in 2 cycles, the DRAM model here in 20 or 40: slower.
+    assert (counters["cycles"] > estimate(program, TINY, memory=AXI_RAM).cycles) == (
+        memory != "axiram")
+
+
+def test_unknown_memory_is_refused():
+    with pytest.raises(ValueError, match="perf backend: 'memory' must be 'dram', 'axiram' "
+                                         "or a MemoryTiming, not 'ddr'"):
+        Device(TINY, backend="perf", memory="ddr")
 
 
 def test_backend_is_registered():
