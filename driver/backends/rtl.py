@@ -12,7 +12,7 @@ Memory: ``memory="dram"`` (the default) simulates `gemmstone.hw.sim_top.SimTop`,
 accelerator with the DRAM model inside the simulation (`gemmstone.hw.sim_dram`, latency
 ``config.dram_latency``): memory moves in and out as one binary file per request, the clock
 runs in C++ and no Python runs per cycle or per bus beat. ``memory="axiram"`` is the plain
-accelerator top with cocotbext-axi's `AxiRam` (Python per beat, 10-20x slower), kept for
+accelerator top with cocotbext-axi's `AxiRam` (Python per beat, about 10x slower), kept for
 comparison. The model is built once per config and memory model (cached on disk by content
 hash, see `gemmstone.hw.sim_build`); the simulated DRAM always holds ``config.dram_bytes``
 (so one build serves every ``memory_bytes``), of which the driver uses ``memory_bytes``.

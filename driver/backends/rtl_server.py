@@ -15,7 +15,8 @@ Two memory models (``GEMMSTONE_RTL_MEMORY``), each with the top it needs:
   and out as one binary file per request (one clock edge each), and a RUN request is one
   timer, cut short by the top's ``busy`` output falling when a run in progress ends.
 - ``axiram`` (`AxiRamTarget`): the plain accelerator top with cocotbext-axi's `AxiRam` on
-  ``m_axi`` and cocotb's Python clock (Python per beat and per cycle; about 10-20x slower).
+  ``m_axi`` and cocotb's Python clock (Python per beat and per cycle; about 10x slower:
+  benchmarks/rtl_backend_speed.py).
   Kept to compare against and to cross-check the DRAM model.
 
 Import this module only inside a cocotb simulation.
