@@ -24,6 +24,7 @@ from gemmstone.isa.errors import ExecutionError
 from gemmstone.isa.program import Buffer, Program
 from gemmstone.isa.reference import render
 from gemmstone.isa.table import isa_hash
+from gemmstone.sim.sweep.cli import sweep_command
 
 __all__ = ["main"]
 
@@ -478,3 +479,7 @@ def hw_verilog(preset: str | None, config_path: str | None, output: str | None) 
         _console().print(f"wrote {output}: {config.describe()}, {len(text.splitlines())} lines")
     else:
         click.echo(text, nl=False)
+
+
+# Defined with the sweep package it drives (its heavy imports happen only when a sweep runs).
+main.add_command(sweep_command)
