@@ -23,7 +23,7 @@ from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.gemm import Residual, emit_tiled_matmul
 from gemmstone.isa.program import Buffer
 
-__all__ = ["emit_conv2d", "conv2d_output_shape"]
+__all__ = ["emit_conv2d", "conv2d_output_shape", "conv_gather"]
 
 _MAX_PAD = (1 << 8) - 1  # pad_lo and pad_hi of LOAD are 8 bits wide
 
@@ -43,6 +43,22 @@ def conv2d_output_shape(height: int, width: int, kernel_size: int | tuple[int, i
     (kh, kw), (sh, sw), (ph, pw) = (_pair("kernel_size", kernel_size, 1),
                                     _pair("stride", stride, 1), _pair("padding", padding, 0))
     return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+def conv_gather(height: int, width: int, kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int, int, int]) -> tuple[float, float]:
+    """``(run, fill)`` of the A gather (`cost.estimate_cycles`'s ``a_gather``): output
+    pixels per LOAD on average over the kernel taps (an output row, or a whole tile where
+    rows continue each other in DRAM) and the fraction of A lines read from DRAM rather
+    than padding. ``padding`` is (top, left, bottom, right)."""
+    (kh, kw), (sh, sw), (ph, pw, pb, pr) = kernel, stride, padding
+    ho, wo = (height + ph + pb - kh) // sh + 1, (width + pw + pr - kw) // sw + 1
+    rows_in = [sum(0 <= oy * sh - ph + y < height for oy in range(ho)) for y in range(kh)]
+    cols_in = [sum(0 <= ox * sw - pw + x < width for ox in range(wo)) for x in range(kw)]
+    fill = sum(rows_in) / (kh * ho) * sum(cols_in) / (kw * wo)
+    # A tap whose rows hold no padding and follow each other in DRAM is one LOAD.
+    joined = sum(count == wo for count in cols_in) / kw if wo * sw == width else 0.0
+    return (wo / (1 - joined) if joined < 1 else float(1 << 12)), fill
 
 
 def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
@@ -180,4 +196,6 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
                              w=w, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
                              block_m=block_m, nbuf=nbuf, a_panels=a_panels,
                              out_stride=out_channels,
-                             out_col=out_col, residual=residual, a_run=wo)
+                             out_col=out_col, residual=residual,
+                             a_gather=conv_gather(height, width, (kh_size, kw_size), (sh, sw),
+                                                  (ph, pw, pb, pr)))

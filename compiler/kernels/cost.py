@@ -45,8 +45,8 @@ from dataclasses import dataclass
 
 from gemmstone.config import AcceleratorConfig
 
-__all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "Plan", "block_limit",
-           "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
+__all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "candidate_plans", "Plan",
+           "block_limit", "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
 _MAX_GROUP = 16      # k steps per weight LOAD at most (gemm._MAX_GROUP)
@@ -105,16 +105,21 @@ def traffic_bytes(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], 
 def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
                     block_m: int, nbuf: int, a_loads: int = 1, out_bytes: int = 1,
                     a_panels: int = 0, spad_free: int | None = None,
-                    residual: bool = False, a_run: int | None = None) -> int:
+                    residual: bool = False,
+                    a_gather: tuple[float, float] | None = None) -> int:
     """Estimated cycles of ``emit_tiled_matmul`` with this tiling (see the module
-    docstring); ``a_loads`` is the number of LOADs per A tile, or ``a_run`` the output
-    pixels one A LOAD gathers (a conv: one per output row run, about
-    ``block_m / a_run + 1`` per tile); ``spad_free`` (default all) decides the weight
-    groups; ``residual`` adds a residual's LOADACC and ALU per tile."""
+    docstring); ``a_loads`` is the number of LOADs per A tile, or ``a_gather`` =
+    ``(run, fill)`` says how a convolution gathers A: ``run`` rows per LOAD on average
+    (about ``block_m / run + 1`` LOADs per tile) and the fraction ``fill`` of A lines read
+    from DRAM (the others are zero padding, a cycle each); ``spad_free`` (default all)
+    decides the weight groups; ``residual`` adds a residual's LOADACC and ALU per tile."""
     c = config
     bw, lat = c.dram_bytes_per_cycle, c.dram_latency
     word = _beats(_WORD_BYTES, bw)
     pipe = c.rows + c.cols + 2                  # last input to its accumulator write
+    # Two LOADs are in flight at most (the front hands a LOAD over once the back retired
+    # the one before): a short LOAD costs half a DRAM round trip.
+    short = (lat + 8) / 2
     look = max(1, c.queue_depth // (2 + 2 * residual))   # steps dispatch runs ahead
     steps = len(k_sizes)
     kinds = Counter(k_sizes)                    # k step sizes: usually one or two
@@ -124,6 +129,7 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
                         c.spad_lines if spad_free is None else spad_free)
     groups = -(-steps // group)
     group_lines = ksum / groups
+    fill = 1.0 if a_gather is None else a_gather[1]
     full_m, rest_m = divmod(m, block_m)
     full_n, rest_n = divmod(n, c.cols)
     m_tiles = [(mb, count) for mb, count in ((block_m, full_m), (rest_m, 1)) if count and mb]
@@ -132,10 +138,13 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     def tile(mb: int, nc: int, with_a: bool, cold: bool) -> float:
         """Cycles of one tile of ``mb`` x ``nc`` (``with_a``: it loads the A tiles;
         ``cold``: nothing of it could load ahead)."""
-        loads = a_loads if a_run is None else mb / a_run + 1
+        loads = a_loads if a_gather is None else mb / a_gather[0] + 1
         w_load = ksum * _beats(nc, bw) + groups * LOAD_OVERHEAD
-        a_load = (sum(count * mb * _beats(kk, bw) for kk, count in kinds.items())
-                  + steps * loads * LOAD_OVERHEAD) if with_a else 0
+        a_load = 0.0
+        if with_a:
+            for kk, count in kinds.items():
+                lines = mb * (fill * _beats(kk, bw) + 1 - fill)
+                a_load += count * loads * max(lines / loads + LOAD_OVERHEAD, short)
         words = 2 * steps + groups + (steps * loads if with_a else 0) + 2 + 3 * residual
         loadq = 3 * _beats(4 * nc, bw) if out_bytes == 1 else 0
         extra_read = loadq + (mb * (_beats(nc, bw) + _beats(4 * nc, bw)) if residual else 0)
@@ -182,21 +191,13 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     return int(round(total))
 
 
-def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
-                spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
-                out_bytes: int = 1, nbuf: int | None = None,
-                a_run: int | None = None) -> Plan:
-    """The cheapest `Plan` for an ``m`` x ``n`` output with k steps of ``k_sizes`` rows,
-    given the free scratchpad lines and accumulator rows (``extra_acc`` more blocks of
-    ``block_m`` rows are needed, e.g. a residual's multipliers); ``nbuf`` fixes the slot
-    count; ``a_loads`` / ``a_run`` as in `estimate_cycles`. Estimates within
-    `TIE_TOLERANCE` of the cheapest go to the one moving the fewest DRAM bytes.
-
-    Raises
-    ------
-    ValueError
-        If no tiling fits the free on-chip buffers.
-    """
+def candidate_plans(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
+                    spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
+                    out_bytes: int = 1, nbuf: int | None = None,
+                    a_gather: tuple[float, float] | None = None) -> list[Plan]:
+    """Every tiling `choose_plan` considers, with its estimate: per slot count (1 to 3,
+    or ``nbuf``) and resident panel count (2, 1, 0), the tallest tile that fits and 2, 4
+    and 8 times as many tiles. Arguments as in `choose_plan`."""
     found = []
     steps = len(k_sizes)
     slot_counts = [nbuf] if nbuf else range(1, min(config.token_depth, 3) + 1)
@@ -213,10 +214,31 @@ def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n:
                 cycles = estimate_cycles(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
                                          nbuf=slots, a_loads=a_loads, out_bytes=out_bytes,
                                          a_panels=a_panels, spad_free=spad_free,
-                                         residual=bool(extra_acc), a_run=a_run)
+                                         residual=bool(extra_acc), a_gather=a_gather)
                 traffic = traffic_bytes(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
                                         a_panels=a_panels, out_bytes=out_bytes)
                 found.append(Plan(block_m, slots, a_panels, cycles, traffic))
+    return found
+
+
+def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
+                spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
+                out_bytes: int = 1, nbuf: int | None = None,
+                a_gather: tuple[float, float] | None = None) -> Plan:
+    """The cheapest `Plan` for an ``m`` x ``n`` output with k steps of ``k_sizes`` rows,
+    given the free scratchpad lines and accumulator rows (``extra_acc`` more blocks of
+    ``block_m`` rows are needed, e.g. a residual's multipliers); ``nbuf`` fixes the slot
+    count; ``a_loads`` / ``a_gather`` as in `estimate_cycles`. Estimates within
+    `TIE_TOLERANCE` of the cheapest go to the one moving the fewest DRAM bytes.
+
+    Raises
+    ------
+    ValueError
+        If no tiling fits the free on-chip buffers.
+    """
+    found = candidate_plans(config, m=m, k_sizes=k_sizes, n=n, spad_free=spad_free,
+                            acc_free=acc_free, extra_acc=extra_acc, a_loads=a_loads,
+                            out_bytes=out_bytes, nbuf=nbuf, a_gather=a_gather)
     if not found:
         raise ValueError(f"no tiling fits {spad_free} free scratchpad lines and {acc_free} "
                          f"free accumulator rows")

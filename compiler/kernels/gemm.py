@@ -179,7 +179,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                       zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
                       nbuf: int | None = None, a_panels: int | None = None,
                       out_stride: int | None = None, out_col: int = 0,
-                      residual: Residual | None = None, a_run: int | None = None) -> dict:
+                      residual: Residual | None = None,
+                      a_gather: tuple[float, float] | None = None) -> dict:
     """Emit the pipelined ``out[M, N] = requant(sum over steps of A_step @ W[k0:k0+kk])``.
 
     Parameters
@@ -206,9 +207,9 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         group of a grouped convolution).
     residual : Residual, optional
         An int8 residual added to the accumulators before the products.
-    a_run : int, optional
-        For the cost model: rows of A one LOAD gathers at most (a convolution's output
-        row length); by default one LOAD per k step.
+    a_gather : (float, float), optional
+        For the cost model: how ``load_a`` gathers A (`cost.estimate_cycles`); by default
+        one LOAD per k step, every line read.
 
     Returns
     -------
@@ -254,7 +255,7 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     first = len(builder)
     ks = len(k_steps)
     block_m, a_panels = _choose_tiling(builder, m, [kk for _, kk in k_steps], n, block_m,
-                                       nbuf, a_panels, residual is not None, esize, a_run)
+                                       nbuf, a_panels, residual is not None, esize, a_gather)
     a_slots = builder.spad_slots(a_panels * ks if a_panels else nbuf, block_m)
     # Consecutive k steps whose weight rows follow each other share one weight LOAD: as
     # many (up to _MAX_GROUP) as the scratchpad left over holds.
@@ -434,7 +435,8 @@ def _check_output_stage(int8_out: bool, qparams: Buffer | None, n: int, zp: int,
 
 def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
                    block_m: int | None, nbuf: int, a_panels: int | None, residual: bool,
-                   esize: int, a_run: int | None) -> tuple[int, int]:
+                   esize: int,
+                   a_gather: tuple[float, float] | None) -> tuple[int, int]:
     """``(block_m, a_panels)``: the cost model's choice for the free on-chip buffers, or
     the given ``block_m`` with the most resident A panels that fit it."""
     config = builder.config
@@ -451,7 +453,7 @@ def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
         else:
             plan = choose_plan(config, m=m, k_sizes=k_sizes, n=n, spad_free=builder.spad_free,
                                acc_free=builder.acc_free, extra_acc=int(residual),
-                               out_bytes=esize, nbuf=nbuf, a_run=a_run)
+                               out_bytes=esize, nbuf=nbuf, a_gather=a_gather)
             return plan.block_m, plan.a_panels
     if not 1 <= block_m <= limits[0]:
         raise BuildError(f"'block_m' must be from 1 to {limits[0]} for {nbuf} slots on this "

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from gemmstone.compiler.builder import ProgramBuilder
-from gemmstone.compiler.kernels.conv import emit_conv2d
+from gemmstone.compiler.kernels.conv import conv_gather, emit_conv2d
 from gemmstone.compiler.kernels.cost import choose_plan
 from gemmstone.compiler.kernels.gemm import Residual, emit_tiled_matmul, pack_qparams, row_major_a
 from gemmstone.compiler.lowering.memory import Lifetime, plan_arena
@@ -69,6 +69,12 @@ def lower_group(group: AcceleratorGroup, config: AcceleratorConfig, inputs: list
     program = builder.finish(notes={"group": name, "inputs": inputs, "outputs": outputs,
                                     "ops": [op.output.name for op in ops]})
     return program, reports
+
+
+def _pads(padding) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a qconv2d padding attribute (2 or 4 values)."""
+    pads = tuple(int(v) for v in padding)
+    return pads if len(pads) == 4 else (*pads, *pads)
 
 
 def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) -> dict:
@@ -135,7 +141,9 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
                        for c0 in range(0, ci1 - ci0, config.rows)]
             tiling_plan = choose_plan(
                 config, m=m, k_sizes=k_sizes, n=co1 - co0, spad_free=config.spad_lines,
-                acc_free=config.acc_rows, extra_acc=res is not None, a_run=wo)
+                acc_free=config.acc_rows, extra_acc=res is not None,
+                a_gather=conv_gather(acc.inputs[0].shape[1], acc.inputs[0].shape[2], (kh, kw),
+                                     tuple(acc.attrs["stride"]), _pads(acc.attrs["padding"])))
             plan = emit_conv2d(builder, x, w, out, q, kernel_size=(kh, kw),
                                stride=tuple(acc.attrs["stride"]),
                                padding=tuple(acc.attrs["padding"]),
