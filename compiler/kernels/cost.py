@@ -15,8 +15,10 @@ times it, not bytes over bandwidth alone:
 - DMA: every DRAM line is its own burst and the load unit takes at most one line per
   cycle, so a LOAD of ``n`` lines of ``len`` bytes costs ``n * ceil(len / bw)`` cycles
   (at least one per line however wide the bus) plus `LOAD_OVERHEAD` (the hand-off between
-  two LOADs); instruction fetch (one line per word), LOADQ and LOADACC share the read
-  channel. STORE writes one burst per row.
+  two LOADs), and at least half a DRAM round trip (two LOADs are in flight at most: a
+  convolution's short row gathers are latency-bound); zero padding lines cost a cycle.
+  Instruction fetch (one line per word), LOADQ and LOADACC share the read channel.
+  STORE writes one burst per row.
 - compute: a k step's MATMUL streams ``block_m`` lines while the next PRELOAD fills the
   shadow weights; a PRELOAD into a weight bank waits for the array to let go of the
   bank's last input (``rows + cols - 2`` cycles), so a step costs
