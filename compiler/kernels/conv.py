@@ -57,7 +57,8 @@ def conv_gather(height: int, width: int, kernel: tuple[int, int], stride: tuple[
     cols_in = [sum(0 <= ox * sw - pw + x < width for ox in range(wo)) for x in range(kw)]
     fill = sum(rows_in) / (kh * ho) * sum(cols_in) / (kw * wo)
     # A tap whose rows hold no padding and follow each other in DRAM is one LOAD.
-    joined = sum(count == wo for count in cols_in) / kw if wo * sw == width else 0.0
+    contiguous = sh == 1 and wo * sw == width
+    joined = sum(count == wo for count in cols_in) / kw if contiguous else 0.0
     return (wo / (1 - joined) if joined < 1 else float(1 << 12)), fill
 
 
