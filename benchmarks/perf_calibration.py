@@ -7,7 +7,7 @@ is calibrated on; every output is checked byte-exact against the functional mode
 error, and the other counters that differ; then the worst case per config.
 
 Cases: GEMMs of varied shapes (int8 out with requantization, and int32 out) and the
-ResNet-18 conv layers (/work/shared/workloads/resnet18_conv.csv) with their channels,
+ResNet-18 conv layers (benchmarks/workloads/resnet18_conv.csv) with their channels,
 kernel, stride and padding but a smaller feature map, so that a run takes seconds on the
 cocotb-driven AxiRam (a few thousand cycles per second). ``--full`` adds every distinct
 ResNet-18 conv shape whose weights fit the 1 MiB AxiRam (layer4's 3x3 convs, 1.2-2.4 MB of
@@ -58,7 +58,7 @@ from gemmstone.config import AcceleratorConfig, preset  # noqa: E402
 from gemmstone.sim.performance import COUNTERS, PerformanceModel  # noqa: E402
 from gemmstone.sim.performance_memory import sim_dram  # noqa: E402
 
-WORKLOADS = ROOT.parent / "shared" / "workloads" / "resnet18_conv.csv"
+WORKLOADS = ROOT / "benchmarks" / "workloads" / "resnet18_conv.csv"
 #: The AxiRam's size (the harness's default of 256 KiB holds no 128-channel 3x3 weights).
 RAM_BYTES = 1 << 20
 #: Feature-map height/width of the scaled layers: default and --full, by kernel size.

@@ -3,7 +3,7 @@ speed-up over the RTL on the same programs.
 
     .venv/bin/python benchmarks/perf_speed.py [--no-rtl]
 
-1. Every ResNet-18 conv layer (/work/shared/workloads/resnet18_conv.csv, int8 out with
+1. Every ResNet-18 conv layer (benchmarks/workloads/resnet18_conv.csv, int8 out with
    requantization, as `gemmstone.compiler.kernels.conv.emit_conv2d` emits it) on a 32x32
    array: instructions, estimated cycles, array utilization and the model's wall and CPU
    time per layer, the total, and microseconds per instruction.
@@ -39,7 +39,7 @@ from gemmstone.sim.performance import PerformanceModel
 from gemmstone.sim.performance_memory import sim_dram
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ROOT.parent / "shared" / "workloads" / "resnet18_conv.csv"
+WORKLOADS = ROOT / "benchmarks" / "workloads" / "resnet18_conv.csv"
 CONFIG = AcceleratorConfig(rows=32, cols=32, spad_kib=512, acc_kib=256,
                            dram_bytes_per_cycle=32, dram_mib=256)
 #: Layers run on the RTL for the measured speed-up (full size, 16x16).

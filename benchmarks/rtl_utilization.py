@@ -44,7 +44,7 @@ from gemmstone.config import AcceleratorConfig, preset
 from gemmstone.hw.sim_top import build_sim_top, program_run, run_programs, window_buffer
 from gemmstone.isa import Program
 
-WORKLOADS = Path(__file__).resolve().parents[2] / "shared" / "workloads" / "resnet18_conv.csv"
+WORKLOADS = Path(__file__).resolve().parent / "workloads" / "resnet18_conv.csv"
 DRAM_BYTES = 8 << 20
 #: Layers the throttled rates run by default: a stride-1 and a stride-2 3x3 layer and a
 #: 1x1 downsample (the 7x7 stem alone takes minutes when throttled).

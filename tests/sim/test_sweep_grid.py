@@ -19,9 +19,9 @@ from gemmstone.sim.sweep.workloads import (
     parse_workload,
 )
 
-# Verbatim copies of the project-wide workload tables (../shared/workloads at the time of
-# writing), kept with the tests so a clean clone can check the package's shapes against them.
-SHARED = Path(__file__).resolve().parent / "workloads"
+# Verbatim copies of the project-wide workload tables (../shared/workloads when written),
+# kept in benchmarks/workloads so a clean clone can check the package's shapes against them.
+SHARED = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"
 
 GRID_TOML = """
 preset = "tiny"
