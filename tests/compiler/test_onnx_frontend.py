@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
-from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+from onnx_quantized import ort_qdq_model
 
 from gemmstone.compiler.errors import FrontendError
 from gemmstone.compiler.frontends.onnx_model import SUPPORTED_OPS, from_onnx
@@ -334,22 +334,10 @@ def test_malformed_graph_and_bad_types_are_named():
 @legacy_export
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_qdq_model_from_onnxruntime_quantizer_becomes_integer_ops(tmp_path):
-    class Samples(CalibrationDataReader):
-        def __init__(self):
-            self.samples = iter([{"x": rand(4, 1, 8, 8)} for _ in range(3)])
-
-        def get_next(self):
-            return next(self.samples, None)
-
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.onnx.export(DigitsCNN().eval(), (torch.randn(4, 1, 8, 8),), buffer, dynamo=False,
-                      input_names=["x"])
-    (tmp_path / "float.onnx").write_bytes(buffer.getvalue())
-    quantize_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", Samples(),
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
-    proto = onnx.load(tmp_path / "qdq.onnx")
+    model, example = DigitsCNN(), torch.randn(4, 1, 8, 8)
+    samples = [rand(4, 1, 8, 8) for _ in range(3)]
+    proto = ort_qdq_model(model, example, samples, tmp_path)
     graph = from_onnx(proto)
     optimize(graph)
     assert graph.count(Op.QCONV2D) == 2 and graph.count(Op.QMATMUL) == 2

@@ -269,34 +269,18 @@ def test_onnxruntime_qdq_model_runs_on_the_array(tmp_path, activations):
     """A QDQ model from ONNX Runtime's quantizer (per-channel int8 weights): every conv and
     linear layer on the array with its output stage, equal to the interpreter's integer
     kernels and to the reference evaluator."""
-    import io
-
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+    from onnx_quantized import ort_qdq_model
 
     from gemmstone.compiler.interpreter import run
     from gemmstone.compiler.models import DigitsCNN
     from gemmstone.compiler.passes import optimize
 
     rng = np.random.default_rng(10)
-
-    class Samples(CalibrationDataReader):
-        def __init__(self):
-            self.samples = iter([{"x": rng.standard_normal((4, 1, 8, 8)).astype(np.float32)}
-                                 for _ in range(3)])
-
-        def get_next(self):
-            return next(self.samples, None)
-
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.onnx.export(DigitsCNN().eval(), (torch.randn(4, 1, 8, 8),), buffer, dynamo=False,
-                      input_names=["x"])
-    (tmp_path / "float.onnx").write_bytes(buffer.getvalue())
-    quantize_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", Samples(),
-                    activation_type=getattr(QuantType, activations),
-                    weight_type=QuantType.QInt8, per_channel=True)
-    proto = onnx.load(tmp_path / "qdq.onnx")
+    model, example = DigitsCNN(), torch.randn(4, 1, 8, 8)
+    samples = [rng.standard_normal((4, 1, 8, 8)).astype(np.float32) for _ in range(3)]
+    proto = ort_qdq_model(model, example, samples, tmp_path, activations=activations)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
     compiled = compile_and_compare(proto, {"x": x})
     assert_on_array(compiled, 4)
@@ -345,34 +329,18 @@ def test_onnxruntime_qdq_resnet18_runs_on_the_array(tmp_path):
     """ResNet-18 (32x32) quantized by ONNX Runtime (uint8 activations, per-channel int8
     weights): every conv and the classifier on the array; the residual adds stay in float
     on the host, as the QDQ graph defines them."""
-    import io
-
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+    from onnx_quantized import ort_qdq_model
 
     from gemmstone.compiler.interpreter import run
     from gemmstone.compiler.models import resnet18
     from gemmstone.compiler.quantization import prepare_integer_graph
 
     rng = np.random.default_rng(14)
-
-    class Samples(CalibrationDataReader):
-        def __init__(self):
-            self.samples = iter([{"x": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)}
-                                 for _ in range(2)])
-
-        def get_next(self):
-            return next(self.samples, None)
-
     torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.onnx.export(resnet18(num_classes=10).eval(), (torch.randn(1, 3, 32, 32),), buffer,
-                      dynamo=False, input_names=["x"])
-    (tmp_path / "float.onnx").write_bytes(buffer.getvalue())
-    quantize_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", Samples(),
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True)
-    proto = onnx.load(tmp_path / "qdq.onnx")
+    model, example = resnet18(num_classes=10), torch.randn(1, 3, 32, 32)
+    samples = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(2)]
+    proto = ort_qdq_model(model, example, samples, tmp_path, activations="QUInt8")
     compiled = compile_model(from_onnx(proto), preset("small"))
     assert_on_array(compiled, 21)
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
