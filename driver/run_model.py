@@ -1,7 +1,7 @@
 """`run_model`: compile a model, run it on a device backend, measure it against float.
 
-What ``gemmstone run MODEL`` does. MODEL is one of the repo's models (`MODELS`) or an
-``.onnx`` / ``.pt2`` file:
+What ``gemmstone run MODEL`` does. MODEL is one of the repo's models (`MODELS`, built by
+`gemmstone.compiler.models.registry`) or an ``.onnx`` / ``.pt2`` file:
 
 - ``digits``: the small CNN of `gemmstone.compiler.models.digits`, trained here in
   seconds on scikit-learn's digits; calibrated on training images, evaluated on the
@@ -24,7 +24,6 @@ inference, and wall times.
 from __future__ import annotations
 
 import collections
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,21 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
+from gemmstone.compiler.models.registry import MODELS
 from gemmstone.config import AcceleratorConfig, preset
 from gemmstone.driver.device import Device
 from gemmstone.driver.loaded_model import LoadedModel
 
 __all__ = ["MODELS", "ModelRun", "check_model", "run_model"]
 
-#: Repo model name -> description.
-MODELS = {
-    "digits": "DigitsCNN on scikit-learn's 8x8 digits (trained here, held-out test set)",
-    "resnet18": "ResNet-18, 10 classes, random weights",
-    "mobilenetv2": "MobileNetV2, 10 classes, random weights",
-    "encoder": "BERT-base encoder block (hidden 768, 12 heads), random weights",
-}
-_DEFAULT_SIZE = {"resnet18": 224, "mobilenetv2": 224, "encoder": 128}
 _CALIBRATION_SAMPLES = 4
+# Random-weight classifiers get a 10-class head: top-1 agreement with float over 1000
+# near-equal random logits would measure noise.
+_CLASSES = 10
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: accelerator program runs done so far out of the total."""
@@ -151,7 +146,8 @@ def run_model(model: str, *, backend: str = "func", config: AcceleratorConfig | 
     Parameters
     ----------
     model : str
-        A name of `MODELS` or the path of an ``.onnx`` / ``.pt2`` file.
+        A name of `MODELS` (`gemmstone.compiler.models.registry`) or the path of an
+        ``.onnx`` / ``.pt2`` file.
     batch : int, optional
         Inputs per run (default: 50 for digits, 1 otherwise; a file's own batch).
     samples : int, optional
@@ -258,14 +254,6 @@ def _workload(model: str, *, batch, samples, size, seed) -> _Workload:
     return _file_workload(path, batch=batch, samples=samples, seed=seed)
 
 
-@functools.cache
-def _trained_digits(seed: int):
-    """`train_digits_cnn` once per process and seed (it is deterministic)."""
-    from gemmstone.compiler.models import train_digits_cnn
-
-    return train_digits_cnn(seed=seed)
-
-
 def _torch_float(module) -> Callable[[list[np.ndarray]], np.ndarray]:
     import torch
 
@@ -287,31 +275,28 @@ def _repo_workload(name: str, *, batch, samples, size, seed) -> _Workload:
     if name == "digits":
         if size is not None:
             raise ValueError("digits: --size does not apply (the images are 8x8)")
-        module, (x_train, _, x_test, y_test), _ = _trained_digits(seed)
+        x_train, _, x_test, y_test = models.load_digits_split(seed=seed)
         batch = batch or 50
         count = len(x_test) if samples is None else min(samples, len(x_test))
+    else:
+        batch = batch or 1
+        count = samples or batch
+    if batch < 1 or count < 1:
+        raise ValueError(f"batch and samples must be at least 1, not {batch} and {count}")
+    if name == "digits":
+        module, _ = models.build("digits", batch=batch, seed=seed, trained=True)
         # Calibration inputs must have the graph's batch: ~400 training images in batches.
         parts = min(len(x_train) // batch, max(4, 400 // batch))
         calibration = [(x_train[i * batch:(i + 1) * batch],) for i in range(parts)]
         inputs, labels = [x_test[:count]], y_test[:count]
     else:
-        size = size or _DEFAULT_SIZE[name]
-        batch = batch or 1
-        count = samples or batch
-        torch.manual_seed(seed)
-        if name == "encoder":
-            module = models.EncoderBlock(768, 12).eval()
-            shape = (size, 768)
-        else:
-            build = {"resnet18": lambda: models.resnet18(num_classes=10),
-                     "mobilenetv2": lambda: models.mobilenet_v2(num_classes=10)}[name]
-            module = models.randomize_batch_norm(build(), seed=seed).eval()
-            shape = (3, size, size)
-        calibration = [(rng.standard_normal((batch, *shape)).astype(np.float32),)
+        classes = _CLASSES if models.model_info(name).default_classes else None
+        module, shape = models.build(name, size=size, batch=batch, num_classes=classes,
+                                     seed=seed)
+        calibration = [(rng.standard_normal(shape).astype(np.float32),)
                        for _ in range(_CALIBRATION_SAMPLES)]
-        inputs, labels = [rng.standard_normal((count, *shape)).astype(np.float32)], None
-    if batch < 1 or count < 1:
-        raise ValueError(f"batch and samples must be at least 1, not {batch} and {count}")
+        inputs = [rng.standard_normal((count, *shape[1:])).astype(np.float32)]
+        labels = None
     example = torch.from_numpy(np.ascontiguousarray(inputs[0][:batch]))
     if len(example) < batch:
         example = torch.zeros((batch, *example.shape[1:]))

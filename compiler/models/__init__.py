@@ -1,12 +1,33 @@
 """Models in the repo for tests and benchmarks (plain torch; torchvision does not work
 beside the CPU build): a small CNN for scikit-learn's digits, ResNet-18, MobileNetV2 and a
-BERT-style encoder block. Importing this package imports torch."""
+BERT-style encoder block; `registry` builds them by name.
 
-from gemmstone.compiler.models.digits import DigitsCNN, load_digits_split, train_digits_cnn
-from gemmstone.compiler.models.encoder import EncoderBlock
-from gemmstone.compiler.models.init import randomize_batch_norm
-from gemmstone.compiler.models.mobilenet import MobileNetV2, mobilenet_v2
-from gemmstone.compiler.models.resnet import ResNet, resnet18
+The names load on first use, so reading the registry's model table
+(``from gemmstone.compiler.models.registry import MODELS``) does not import torch; the
+command line lists and checks model names before it needs torch.
+"""
 
-__all__ = ["DigitsCNN", "load_digits_split", "train_digits_cnn", "EncoderBlock",
-           "randomize_batch_norm", "MobileNetV2", "mobilenet_v2", "ResNet", "resnet18"]
+import importlib
+
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "DigitsCNN": "digits", "load_digits_split": "digits", "train_digits_cnn": "digits",
+    "EncoderBlock": "encoder", "randomize_batch_norm": "init",
+    "MobileNetV2": "mobilenet", "mobilenet_v2": "mobilenet",
+    "ResNet": "resnet", "resnet18": "resnet",
+    "MODELS": "registry", "ModelInfo": "registry", "build": "registry",
+    "input_shape": "registry", "model_info": "registry",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -16,7 +16,8 @@ Spec strings (the same in a TOML grid and on the command line):
   encoder layer at sequence length 128 (``shared/workloads/bert_base_s128_gemm.csv``); the
   per-head attention GEMMs count 12 times; batch b multiplies M (projections, FFN) or the
   count (attention).
-- ``model:NAME[:SIZE]``: a repo model (``compiler.models``) through the compiler's whole
+- ``model:NAME[:SIZE]``: a repo model (``compiler.models.registry``: seed-0 random weights,
+  the model's own classifier, 1000 classes for the ImageNet ones) through the compiler's whole
   path (torch.export frontend, passes, calibration, lowering): ``digits`` (8x8 images),
   ``resnet18`` and ``mobilenetv2`` (SIZE x SIZE images, default 224), ``encoder``
   (BERT-base block, SIZE = sequence length, default 128). Cycles are the accelerator's;
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gemmstone.compiler.models.registry import MODELS, input_shape
 from gemmstone.config import AcceleratorConfig
 from gemmstone.sim.performance import COUNTERS, estimate
 from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
@@ -85,9 +87,6 @@ BERT_BASE_GEMM = (
 # The attention GEMMs are per sequence and head: a batch repeats them; the others stack
 # the batch's tokens into M.
 _PER_SEQUENCE = ("attn_qk", "attn_av")
-
-#: Repo models by spec name: default SIZE.
-MODELS = {"digits": 8, "resnet18": 224, "mobilenetv2": 224, "encoder": 128}
 
 #: DRAM timing the performance model is given: ``dram`` is the in-simulation DRAM
 #: (hw/sim_dram.py) at the config's ``dram_latency``, so latency sweeps mean something;
@@ -222,30 +221,23 @@ def _compiled_estimate(compiled, config: AcceleratorConfig, memory: str,
 
 @dataclass(frozen=True)
 class ModelPart:
-    """A repo model (`MODELS`) at ``size`` and ``batch``, compiled whole."""
+    """A repo model (`MODELS`, the model registry) at ``size`` and ``batch``, compiled
+    whole."""
 
     name: str
     size: int
     batch: int
 
     def module_and_input(self):
-        """The torch module (seeded weights, eval mode) and an example input."""
+        """The torch module (`gemmstone.compiler.models.registry.build`: seed-0 random
+        weights with the model's own classifier size, eval mode) and a seeded random
+        example input."""
         import torch
 
-        from gemmstone.compiler import models
+        from gemmstone.compiler.models.registry import build
 
-        torch.manual_seed(0)
-        b, s = self.batch, self.size
-        if self.name == "digits":
-            return models.DigitsCNN().eval(), torch.randn(b, 1, s, s)
-        if self.name == "resnet18":
-            return models.randomize_batch_norm(models.resnet18()).eval(), torch.randn(b, 3, s, s)
-        if self.name == "mobilenetv2":
-            model = models.randomize_batch_norm(models.mobilenet_v2()).eval()
-            return model, torch.randn(b, 3, s, s)
-        if self.name == "encoder":
-            return models.EncoderBlock(768, 12).eval(), torch.randn(b, s, 768)
-        raise WorkloadError(f"unknown model {self.name!r}; choose one of {', '.join(MODELS)}")
+        module, shape = build(self.name, size=self.size, batch=self.batch, seed=0)
+        return module, torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
     def evaluate(self, config: AcceleratorConfig, memory: str) -> PartResult:
         from gemmstone.compiler.compile import compile_model, default_cache_dir
@@ -375,8 +367,13 @@ def parse_workload(spec: str) -> list[Workload]:
         if name not in MODELS:
             raise WorkloadError(f"workload {spec!r}: unknown model {name!r}; choose one of "
                                 f"{', '.join(MODELS)}")
-        size = _positive(size, "SIZE", spec) if size else MODELS[name]
-        suffix = "" if size == MODELS[name] else f" {size}"
+        default = MODELS[name].default_size
+        size = _positive(size, "SIZE", spec) if size else default
+        try:
+            input_shape(name, size=size)
+        except ValueError as error:
+            raise WorkloadError(f"workload {spec!r}: {error}") from None
+        suffix = "" if size == default else f" {size}"
         return [Workload(f"model {name}{suffix}", "model", (name, size))]
     path = rest if kind == "file" else spec
     if Path(path).suffix in (".onnx", ".pt2"):
