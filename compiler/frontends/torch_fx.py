@@ -25,7 +25,7 @@ from gemmstone.compiler.ops import DType, Op
 from gemmstone.compiler.verify import verify
 
 __all__ = ["KEPT_WHOLE", "decomposition_table", "from_torch", "from_exported_program",
-           "from_fx", "from_pt2", "runtime_input_positions"]
+           "from_fx", "from_pt2", "runtime_input_positions", "convertible"]
 
 aten = torch.ops.aten
 
@@ -115,6 +115,15 @@ def from_fx(graph_module: torch.fx.GraphModule, example_inputs: Sequence, *,
     outer = [n for n in exported.graph.nodes if n.op == "placeholder"]
     specs = exported.graph_signature.input_specs
     user = [n for n, s in zip(outer, specs, strict=True) if s.kind is InputKind.USER_INPUT]
+    for spec in exported.graph_signature.output_specs:
+        # The converted graph would return the new values instead of writing them back.
+        if spec.kind is not OutputKind.USER_OUTPUT:
+            names = [n.name for n in user]
+            target = _dynamo_label(placeholders[names.index(spec.target)].name) \
+                if spec.target in names else spec.target
+            raise FrontendError("torch", spec.arg.name, "output",
+                                f"the graph writes to its input {target!r} in place "
+                                f"({spec.kind.name})")
     constants: dict[str, torch.Tensor] = {}
     labels: dict[str, str] = {}
     for node, spec in zip(outer, specs, strict=True):
@@ -136,6 +145,29 @@ def runtime_input_positions(graph_module: torch.fx.GraphModule,
     placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
     return [i for i, (node, value) in enumerate(zip(placeholders, example_inputs, strict=True))
             if not _is_static(node, value)]
+
+
+def convertible(node: torch.fx.Node) -> str | None:
+    """None if the converter has a rule for ``node`` (an ATen-level FX node) and takes the
+    dtypes and static shapes of its values, else why not, worded as the converter's error.
+
+    For splitting a graph between the compiler and the host before converting it; a node
+    that passes can still be refused on conversion (for its arguments).
+    """
+    if node.op != "call_function":
+        return "unsupported FX node kind"
+    if node.target is not operator.getitem and node.target not in _HANDLERS:
+        return "unsupported operator"
+    for source in (node, *node.all_input_nodes):
+        value = source.meta.get("val")
+        for tensor in value if isinstance(value, tuple | list) else (value,):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            if tensor.dtype not in _DTYPES:
+                return f"dtype {tensor.dtype} is not supported"
+            if not all(isinstance(d, int) for d in tensor.shape):
+                return f"dynamic shape {list(tensor.shape)} is not supported"
+    return None
 
 
 def _is_static(placeholder: torch.fx.Node, value: torch.Tensor) -> bool:

@@ -54,11 +54,13 @@ def test_options_are_checked():
     with pytest.raises(TypeError, match=r"^unknown gemmstone torch.compile option\(s\) "
                                         r"\['preset'\]; the options are \['backend', 'cache', "
                                         r"'calibration', 'config', 'device_options', "
-                                        r"'timeout'\]$"):
+                                        r"'fallback', 'timeout'\]$"):
         CompileOptions.parse({"preset": "tiny"})
     with pytest.raises(TypeError, match=r"^option 'config' must be a preset name or an "
                                         r"AcceleratorConfig, not 8$"):
         CompileOptions.parse({"config": 8})
+    with pytest.raises(TypeError, match=r"^option 'fallback' must be True or False, not 'no'$"):
+        CompileOptions.parse({"fallback": "no"})
     assert CompileOptions.parse({"config": "tiny"}).accelerator_config.rows == 4
     # Through torch.compile, Dynamo wraps the backend's error and keeps its message.
     compiled = torch.compile(torch.nn.Linear(4, 2), backend="gemmstone",
@@ -69,13 +71,14 @@ def test_options_are_checked():
         compiled(torch.randn(1, 4))
 
 
-def test_an_operator_the_compiler_lacks_is_named_at_the_first_call():
+def test_without_fallback_an_operator_the_compiler_lacks_is_named_at_the_first_call():
     class Sorts(torch.nn.Module):
         def forward(self, x):
             return torch.sort(x).values
 
     torch._dynamo.reset()
-    compiled = torch.compile(Sorts(), backend="gemmstone", dynamic=False)
+    compiled = torch.compile(Sorts(), backend="gemmstone", dynamic=False,
+                             options={"fallback": False})
     with pytest.raises(FrontendError, match=r"^torch node 'sort' \(aten.sort.default\): "
                                             r"unsupported operator$"):
         compiled(torch.randn(4))
