@@ -358,6 +358,21 @@ def _adaptive_avg_pool2d(ops: list, attrs: dict) -> np.ndarray:
     return _from_nchw(out, layout)
 
 
+def _im2col(ops: list, attrs: dict) -> np.ndarray:
+    x = ops[0]
+    _, h, w, c = x.shape
+    (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
+    pt, pl, pb, pr = attrs["padding"]
+    ho, wo = pool_output_size(h, kh, sh, pt, pb), pool_output_size(w, kw, sw, pl, pr)
+    padded = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    taps = [padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+    extra = (attrs["channels"] or kh * kw * c) - kh * kw * c
+    if extra:
+        taps.append(np.zeros((*taps[0].shape[:3], extra), x.dtype))
+    return np.concatenate(taps, axis=-1)
+
+
 def _batch_norm(ops: list, attrs: dict) -> np.ndarray:
     x, scale, bias, mean, var = ops
     axis, rank = attrs["axis"], x.ndim
@@ -413,6 +428,7 @@ _KERNELS: dict[Op, Callable[[list, dict], np.ndarray]] = {
     Op.RESHAPE: lambda ops, a: ops[0].reshape(a["shape"]),
     Op.TRANSPOSE: lambda ops, a: ops[0].transpose(a["perm"]),
     Op.CONCAT: lambda ops, a: np.concatenate(ops, axis=a["axis"]),
+    Op.IM2COL: _im2col,
     Op.BATCH_NORM: _batch_norm,
     Op.LAYER_NORM: _layer_norm,
     Op.SOFTMAX: _softmax,

@@ -32,6 +32,12 @@ binary ops broadcast like numpy and need equal dtypes):
   as in PyTorch. ``ADAPTIVE_AVG_POOL2D`` as ``torch.nn.AdaptiveAvgPool2d``.
 - ``MEAN``: over ``axes``, ``keepdims``. ``RESHAPE``: to ``shape`` (static).
   ``TRANSPOSE``: ``perm``. ``CONCAT``: along ``axis``.
+- ``IM2COL(x)``: the patches of a convolution as channels, NHWC: ``x`` [N, H, W, C]
+  zero-padded by ``padding`` (top, left, bottom, right) gives [N, Ho, Wo, ``channels``]
+  with ``out[n, oy, ox, (i * KW + j) * C + c] = x[n, oy * sh + i - top, ox * sw + j - left,
+  c]`` for a ``kernel`` (KH, KW) and ``stride`` (sh, sw); channels past KH * KW * C (when
+  ``channels`` asks for more; 0: exactly that many) are zeros. A convolution on it with
+  the weights rearranged to [O, KH * KW * C, 1, 1] is the original convolution.
 - ``BATCH_NORM(x, scale, bias, mean, var)`` (inference) over channel ``axis``;
   ``LAYER_NORM(x[, scale[, bias]])`` over the dims from ``axis`` to the last;
   ``SOFTMAX`` along ``axis``; ``GELU`` with ``approximate`` "none" or "tanh"; ``ERF``.
@@ -80,6 +86,7 @@ class Op(enum.Enum):
     RESHAPE = "reshape"
     TRANSPOSE = "transpose"
     CONCAT = "concat"
+    IM2COL = "im2col"
     BATCH_NORM = "batch_norm"
     LAYER_NORM = "layer_norm"
     SOFTMAX = "softmax"
@@ -179,6 +186,8 @@ SPECS: dict[Op, OpSpec] = {
     Op.RESHAPE: OpSpec(1, 1, {"shape": REQUIRED}),
     Op.TRANSPOSE: OpSpec(1, 1, {"perm": REQUIRED}),
     Op.CONCAT: OpSpec(1, None, {"axis": REQUIRED}),
+    Op.IM2COL: OpSpec(1, 1, {"kernel": REQUIRED, "stride": (1, 1), "padding": (0, 0, 0, 0),
+                             "channels": 0}),
     Op.BATCH_NORM: OpSpec(5, 5, {"eps": 1e-5, "axis": 1}),
     Op.LAYER_NORM: OpSpec(1, 3, {"axis": -1, "eps": 1e-5}),
     Op.SOFTMAX: OpSpec(1, 1, {"axis": -1}),

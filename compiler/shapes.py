@@ -305,6 +305,23 @@ def _concat(inputs: list[Type], attrs: dict) -> Type:
     return (*first[:axis], total, *first[axis + 1:]), dtype
 
 
+def _im2col(inputs: list[Type], attrs: dict) -> Type:
+    shape, dtype = inputs[0]
+    _rank_is("input", shape, 4)
+    n, h, w, c = shape
+    (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
+    pt, pl, pb, pr = attrs["padding"]
+    _need(min(kh, kw, sh, sw) >= 1 and min(pt, pl, pb, pr) >= 0,
+          f"kernel {attrs['kernel']} and stride {attrs['stride']} must be >= 1 and padding "
+          f"{attrs['padding']} >= 0")
+    patch = kh * kw * c
+    channels = attrs["channels"] or patch
+    _need(channels >= patch, f"channels={channels} is fewer than the {patch} of a "
+          f"{kh}x{kw} patch of {c} channels")
+    return (n, pool_output_size(h, kh, sh, pt, pb), pool_output_size(w, kw, sw, pl, pr),
+            channels), dtype
+
+
 def _batch_norm(inputs: list[Type], attrs: dict) -> Type:
     shape, dtype = inputs[0]
     _dtype_is("input", dtype, (DType.FLOAT32,))
@@ -360,6 +377,7 @@ _RULES = {
     Op.RESHAPE: _reshape,
     Op.TRANSPOSE: _transpose,
     Op.CONCAT: _concat,
+    Op.IM2COL: _im2col,
     Op.BATCH_NORM: _batch_norm,
     Op.LAYER_NORM: _layer_norm,
     Op.SOFTMAX: _softmax,

@@ -69,7 +69,8 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
                 zp: int = 0, lo: int = -128, hi: int = 127, block_m: int | None = None,
                 nbuf: int | None = None, a_panels: int | None = None,
                 in_channels: tuple[int, int] | None = None,
-                out_col: int = 0, residual: Residual | None = None) -> dict:
+                out_col: int = 0, residual: Residual | None = None,
+                cout: int | None = None) -> dict:
     """Emit ``out = requant(conv2d(x, w))``.
 
     Parameters
@@ -95,6 +96,9 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
     out_col, residual
         As in `gemm.emit_tiled_matmul`: with ``out_col`` (or an ``out`` with more channels
         than ``w`` has columns) the result fills a channel slice of ``out``.
+    cout : int, optional
+        Output channels computed: the first ``cout`` columns of ``w`` (default all; wider
+        rows keep the weights' DRAM lines on bus beats).
 
     Returns
     -------
@@ -126,7 +130,11 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
     if len(w.shape) != 2 or w.shape[0] != kh_size * kw_size * channels:
         raise ValueError(f"'w' must be [KH * KW * C, Cout] = [{kh_size * kw_size * channels}"
                          f", Cout], not {list(w.shape)}")
-    cout = w.shape[1]
+    if cout is None:
+        cout = w.shape[1]
+    elif not 1 <= cout <= w.shape[1]:
+        raise ValueError(f"'cout' must be from 1 to the {w.shape[1]} columns of 'w', not "
+                         f"{cout}")
     ho = (height + ph + pb - kh_size) // sh + 1
     wo = (width + pw + pr - kw_size) // sw + 1
     if ho < 1 or wo < 1:
@@ -197,6 +205,6 @@ def emit_conv2d(builder: ProgramBuilder, x: Buffer, w: Buffer, out: Buffer,
                              w=w, out=out, qparams=qparams, zp=zp, lo=lo, hi=hi,
                              block_m=block_m, nbuf=nbuf, a_panels=a_panels,
                              out_stride=out_channels,
-                             out_col=out_col, residual=residual,
+                             out_col=out_col, residual=residual, n=cout,
                              a_gather=conv_gather(height, width, (kh_size, kw_size), (sh, sw),
                                                   (ph, pw, pb, pr)))

@@ -6,8 +6,8 @@ columns, m tiles outermost; each tile accumulates over k steps (a weight tile of
 share one LOAD (a *group*). With ``nbuf >= 2`` slots the load, compute and store units
 overlap; with one slot they take turns. The A tiles of an m tile are either kept on chip
 for all its column blocks (``a_panels`` = 1 or 2 resident panels; with 2 the next m
-tile's panel may load while this one is used) or reloaded for every column block
-(``a_panels`` = 0).
+tile's panel loads while this one is used: its LOADs are spread over this tile's column
+blocks 1..) or reloaded for every column block (``a_panels`` = 0).
 
 The costs follow the RTL as the calibrated performance model (`gemmstone.sim.performance`)
 times it, not bytes over bandwidth alone:
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from gemmstone.config import AcceleratorConfig
 
 __all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "candidate_plans", "Plan",
-           "block_limit", "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
+           "block_limit", "residual_rows", "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
 _MAX_GROUP = 16      # k steps per weight LOAD at most (gemm._MAX_GROUP)
@@ -58,6 +58,7 @@ _WORD_BYTES = 16     # an instruction word is one fetched line
 LOAD_OVERHEAD = 6
 #: Estimates this close (relative) to the cheapest are a tie, decided by DRAM traffic.
 TIE_TOLERANCE = 0.01
+_RESIDUAL_SHARE = 4  # a residual's multiplier rows take at most 1 / 4 of the accumulator
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,30 @@ class Plan:
     traffic: int = 0
 
 
+def residual_rows(block_m: int, n: int, cols: int, acc_free: int) -> tuple[int, int]:
+    """``(rows, blocks)`` of a residual's multiplier rows in the accumulator: a block of
+    ``rows`` rows per column block of the output, all of them resident (``blocks`` is the
+    number of column blocks), within a quarter of the free accumulator (`block_limit`
+    leaves it out of the tiles); if even one row per column block does not fit, one block
+    reloaded when the column block changes (``blocks`` = 1). The ALU's MULSHR of a tile
+    then runs in ``ceil(block_m / rows)`` instructions that reuse the block's rows."""
+    reserve = max(1, acc_free // _RESIDUAL_SHARE)
+    n_blocks = -(-n // cols)
+    if n_blocks <= reserve:
+        return max(1, min(block_m, reserve // n_blocks)), n_blocks
+    return max(1, min(block_m, reserve)), 1
+
+
 def block_limit(config: AcceleratorConfig, *, steps: int, nbuf: int, a_panels: int,
-                spad_free: int, acc_free: int, extra_acc: int = 0) -> int:
-    """The tallest tile (< 1 if none) that ``nbuf`` accumulator slots (plus ``extra_acc``
-    blocks), ``nbuf`` weight slots of ``rows`` lines and the A tiles hold: ``a_panels``
-    panels of ``steps`` tiles, or ``nbuf`` tiles when ``a_panels`` is 0."""
+                spad_free: int, acc_free: int, residual: bool = False) -> int:
+    """The tallest tile (< 1 if none) that ``nbuf`` accumulator slots (besides a quarter
+    of the accumulator for a ``residual``'s multipliers, `residual_rows`), ``nbuf`` weight
+    slots of ``rows`` lines and the A tiles hold: ``a_panels`` panels of ``steps`` tiles,
+    or ``nbuf`` tiles when ``a_panels`` is 0."""
     a_tiles = a_panels * steps if a_panels else nbuf
-    return min(acc_free // (nbuf + extra_acc), (spad_free - nbuf * config.rows) // a_tiles,
-               _MAX_BLOCK_M)
+    if residual:
+        acc_free -= max(1, acc_free // _RESIDUAL_SHARE)
+    return min(acc_free // nbuf, (spad_free - nbuf * config.rows) // a_tiles, _MAX_BLOCK_M)
 
 
 def _beats(length: int, bw: int) -> int:
@@ -107,14 +124,15 @@ def traffic_bytes(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], 
 def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
                     block_m: int, nbuf: int, a_loads: int = 1, out_bytes: int = 1,
                     a_panels: int = 0, spad_free: int | None = None,
-                    residual: bool = False,
+                    acc_free: int | None = None, residual: bool = False,
                     a_gather: tuple[float, float] | None = None) -> int:
     """Estimated cycles of ``emit_tiled_matmul`` with this tiling (see the module
     docstring); ``a_loads`` is the number of LOADs per A tile, or ``a_gather`` =
     ``(run, fill)`` says how a convolution gathers A: ``run`` rows per LOAD on average
     (about ``block_m / run + 1`` LOADs per tile) and the fraction ``fill`` of A lines read
     from DRAM (the others are zero padding, a cycle each); ``spad_free`` (default all)
-    decides the weight groups; ``residual`` adds a residual's LOADACC and ALU per tile."""
+    decides the weight groups; ``residual`` adds a residual's LOADACC and ALU per tile
+    (its multiplier rows as `residual_rows` places them in ``acc_free``, default all)."""
     c = config
     bw, lat = c.dram_bytes_per_cycle, c.dram_latency
     word = _beats(_WORD_BYTES, bw)
@@ -136,25 +154,38 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     full_n, rest_n = divmod(n, c.cols)
     m_tiles = [(mb, count) for mb, count in ((block_m, full_m), (rest_m, 1)) if count and mb]
     n_blocks = [(nc, count) for nc, count in ((c.cols, full_n), (rest_n, 1)) if count and nc]
+    mult_rows, mult_blocks = residual_rows(block_m, n, c.cols, c.acc_rows if acc_free is None
+                                           else acc_free)
+    # Multipliers reloaded per tile (one block of rows for several column blocks).
+    reload = residual and mult_blocks == 1 and n > c.cols
 
-    def tile(mb: int, nc: int, with_a: bool, cold: bool) -> float:
+    def a_panel(mb: int) -> float:
+        """Cycles the load unit takes for the A tiles of every step of an m tile."""
+        loads = a_loads if a_gather is None else mb / a_gather[0] + 1
+        a_load = 0.0
+        for kk, count in kinds.items():
+            lines = mb * (fill * _beats(kk, bw) + 1 - fill)
+            a_load += count * loads * max(lines / loads + LOAD_OVERHEAD, short)
+        return a_load
+
+    def tile(mb: int, nc: int, with_a: bool, cold: bool, prefetch: float = 0.0) -> float:
         """Cycles of one tile of ``mb`` x ``nc`` (``with_a``: it loads the A tiles;
-        ``cold``: nothing of it could load ahead)."""
+        ``cold``: nothing of it could load ahead; ``prefetch``: load cycles of the next
+        m tile's panel it carries)."""
         loads = a_loads if a_gather is None else mb / a_gather[0] + 1
         w_load = ksum * _beats(nc, bw) + groups * LOAD_OVERHEAD
-        a_load = 0.0
-        if with_a:
-            for kk, count in kinds.items():
-                lines = mb * (fill * _beats(kk, bw) + 1 - fill)
-                a_load += count * loads * max(lines / loads + LOAD_OVERHEAD, short)
-        words = 2 * steps + groups + (steps * loads if with_a else 0) + 2 + 3 * residual
+        a_load = a_panel(mb) if with_a else 0.0
+        alus = -(-mb // mult_rows) if residual else 0
+        mult = (lat + 4 + mult_rows * _beats(4 * nc, bw)) if reload else 0
+        words = (2 * steps + groups + (steps * loads if with_a else 0) + 2
+                 + (1 + alus + reload if residual else 0))
         loadq = 3 * _beats(4 * nc, bw) if out_bytes == 1 else 0
-        extra_read = loadq + (mb * (_beats(nc, bw) + _beats(4 * nc, bw)) if residual else 0)
-        load = w_load + a_load + words * word + extra_read
+        extra_read = loadq + (mb * _beats(nc, bw) + mult if residual else 0)
+        load = w_load + a_load + words * word + extra_read + prefetch
         step = {kk: max(mb + 2, kk + 3, (mb + kk + c.rows + c.cols - 1) / 2) for kk in kinds}
         compute = sum(count * step[kk] for kk, count in kinds.items())
-        if residual:  # LOADACC int8 of the rows, the multipliers, the ALU pass
-            compute += 2 * (lat + 4) + mb * (_beats(nc, bw) + _beats(4 * nc, bw)) + mb + 6
+        if residual:  # after the drain, LOADACC int8 of the rows, then the ALU passes
+            compute += pipe + lat + 4 + mb * _beats(nc, bw) + mb + 5 * alus + mult
         store = (lat + 4 + loadq if out_bytes == 1 else 0) + mb * _beats(nc * out_bytes, bw) \
             + lat + 4
         per_step = compute / steps
@@ -173,10 +204,22 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
         return time
 
     total = 0.0
+    blocks = sum(count for _, count in n_blocks)
     for index, (mb, m_count) in enumerate(m_tiles):
         for nb_index, (nc, count) in enumerate(n_blocks):
             first_block = nb_index == 0
             rest = count - 1 if first_block else count
+            if a_panels == 2:
+                # The next m tile's panel loads during this one's column blocks 1.. (or
+                # its only block), so no first column block waits for its A tiles.
+                share = a_panel(mb) / max(1, blocks - 1) if m_count + index > 1 else 0.0
+                total += rest * tile(mb, nc, False, False, share) * m_count
+                if first_block:
+                    total += tile(mb, nc, False, False, share if blocks == 1 else 0.0) * (
+                        m_count - (1 if index == 0 else 0))
+                    if index == 0:
+                        total += tile(mb, nc, True, True)
+                continue
             with_a = not a_panels  # the other column blocks reload A only without panels
             total += rest * tile(mb, nc, with_a, False) * m_count
             if first_block:
@@ -194,7 +237,7 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
 
 
 def candidate_plans(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
-                    spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
+                    spad_free: int, acc_free: int, residual: bool = False, a_loads: int = 1,
                     out_bytes: int = 1, nbuf: int | None = None,
                     a_gather: tuple[float, float] | None = None) -> list[Plan]:
     """Every tiling `choose_plan` considers, with its estimate: per slot count (1 to 3,
@@ -206,7 +249,7 @@ def candidate_plans(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     for slots in slot_counts:
         for a_panels in (2, 1, 0):
             limit = block_limit(config, steps=steps, nbuf=slots, a_panels=a_panels,
-                                spad_free=spad_free, acc_free=acc_free, extra_acc=extra_acc)
+                                spad_free=spad_free, acc_free=acc_free, residual=residual)
             if limit < 1:
                 continue
             least = -(-m // limit)
@@ -216,7 +259,8 @@ def candidate_plans(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
                 cycles = estimate_cycles(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
                                          nbuf=slots, a_loads=a_loads, out_bytes=out_bytes,
                                          a_panels=a_panels, spad_free=spad_free,
-                                         residual=bool(extra_acc), a_gather=a_gather)
+                                         acc_free=acc_free, residual=residual,
+                                         a_gather=a_gather)
                 traffic = traffic_bytes(config, m=m, k_sizes=k_sizes, n=n, block_m=block_m,
                                         a_panels=a_panels, out_bytes=out_bytes)
                 found.append(Plan(block_m, slots, a_panels, cycles, traffic))
@@ -224,12 +268,12 @@ def candidate_plans(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
 
 
 def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
-                spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
+                spad_free: int, acc_free: int, residual: bool = False, a_loads: int = 1,
                 out_bytes: int = 1, nbuf: int | None = None,
                 a_gather: tuple[float, float] | None = None) -> Plan:
     """The cheapest `Plan` for an ``m`` x ``n`` output with k steps of ``k_sizes`` rows,
-    given the free scratchpad lines and accumulator rows (``extra_acc`` more blocks of
-    ``block_m`` rows are needed, e.g. a residual's multipliers); ``nbuf`` fixes the slot
+    given the free scratchpad lines and accumulator rows (with a ``residual``, its
+    multipliers take some, `residual_rows`); ``nbuf`` fixes the slot
     count; ``a_loads`` / ``a_gather`` as in `estimate_cycles`. Estimates within
     `TIE_TOLERANCE` of the cheapest go to the one moving the fewest DRAM bytes.
 
@@ -239,7 +283,7 @@ def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n:
         If no tiling fits the free on-chip buffers.
     """
     found = candidate_plans(config, m=m, k_sizes=k_sizes, n=n, spad_free=spad_free,
-                            acc_free=acc_free, extra_acc=extra_acc, a_loads=a_loads,
+                            acc_free=acc_free, residual=residual, a_loads=a_loads,
                             out_bytes=out_bytes, nbuf=nbuf, a_gather=a_gather)
     if not found:
         raise ValueError(f"no tiling fits {spad_free} free scratchpad lines and {acc_free} "
@@ -251,10 +295,10 @@ def choose_plan(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n:
 
 
 def choose_tiling(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int], n: int,
-                  spad_free: int, acc_free: int, extra_acc: int = 0, a_loads: int = 1,
+                  spad_free: int, acc_free: int, residual: bool = False, a_loads: int = 1,
                   out_bytes: int = 1) -> tuple[int, int, int]:
     """``(block_m, nbuf, estimated cycles)`` of `choose_plan`."""
     plan = choose_plan(config, m=m, k_sizes=k_sizes, n=n, spad_free=spad_free,
-                       acc_free=acc_free, extra_acc=extra_acc, a_loads=a_loads,
+                       acc_free=acc_free, residual=residual, a_loads=a_loads,
                        out_bytes=out_bytes)
     return plan.block_m, plan.nbuf, plan.cycles

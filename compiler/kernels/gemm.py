@@ -40,7 +40,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from gemmstone.compiler.builder import BuildError, ProgramBuilder
-from gemmstone.compiler.kernels.cost import block_limit, choose_plan
+from gemmstone.compiler.kernels.cost import (
+    LOAD_OVERHEAD,
+    block_limit,
+    choose_plan,
+    residual_rows,
+)
 from gemmstone.compiler.kernels.encode import encode_columns, token_bit
 from gemmstone.isa.program import Buffer
 from gemmstone.isa.table import AccLoadType, AluFunc, StoreMode
@@ -66,9 +71,11 @@ class Residual:
     like ``qconv2d``/``qmatmul`` define it: ``sat32(rshr(r * mult[j], shift))``.
 
     Each tile's accumulator rows are loaded from the residual with LOADACC (int8), then
-    the ALU's MULSHR multiplies them by a block of rows holding ``mult`` (LOADACC int32
-    with DRAM stride 0, once per column block); the MATMULs then accumulate on top, so
-    the sum wraps exactly as the IR's residual add does.
+    the ALU's MULSHR multiplies them by a block of rows holding the column block's
+    ``mult`` (loaded with LOADACC int32, DRAM stride 0; a block of a few rows per column
+    block, all kept on chip and reused by several MULSHRs per tile, see
+    `cost.residual_rows`); the MATMULs then accumulate on top, so the sum wraps exactly
+    as the IR's residual add does.
 
     Parameters
     ----------
@@ -180,7 +187,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                       nbuf: int | None = None, a_panels: int | None = None,
                       out_stride: int | None = None, out_col: int = 0,
                       residual: Residual | None = None,
-                      a_gather: tuple[float, float] | None = None) -> dict:
+                      a_gather: tuple[float, float] | None = None,
+                      n: int | None = None) -> dict:
     """Emit the pipelined ``out[M, N] = requant(sum over steps of A_step @ W[k0:k0+kk])``.
 
     Parameters
@@ -193,7 +201,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     load_a : LoadA
         The LOADs of the A tiles of an m tile.
     w : gemmstone.isa.Buffer
-        int8 weight matrix [K, N], row-major.
+        int8 weight matrix [K, N], row-major; or [K, N'] with N' > N columns of which the
+        first N are used (a row stride that keeps DRAM lines on bus beats).
     out : gemmstone.isa.Buffer
         int8 or int32, ``M * N`` elements read as row-major [M, N].
     qparams, zp, lo, hi, block_m, nbuf
@@ -210,6 +219,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     a_gather : (float, float), optional
         For the cost model: how ``load_a`` gathers A (`cost.estimate_cycles`); by default
         one LOAD per k step, every line read.
+    n : int, optional
+        Output columns N (default: all of ``w``'s columns).
 
     Returns
     -------
@@ -222,7 +233,10 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     _check_dtype("w", w, "int8")
     if len(w.shape) != 2:
         raise ValueError(f"'w' must be a [K, N] matrix, not shape {list(w.shape)}")
-    n = w.shape[1]
+    w_stride = w.shape[1]
+    n = w_stride if n is None else n
+    if not 1 <= n <= w_stride:
+        raise ValueError(f"'n' must be from 1 to the {w_stride} columns of 'w', not {n}")
     esize = {"int8": 1, "int32": 4}.get(out.dtype, 0)
     out_stride = n if out_stride is None else out_stride
     if out_stride < out_col + n or out_col < 0:
@@ -265,8 +279,10 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     if (k0s[1:] == k0s[:-1] + kks[:-1]).all():
         group = max(1, min(ks, _MAX_GROUP, builder.spad_free // (nbuf * rows)))
     w_slots = builder.spad_slots(nbuf, group * rows)
+    if residual is not None:
+        mult_rows, mult_blocks = residual_rows(block_m, n, cols, builder.acc_free)
+        mult = builder.acc_slots(mult_blocks, mult_rows)
     acc = builder.acc_slots(nbuf, block_m)
-    mult_row = builder.acc_slots(1, block_m)[0] if residual is not None else 0
     if int8_out:
         builder.emit("config", zp=zp, lo=lo, hi=hi)
 
@@ -333,18 +349,29 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                           -1)
     else:
         a_need = a_j - nbuf
-    order = np.argsort(a_j, kind="stable")
+    a_key = a_j * 16 + 3
+    if a_panels == 2:
+        a_key = _prefetch_keys(a_key, a_j, a_t, n_blocks, ks)
+    order = np.argsort(a_key, kind="stable")
     a_j, a_need, rows_idx = a_j[order], a_need[order], rows_idx[order]
-    add("a", a_j, 3, "load", dram=np.where(a_rows["n"][rows_idx] > 0,
-                                           a_rows["dram"][rows_idx], 0),
+    a_lo, a_hi = encode_columns(
+        "load", len(a_j), dram=np.where(a_rows["n"][rows_idx] > 0, a_rows["dram"][rows_idx], 0),
         stride=a_rows["stride"][rows_idx], spad=a_lines[a_j] + a_rows["line"][rows_idx],
         n=a_rows["n"][rows_idx], len=a_rows["len"][rows_idx],
         pad_lo=a_rows["pad_lo"][rows_idx], pad_hi=a_rows["pad_hi"][rows_idx])
+    parts.append((a_key[order], "a", a_lo, a_hi))
     j = np.arange(steps)
     g_nb = tile_nb[g_tau]
-    add("w", g_step, 4, "load", dram=w.offset + k0s[g_first] * n + n0s[g_nb], stride=n,
+    # Dispatch runs only a few steps ahead of compute: a weight LOAD that takes longer
+    # than those steps goes earlier in program order (not before the MATMUL that frees
+    # its slot), else it stays at its group's first step.
+    w_lo, w_hi = encode_columns(
+        "load", groups, dram=w.offset + k0s[g_first] * w_stride + n0s[g_nb], stride=w_stride,
         spad=w_slots[np.arange(groups)], n=k0s[g_last] + kks[g_last] - k0s[g_first],
         len=ncs[g_nb])
+    lead = _weight_lead(config, block_m, group * int(kks.max()))
+    early = np.maximum(g_step - lead, g_need)
+    parts.append((np.where(lead > 0, early * 16 + 10, g_step * 16 + 4), "w", w_lo, w_hi))
     add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s])
     add("matmul", j, 6, "matmul", spad=a_lines, acc=acc_rows[step_tau], n=mbs[step_t],
         accumulate=(step_s > 0) | (residual is not None),
@@ -353,16 +380,27 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     tau = np.arange(tiles)
     new_block = (tau == 0) | (n_blocks > 1)  # output stage / multipliers change
     if residual is not None:
-        add("x", tile_first[new_block], 0, "loadacc",
-            dram=residual.mult.offset + 4 * n0s[tile_nb[new_block]], stride=0, acc=mult_row,
-            n=mbs[tile_t[new_block]], len=ncs[tile_nb[new_block]], type=AccLoadType.INT32)
+        # The multipliers of a column block: loaded with its first tile (resident), or
+        # whenever the column block changes (one block for all).
+        loads = tile_t == 0 if mult_blocks > 1 else new_block
+        mult_base = mult.base + (tile_nb % mult_blocks) * mult_rows
+        add("x", tile_first[loads], 0, "loadacc",
+            dram=residual.mult.offset + 4 * n0s[tile_nb[loads]], stride=0,
+            acc=mult_base[loads], n=np.minimum(mult_rows, mbs[tile_t[loads]]),
+            len=ncs[tile_nb[loads]], type=AccLoadType.INT32)
         add("x", tile_first, 1, "loadacc",
             dram=(residual.buffer.offset + m0s[tile_t] * residual.stride + residual.col
                   + n0s[tile_nb]),
             stride=residual.stride, acc=acc_rows, n=mbs[tile_t], len=ncs[tile_nb],
             type=AccLoadType.INT8, pop_next=tau >= nbuf)
-        add("x", tile_first, 2, "alu", func=AluFunc.MULSHR, dst=acc_rows, src=mult_row,
-            n=mbs[tile_t], shift=residual.shift)
+        # MULSHR in chunks of the block's rows, each chunk reusing them.
+        chunks = -(-mbs[tile_t] // mult_rows)
+        chunk_tau = np.repeat(tau, chunks)
+        chunk_row = (np.arange(len(chunk_tau)) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+                     ) * mult_rows
+        add("x", tile_first[chunk_tau], 2, "alu", func=AluFunc.MULSHR,
+            dst=acc_rows[chunk_tau] + chunk_row, src=mult_base[chunk_tau],
+            n=np.minimum(mult_rows, mbs[tile_t[chunk_tau]] - chunk_row), shift=residual.shift)
     if int8_out:
         add("x", tile_last[new_block], 7, "loadq", dram=qparams.offset + 12 * n0s[
             tile_nb[new_block]], len=ncs[tile_nb[new_block]])
@@ -408,6 +446,40 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
             "steps": steps, "instructions": len(builder) - first}
 
 
+def _weight_lead(config, block_m: int, lines: int) -> int:
+    """Steps a weight LOAD of ``lines`` lines must be handed over earlier than dispatch
+    would hand it over at its group's first step (0 if in time): it takes a DRAM round
+    trip and a cycle a line; a step streams ``block_m`` lines, or waits for the weight
+    bank (`cost.estimate_cycles`); dispatch runs ``queue_depth / 2`` steps ahead."""
+    step = max(block_m + 2, (block_m + config.rows + config.rows + config.cols - 1) / 2)
+    load = config.dram_latency + lines + 2 * LOAD_OVERHEAD
+    # At most token_depth - 2 steps: each step between the LOAD and its group may push a
+    # load -> compute token of its own before the group's PRELOAD pops this one.
+    return min(max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2),
+               config.token_depth - 2)
+
+
+def _prefetch_keys(keys: np.ndarray, a_j: np.ndarray, a_t: np.ndarray, n_blocks: int,
+                   ks: int) -> np.ndarray:
+    """Program-order keys of the A LOADs with two resident panels: the panel of m tile
+    t >= 1 loads while m tile t - 1 computes (its slot's earlier panel, m tile t - 2, is
+    done by then), its LOADs spread evenly over the steps of that tile's column blocks
+    1.. (all its steps if it has one), after each step's own instructions. In program
+    order next to their consumers they would wait for dispatch, which runs only a few
+    steps ahead, and the tile's first column block would wait for its A tiles."""
+    order = np.argsort(a_j, kind="stable")
+    t = a_t[order]
+    counts = np.bincount(t)
+    rank = np.arange(len(t)) - (np.cumsum(counts) - counts)[t]
+    skip = ks if n_blocks > 1 else 0
+    span = n_blocks * ks - skip
+    step = (t - 1) * n_blocks * ks + skip + (rank * span) // counts[t]
+    moved = keys.copy()
+    later = t >= 1
+    moved[order[later]] = step[later] * 16 + 9
+    return moved
+
+
 def _check_dtype(name: str, buf: Buffer, dtype: str) -> None:
     if buf.dtype != dtype:
         raise ValueError(f"'{name}' must be an {dtype} buffer, not {buf.dtype} "
@@ -442,7 +514,7 @@ def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
     config = builder.config
     limits = {panels: block_limit(config, steps=len(k_sizes), nbuf=nbuf, a_panels=panels,
                                   spad_free=builder.spad_free, acc_free=builder.acc_free,
-                                  extra_acc=int(residual))
+                                  residual=residual)
               for panels in (2, 1, 0)}
     if limits[0] < 1:
         raise BuildError(f"{nbuf} pipeline slots do not fit: {builder.spad_free} scratchpad "
@@ -452,7 +524,7 @@ def _choose_tiling(builder: ProgramBuilder, m: int, k_sizes: list[int], n: int,
             block_m = -(-m // -(-m // limits[a_panels])) if limits[a_panels] >= 1 else 0
         else:
             plan = choose_plan(config, m=m, k_sizes=k_sizes, n=n, spad_free=builder.spad_free,
-                               acc_free=builder.acc_free, extra_acc=int(residual),
+                               acc_free=builder.acc_free, residual=residual,
                                out_bytes=esize, nbuf=nbuf, a_gather=a_gather)
             return plan.block_m, plan.a_panels
     if not 1 <= block_m <= limits[0]:

@@ -96,6 +96,12 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
     config = builder.config
 
     def constants(tag: str, lo: int, hi: int, weights: np.ndarray):
+        # Rows padded to whole bus beats and column blocks: every weight line a LOAD reads
+        # starts on a beat (a line across two beats costs two).
+        unit = max(config.cols, config.dram_bytes_per_cycle)
+        width = -(-weights.shape[1] // unit) * unit
+        if width != weights.shape[1]:
+            weights = np.pad(weights, ((0, 0), (0, width - weights.shape[1])))
         w = builder.buffer(f"{name}#w{tag}", weights.shape, data=weights)
         q = None if raw else builder.buffer(
             f"{name}#q{tag}", 3 * (hi - lo), "int32",
@@ -127,6 +133,9 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         batch, ho, wo = acc.shape[:3]
         m = batch * ho * wo
         macs = m * cout * kh * kw * cin_g
+        patches = acc.inputs[0]
+        if patches.op is Op.IM2COL:  # the products of the zero channels are not counted
+            macs = m * cout * math.prod(patches.attrs["kernel"]) * patches.inputs[0].shape[-1]
         for g0 in range(0, groups, per_chunk):
             g1 = min(groups, g0 + per_chunk)
             ci0, ci1, co0, co1 = g0 * cin_g, g1 * cin_g, g0 * cout_g, g1 * cout_g
@@ -141,7 +150,7 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
                        for c0 in range(0, ci1 - ci0, config.rows)]
             tiling_plan = choose_plan(
                 config, m=m, k_sizes=k_sizes, n=co1 - co0, spad_free=config.spad_lines,
-                acc_free=config.acc_rows, extra_acc=res is not None,
+                acc_free=config.acc_rows, residual=res is not None,
                 a_gather=conv_gather(acc.inputs[0].shape[1], acc.inputs[0].shape[2], (kh, kw),
                                      tuple(acc.attrs["stride"]), _pads(acc.attrs["padding"])))
             plan = emit_conv2d(builder, x, w, out, q, kernel_size=(kh, kw),
@@ -149,7 +158,7 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
                                padding=tuple(acc.attrs["padding"]),
                                block_m=tiling_plan.block_m, nbuf=tiling_plan.nbuf,
                                a_panels=tiling_plan.a_panels, in_channels=(ci0, ci1 - ci0),
-                               out_col=co0, residual=res, **stage)
+                               out_col=co0, residual=res, cout=co1 - co0, **stage)
             record(plan, tiling_plan.cycles)
         kind = f"conv {kh}x{kw}/{acc.attrs['stride'][0]}" + (
             f" groups={groups}" if groups > 1 else "")
@@ -163,12 +172,12 @@ def _emit(builder: ProgramBuilder, op: AcceleratorOp, views: dict[str, Buffer]) 
         k_sizes = [min(config.rows, k - k0) for k0 in range(0, k, config.rows)]
         tiling_plan = choose_plan(
             config, m=m, k_sizes=k_sizes, n=n, spad_free=config.spad_lines,
-            acc_free=config.acc_rows, extra_acc=res is not None)
+            acc_free=config.acc_rows, residual=res is not None)
         plan = emit_tiled_matmul(builder, m=m, k_steps=[(i * config.rows, s) for i, s in
                                                         enumerate(k_sizes)],
                                  load_a=row_major_a(x, config.rows), w=w, out=out, qparams=q,
                                  block_m=tiling_plan.block_m, nbuf=tiling_plan.nbuf,
-                                 a_panels=tiling_plan.a_panels, residual=res, **stage)
+                                 a_panels=tiling_plan.a_panels, residual=res, n=n, **stage)
         record(plan, tiling_plan.cycles)
         kind = f"matmul {m}x{k}x{n}"
     return {"name": name, "op": acc.op.value, "kind": kind, "macs": int(macs),

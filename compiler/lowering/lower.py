@@ -11,11 +11,13 @@ from gemmstone.compiler.lowering.compiled import CompiledModel
 from gemmstone.compiler.lowering.emit import lower_group
 from gemmstone.compiler.lowering.partition import AcceleratorGroup, HostOp, schedule
 from gemmstone.compiler.ops import Op
+from gemmstone.compiler.passes.im2col import unfold_shallow_convs
+from gemmstone.compiler.verify import verify
 from gemmstone.config import AcceleratorConfig
 
-__all__ = ["lower", "graph_hash", "COMPILER_VERSION"]
+__all__ = ["lower", "graph_hash", "prepare_for_lowering", "COMPILER_VERSION"]
 
-COMPILER_VERSION = "gemmstone-lowering-3"  # part of the cache key: bump when output changes
+COMPILER_VERSION = "gemmstone-lowering-4"  # part of the cache key: bump when output changes
 
 
 def graph_hash(graph: Graph) -> str:
@@ -43,6 +45,15 @@ def graph_hash(graph: Graph) -> str:
     return digest.hexdigest()
 
 
+def prepare_for_lowering(graph: Graph, config: AcceleratorConfig) -> Graph:
+    """The graph `lower` partitions: a copy of ``graph`` with the rewrites that depend on
+    the array's shape (`unfold_shallow_convs`: shallow convolutions as im2col on the host
+    and a 1x1 convolution)."""
+    graph = graph.copy()
+    unfold_shallow_convs(graph, config.rows)
+    return graph
+
+
 def lower(graph: Graph, config: AcceleratorConfig, key: str = "") -> CompiledModel:
     """Lower a quantized graph (after `quantize`) for ``config``.
 
@@ -53,7 +64,9 @@ def lower(graph: Graph, config: AcceleratorConfig, key: str = "") -> CompiledMod
     gemmstone.compiler.lowering.LoweringError
         A node cannot be lowered (the message names it and says why).
     """
-    steps = schedule(graph)
+    verify(graph)
+    graph = prepare_for_lowering(graph, config)
+    steps = schedule(graph)  # verifies the rewritten graph
     users: dict[str, set[int]] = {}
     for index, step in enumerate(steps):
         nodes = ([v for op in step.ops for v in op.operands] if isinstance(step, AcceleratorGroup)

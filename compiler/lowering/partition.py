@@ -173,6 +173,9 @@ def host_reason(node: Node) -> str:
         return "uint8 <-> int8 offset by 128 (the array reads int8)"
     if node.op is Op.TRANSPOSE and len(node.shape) == 4:
         return "layout change between the graph's NCHW and the array's NHWC"
+    if node.op is Op.IM2COL:
+        return ("the patches of a shallow convolution as channels, so that it runs in fewer "
+                "k steps (compiler.passes.im2col)")
     if node.op is Op.CONCAT and any(v.is_constant for v in node.inputs):
         return "pads a convolution input with its zero point (the array pads with 0)"
     return ""

@@ -19,7 +19,13 @@ def fuse_accelerator_ops(graph: Graph) -> None:
     absorb the chain of single-use ops after it, in the order the array's output path
     applies them: ``add`` of a per-channel constant (bias, merged with an existing one),
     ``add`` of a same-shaped tensor (the residual, at most one), then ``relu``/``relu6``/
-    ``clamp`` (which ends the chain)."""
+    ``clamp`` (which ends the chain).
+
+    When both operands of a residual add come straight from a conv/matmul, the one with
+    the longer reduction takes the add: the residual costs the array the same few passes
+    over every output tile whichever op carries it, and a tile of the longer reduction
+    spends longer on its products (ResNet's 3x3 convolution rather than the 1x1
+    downsample beside it)."""
     for node in list(graph.nodes):
         if node.op in (Op.CONV2D, Op.MATMUL) and node.dtype is DType.FLOAT32:
             _fuse(graph, node)
@@ -45,6 +51,8 @@ def _fuse(graph: Graph, root: Node) -> None:
                 bias = per_channel if bias is None else bias + per_channel
             elif residual is None and (other.shape, other.dtype) == (tail.shape, tail.dtype) \
                     and other is not tail:
+                if _longer_reduction(other, root, users):
+                    break  # ``other`` takes the add when it is fused
                 residual = other
             else:
                 break
@@ -73,6 +81,21 @@ def _fuse(graph: Graph, root: Node) -> None:
         graph.nodes.remove(root)
         graph.nodes.insert(graph.index(tail), root)
         graph.replace_uses(tail, root)
+
+
+def _reduction(node: Node) -> int:
+    """Products summed per output element of a float conv2d/matmul."""
+    weight = node.inputs[1]
+    if node.op is Op.CONV2D:
+        return math.prod(weight.shape[1:])
+    return weight.shape[-1 if node.attrs["transpose_b"] else -2]
+
+
+def _longer_reduction(other: Node, root: Node, users: dict) -> bool:
+    """Whether ``other``, the other operand of ``root``'s residual add, is a conv/matmul
+    not fused yet, used only by the add, with a longer reduction than ``root``."""
+    return (other.op in (Op.CONV2D, Op.MATMUL) and other.dtype is DType.FLOAT32
+            and len(users[other]) == 1 and _reduction(other) > _reduction(root))
 
 
 def _per_channel(node: Node, root: Node, channels: int) -> np.ndarray | None:

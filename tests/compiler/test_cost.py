@@ -140,7 +140,9 @@ def test_gemm_512_keeps_a_on_chip_at_any_bandwidth():
         plan = choose_plan(config, m=512, k_sizes=[16] * 32, n=512,
                            spad_free=config.spad_lines, acc_free=config.acc_rows, nbuf=2)
         assert plan.a_panels > 0
-        assert plan.traffic <= 4 * 512 * 512  # A, B twice, C: once each
+        # A and C once, B at most three times (at 4 B/cycle three m tiles with the next
+        # one's A panel prefetched beat two m tiles of one panel: 553k vs 586k cycles).
+        assert plan.traffic <= 5 * 512 * 512
         reload = estimate_cycles(config, m=512, k_sizes=[16] * 32, n=512, block_m=512,
                                  nbuf=2, a_panels=0)
         assert plan.cycles < reload

@@ -382,7 +382,9 @@ def test_pipeline_overlaps_units():
     scratchpad slot from the third tile on, compute waits for an accumulator slot from the
     third tile on; the releases of the last two tiles are pushes nobody pops, so finish()
     cleared them. The A tiles of an m tile are loaded once and stay on chip for its second
-    column block; their slots were released long before, so they wait for nothing."""
+    column block; their slots were released long before, so they wait for nothing. With two
+    resident panels, the A tiles of m tile t + 1 load during m tile t's second column block
+    (prefetch): only the first m tile's first column block waits for its A tiles."""
     program, _, _ = small_gemm_program(preset("small"))  # 5 m x 2 n tiles, 2 k steps each
     decoded = [decode(word) for word in program.words]
     b = program.buffers["b"]
@@ -397,8 +399,13 @@ def test_pipeline_overlaps_units():
     assert [i.pop_next for i in weight_loads] == [0, 0] + [1] * 8
     assert not any(i.pop_next for i in a_loads)
     assert [i.push_prev for i in matmuls] == [0, 1] * 8 + [0, 0] * 2
-    # The second step of a first column block also waits for its own A tile.
-    assert [i.pop_prev for i in preloads] == [1, 1, 1, 0] * 5
+    # The second step of the first column block also waits for its own A tile; later m
+    # tiles' A tiles are there before their first step.
+    assert [i.pop_prev for i in preloads] == [1, 1, 1, 0] + [1, 0, 1, 0] * 4
+    a_steps = [index for index, word in enumerate(decoded) if word in a_loads]
+    second_blocks = [index for index, word in enumerate(decoded)
+                     if word.mnemonic == "preload" and word.spad == 36]
+    assert [a_steps[2 * t] > second_blocks[t - 1] for t in range(1, 5)] == [True] * 4
     assert [i.pop_next for i in matmuls] == [0] * 4 + [1, 0] * 8
     assert [i.push_next for i in matmuls] == [0, 1] * 10
     assert [i.pop_prev for i in stores] == [1] * 10
