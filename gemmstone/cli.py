@@ -19,6 +19,7 @@ from rich.table import Column, Table
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
 from gemmstone.driver.backend import BACKENDS
+from gemmstone.driver.errors import DriverError
 from gemmstone.isa.assembly import assemble
 from gemmstone.isa.errors import ExecutionError
 from gemmstone.isa.program import Buffer, Program
@@ -28,9 +29,10 @@ from gemmstone.sim.sweep.cli import sweep_command
 
 __all__ = ["main"]
 
-# Expected failures (bad input files, programs that fault) print their message and exit 1;
-# anything else is a bug and keeps its traceback.
-_USER_ERRORS = (ValueError, ExecutionError, OSError)
+# Expected failures (bad input files, programs that fault, a device that times out or
+# lacks memory) print their message and exit 1; anything else is a bug and keeps its
+# traceback.
+_USER_ERRORS = (ValueError, ExecutionError, OSError, DriverError)
 _DERIVED = ("line_bytes", "spad_lines", "spad_addr_bits", "acc_row_bytes", "acc_rows",
             "acc_addr_bits", "macs_per_cycle", "dram_bytes")
 
@@ -220,7 +222,7 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 @main.command()
 @click.argument("target", metavar="MODEL|PROGRAM.gem")
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="func", show_default=True,
-              help="Device backend a model runs on (a .gem program runs on func).")
+              help="Device backend the model or program runs on.")
 @click.option("--batch", type=click.IntRange(min=1),
               help="Model inputs per run (default: 50 for digits, 1 otherwise).")
 @click.option("--samples", type=click.IntRange(min=1),
@@ -232,7 +234,7 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of weights, inputs, calibration data and digits training.")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
-              help="Seconds one program may run on the device.")
+              help="Seconds one program may run on the device (perf and rtl backends).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the compile cache.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
               help="(.gem) Fill the program's buffer NAME from a .npy file. Repeatable.")
@@ -244,7 +246,7 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 def run(target: str, backend: str, batch: int | None, samples: int | None, size: int | None,
         seed: int, timeout: float, no_cache: bool, inputs: tuple[str, ...],
         output_dir: str | None, preset: str | None, config_path: str | None) -> None:
-    """Run a model on a backend, or a .gem program on the functional model.
+    """Run a model or a .gem program on a backend.
 
     MODEL is one of the repo's models (digits, resnet18, mobilenetv2, encoder) or an
     .onnx / .pt2 file: it is compiled (int8, cached), run on the --backend device and
@@ -254,17 +256,23 @@ def run(target: str, backend: str, batch: int | None, samples: int | None, size:
         gemmstone run digits --backend func --preset base
 
     PROGRAM.gem is a program container: its constants and the --input arrays are loaded
-    into its DMA window, it runs bit-exactly on the functional model, and the counters and
-    every buffer's range are printed (config: the one given, else the preset the program
-    was built for). A program that faults prints the fault and exits with status 1.
+    into its DMA window (every other byte is zero) and it runs on the --backend device:
+    func runs it on the functional model (counters: instructions, DRAM bytes, MACs), perf
+    and rtl through the driver (the device's counters: cycles, busy and stall cycles,
+    bytes, instructions retired). Every buffer's range is printed (config: the one given,
+    else the preset the program was built for). A program that faults prints the fault
+    and exits with status 1. Example:
+
+        gemmstone run gemm.gem --backend perf --input x=x.npy --output-dir out
     """
     if target.endswith(".gem"):
-        if backend != "func" or any(v is not None for v in (batch, samples, size)):
-            raise click.UsageError("a .gem program runs on the functional model; --backend, "
-                                   "--batch, --samples and --size are for models")
+        if any(v is not None for v in (batch, samples, size)):
+            raise click.UsageError("--batch, --samples and --size are for models, not .gem "
+                                   "programs")
         if not Path(target).is_file():
             raise click.BadParameter(f"file {target!r} does not exist", param_hint="PROGRAM")
-        _run_program(target, inputs, output_dir, preset, config_path)
+        _run_program(target, inputs, output_dir, preset, config_path, backend=backend,
+                     timeout=timeout)
         return
     if inputs or output_dir:
         raise click.UsageError("--input and --output-dir are for .gem programs, not models")
@@ -329,28 +337,36 @@ def _count(n: int, noun: str) -> str:
 
 
 def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
-                 preset: str | None, config_path: str | None) -> None:
-    # The functional model and the kernels load only for the commands that use them.
-    from gemmstone.sim.functional import run_program
-
+                 preset: str | None, config_path: str | None, *, backend: str = "func",
+                 timeout: float = 600.0) -> None:
     program = Program.load(program_path)
     config = _program_config(program, _resolve_config(preset, config_path, default=None))
     given = dict(_parse_input(text) for text in inputs)
-    result = run_program(program, config, given)
+    table = Table("counter", "value", title="counters")
+    if backend == "func":
+        # The functional model itself: it also counts the array's MACs.
+        from gemmstone.sim.functional import run_program
+
+        result = run_program(program, config, given)
+        outputs, counters = result.outputs, result.counters
+        where = "the functional model"
+        for unit, count in counters.instructions.items():
+            table.add_row(f"{unit} instructions", str(count))
+        table.add_row("DRAM bytes read", str(counters.dram_bytes_read))
+        table.add_row("DRAM bytes written", str(counters.dram_bytes_written))
+        table.add_row("MACs", str(counters.macs))
+    else:
+        outputs, device_counters = _run_on_device(program, config, given, backend, timeout)
+        where = f"backend {backend}"
+        for name, value in device_counters.items():
+            table.add_row(name.replace("_", " "), f"{value:,}")
     roles = _roles(program, given)
     console = _console()
-    console.print(f"{program_path}: ran on the functional model, {config.describe()}")
-    counters = result.counters
-    table = Table("counter", "value", title="counters")
-    for unit, count in counters.instructions.items():
-        table.add_row(f"{unit} instructions", str(count))
-    table.add_row("DRAM bytes read", str(counters.dram_bytes_read))
-    table.add_row("DRAM bytes written", str(counters.dram_bytes_written))
-    table.add_row("MACs", str(counters.macs))
+    console.print(f"{program_path}: ran on {where}, {config.describe()}")
     console.print(table)
-    if result.outputs:
+    if outputs:
         buffers = Table("buffer", "role", "dtype", "shape", "min", "max", title="buffers")
-        for name, array in result.outputs.items():
+        for name, array in outputs.items():
             buffers.add_row(name, roles[name], str(array.dtype),
                             "x".join(map(str, array.shape)),
                             str(array.min()) if array.size else "-",
@@ -359,10 +375,31 @@ def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | N
     if output_dir:
         folder = Path(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, array in result.outputs.items():
+        for name, array in outputs.items():
             if roles[name] == "output":
                 np.save(folder / f"{name}.npy", array)
         console.print(f"outputs written to {folder}/")
+
+
+def _run_on_device(program: Program, config: AcceleratorConfig, given: dict[str, np.ndarray],
+                   backend: str, timeout: float) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Run ``program`` through the driver on ``backend``: every buffer read back, and the
+    device's counters."""
+    from gemmstone.driver.device import Device
+    from gemmstone.driver.errors import OutOfDeviceMemoryError
+
+    with Device(config, backend, timeout=timeout) as device:
+        try:
+            loaded = device.load(program)
+        except OutOfDeviceMemoryError as error:
+            # `asm` gives a program the whole DRAM as its window unless told otherwise.
+            raise OutOfDeviceMemoryError(
+                f"{error}; the program's window is {program.window_size:#x} bytes: assemble "
+                f"it with a smaller --window to run it on backend {backend}") from None
+        for name, value in given.items():
+            loaded.write(name, value)
+        counters = loaded.run()
+        return {name: loaded.read(name) for name in program.buffers}, counters
 
 
 @main.command()
