@@ -158,7 +158,10 @@ def _overview() -> list[str]:
         "- `uint` fields are unsigned, `int` fields two's complement, `flag` fields one bit.",
         "- DRAM addresses are byte offsets from the DMA window base; every access must lie "
         "in `[0, window_size)`.",
-        "- `n = 0` makes any instruction with an `n` field a no-op.",
+        "- `n = 0` is allowed: the instruction reads, writes and computes no row (LOAD "
+        "still writes its `pad_lo + pad_hi` zero lines) and pops and pushes its tokens as "
+        "usual. Its other operands are still checked (`len` must be in range); an empty "
+        "row range is never out of bounds.",
         "",
         "### Common header", "",
         "Bits [0, 8) are the same in every instruction:", "",

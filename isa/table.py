@@ -253,7 +253,7 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (
             _f("spad", 8, 16, doc="first scratchpad line holding an input row"),
             _f("acc", 24, 16, doc="first accumulator row written"),
-            _f("n", 40, 12, doc="input rows streamed through the array, 1..4095"),
+            _f("n", 40, 12, doc="input rows streamed through the array (0: none)"),
             _f("accumulate", 52, 1, "flag", doc="add to the rows instead of overwriting"),
             _reserved(53),
         ),
@@ -267,7 +267,7 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             _f("func", 8, 4, AluFunc, doc="element-wise function"),
             _f("dst", 12, 16, doc="first accumulator row read and written"),
             _f("src", 28, 16, doc="first accumulator row of operand b (unless use_imm)"),
-            _f("n", 44, 12, doc="rows processed, 1..4095"),
+            _f("n", 44, 12, doc="rows processed (0: none)"),
             _f("use_imm", 56, 1, "flag", doc="operand b is imm instead of src rows"),
             _f("shift", 57, 6, doc="right shift of MULSHR"),
             _reserved(63, 64),
