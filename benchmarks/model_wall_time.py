@@ -11,6 +11,7 @@ depends on what else the machine runs), and the cosine similarity of the output 
 float (and whether it equals func's).
 
     .venv/bin/python benchmarks/model_wall_time.py [--backends func,rtl] [--size 224]
+        [--harness native|cocotb]
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> None:
                         help="comma-separated backends, run in this order (default func,rtl)")
     parser.add_argument("--size", type=int, default=224, help="input image size")
     parser.add_argument("--preset", default="base", help="accelerator preset (default base)")
+    parser.add_argument("--harness", default="",
+                        help="rtl simulator: native (the default) or cocotb")
     parser.add_argument("--timeout", type=float, default=4 * 3600.0,
                         help="seconds one program may run on a device")
     args = parser.parse_args()
@@ -68,16 +71,23 @@ def main() -> None:
 
     outputs = {}
     for backend in args.backends.split(","):
+        options = {}
         if backend == "rtl":
             # Build (or find in the cache) the Verilated model first: not part of the figure.
             from gemmstone.driver.backends.rtl import build_model
+            from gemmstone.driver.backends.rtl_native import build_server
 
             started = time.perf_counter()
-            build_model(config)
+            if args.harness == "cocotb":
+                build_model(config)
+            else:
+                build_server(config)
             print(f"rtl: Verilator build (or cache hit): {time.perf_counter() - started:.1f} s",
                   flush=True)
+            if args.harness:
+                options["harness"] = args.harness
         started, children = time.perf_counter(), _children_cpu()
-        with Device(config, backend, timeout=args.timeout) as device:
+        with Device(config, backend, timeout=args.timeout, **options) as device:
             opened = time.perf_counter()
             loaded = LoadedModel(compiled, device)
             ready = time.perf_counter()
@@ -92,7 +102,8 @@ def main() -> None:
         peak = config.rows * config.cols * max(cycles, 1)
         clock = f", {cycles:,} cycles ({totals['macs'] / peak:.1%} utilization)" if cycles else ""
         cpu = f", simulator CPU {simulator:.1f} s" if simulator > 0.5 else ""
-        print(f"{backend}: inference {done - ready:.1f} s wall (open {opened - started:.1f} s, "
+        name = f"{backend} ({device.backend.harness})" if backend == "rtl" else backend
+        print(f"{name}: inference {done - ready:.1f} s wall (open {opened - started:.1f} s, "
               f"load {ready - opened:.1f} s{cpu}){clock}; cosine to float "
               f"{cosine(out, want):.4f}{versus}", flush=True)
 

@@ -36,13 +36,19 @@ from xml.etree import ElementTree
 from gemmstone.hw import objcache
 
 __all__ = [
-    "DEFAULT_BUILD_ARGS", "VerilatorError", "CocotbTestError", "CocotbTest", "VerilatedModel",
-    "verilator_root", "verilator_version", "build_environment", "default_cache_dir",
-    "build_key", "build_verilated", "prune_cache",
+    "DEFAULT_BUILD_ARGS", "NATIVE_BUILD_ARGS", "VerilatorError", "CocotbTestError", "CocotbTest",
+    "VerilatedModel", "NativeExecutable", "verilator_root", "verilator_version",
+    "build_environment", "default_cache_dir", "build_key", "build_verilated", "build_native",
+    "prune_cache",
 ]
 
 #: Amaranth's Verilog trips Verilator's width lint warnings; they are not errors here.
 DEFAULT_BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+
+#: Verilator options of `build_native` executables on top of the build arguments: the
+#: design has no assertions to keep, and X values go where they cost least (Verilator's
+#: default for assignments, spelled out).
+NATIVE_BUILD_ARGS = ("--x-assign", "fast", "--noassert")
 
 _STAMP = "gemmstone-build.json"  # written last: its presence means the build is complete
 
@@ -165,10 +171,21 @@ def default_cache_dir() -> Path:
 
 
 def build_key(verilog: str, *, toplevel: str, build_args: Sequence[str] = (),
-              public: bool = False, optimize: bool = False) -> str:
-    """Hex SHA-256 naming the build of ``verilog``: equal inputs, equal key."""
+              public: bool = False, optimize: bool = False, harness: str = "") -> str:
+    """Hex SHA-256 naming the build of ``verilog``: equal inputs, equal key. ``harness`` is
+    the C++ main of a `build_native` executable ("" for cocotb builds)."""
     import cocotb_tools.config
 
+    if harness:
+        return hashlib.sha256(json.dumps({
+            "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
+            "toplevel": toplevel,
+            "build_args": list(build_args),
+            "optimize": optimize,
+            "harness": hashlib.sha256(harness.encode()).hexdigest(),
+            "verilator": verilator_version(),
+            "compiler": _compiler_identity(),
+        }, sort_keys=True).encode()).hexdigest()
     identity = {
         "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
         "toplevel": toplevel,
@@ -423,3 +440,85 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
             "verilator": verilator_version(),
         }, indent=2))
     return VerilatedModel(directory=directory, toplevel=toplevel, built=True)
+
+
+@dataclass(frozen=True)
+class NativeExecutable:
+    """A Verilated model linked with a C++ main of its own (no cocotb, no VPI).
+
+    Attributes
+    ----------
+    directory : Path
+        The build directory (Verilog source, harness, build log, the executable).
+    executable : Path
+        The program to run.
+    built : bool
+        True if this call built it, False if it came from the cache.
+    """
+
+    directory: Path
+    executable: Path
+    built: bool
+
+
+def build_native(verilog: str, *, toplevel: str, harness: str,
+                 defines: Mapping[str, str] | None = None,
+                 build_args: Sequence[str] = DEFAULT_BUILD_ARGS, optimize: bool = True,
+                 cache_dir: str | Path | None = None) -> NativeExecutable:
+    """``verilog`` (top module ``toplevel``) Verilated and linked with the C++ ``harness``
+    (a file with ``main``, which includes ``Vtop.h``), built if not cached.
+
+    The executable calls the model directly: no VPI layer, no Python, and Verilator may
+    optimize every signal but the top's ports. ``defines`` become ``-D`` options of the
+    C++ compiles; `NATIVE_BUILD_ARGS` are added to ``build_args``. ``optimize`` (the
+    default here) compiles with -O3, see `build_environment`. Cached like
+    `build_verilated`, under a key that includes the harness.
+
+    Raises
+    ------
+    VerilatorError
+        If Verilator is missing or the build fails; the message ends with the build log.
+    """
+    if not isinstance(verilog, str) or not verilog.strip():
+        raise TypeError(f"'verilog' must be non-empty Verilog text, not {verilog!r:.40}")
+    if not isinstance(toplevel, str) or not toplevel.isidentifier():
+        raise ValueError(f"'toplevel' must be a Verilog module name, not {toplevel!r}")
+    if not isinstance(harness, str) or "main(" not in harness:
+        raise ValueError("'harness' must be C++ source text with a main function")
+    flags = [f"-D{name}={value}" for name, value in sorted((defines or {}).items())]
+    args = [*build_args, *NATIVE_BUILD_ARGS, *(["-CFLAGS", " ".join(flags)] if flags else [])]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    key = build_key(verilog, toplevel=toplevel, build_args=args, optimize=optimize,
+                    harness=harness)
+    directory = cache / key[:24]
+    executable = directory / f"{toplevel}_native"
+    with _lock(cache / f"{key[:24]}.lock"):
+        stamp = directory / _STAMP
+        if stamp.is_file():
+            stamp.touch()
+            return NativeExecutable(directory=directory, executable=executable, built=False)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        source = directory / f"{toplevel}.v"
+        source.write_text(verilog)
+        main = directory / "harness.cpp"
+        main.write_text(harness)
+        log = directory / "build.log"
+        env = {**os.environ, **build_environment(cache, optimize=optimize)}
+        command = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build",
+                   "-j", str(os.cpu_count() or 1), "--top-module", toplevel, "--prefix", "Vtop",
+                   "--Mdir", str(directory), "-o", executable.name, *args,
+                   str(source), str(main)]
+        with open(log, "w") as handle:
+            result = subprocess.run(command, cwd=directory, env=env, stdout=handle,
+                                    stderr=subprocess.STDOUT, check=False)
+        if result.returncode != 0 or not executable.is_file():
+            raise VerilatorError(f"building {toplevel} (native) in {directory} failed "
+                                 f"(exit status {result.returncode}):\n{_tail(log)}")
+        _drop_intermediates(directory)
+        stamp.write_text(json.dumps({
+            "toplevel": toplevel, "build_args": args, "optimize": optimize,
+            "native": True, "key": key, "verilator": verilator_version(),
+        }, indent=2))
+    return NativeExecutable(directory=directory, executable=executable, built=True)

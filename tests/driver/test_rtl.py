@@ -6,6 +6,7 @@ of taking the test process down."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import time
@@ -74,6 +75,37 @@ def test_counters_agree_with_func_where_both_count(devices):
     for name in ("retired_load", "retired_compute", "retired_store", "bytes_written"):
         assert on_rtl[name] == on_func[name] > 0
     assert on_rtl["cycles"] > 0 and on_func["cycles"] == 0
+
+
+def test_native_and_cocotb_harnesses_run_alike(devices):
+    """The default native simulator and the cocotb one run the same design: equal outputs
+    and equal counters, cycles included."""
+    _, rtl = devices
+    assert rtl.backend.harness == "native"
+    program, inputs, expected = gemm_case(TINY, np.random.default_rng(4), 21, 10, 30)
+    runs = []
+    with open_rtl(harness="cocotb") as under_cocotb:
+        assert under_cocotb.backend.harness == "cocotb"
+        for device in (rtl, under_cocotb):
+            loaded = device.load(program)
+            loaded.write("a", inputs["a"])
+            runs.append((device.run(loaded), loaded.read("out")))
+            loaded.free()
+    (native, native_out), (cocotb, cocotb_out) = runs
+    np.testing.assert_array_equal(native_out, expected["out"])
+    np.testing.assert_array_equal(cocotb_out, expected["out"])
+    assert native == cocotb and native["cycles"] > 0
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"harness": "verilog"}, "unknown rtl harness 'verilog'; choose one of 'native', 'cocotb'"),
+    ({"memory": "axiram", "harness": "native"},
+     "the native rtl harness simulates only memory='dram', not 'axiram'; use "
+     "harness='cocotb'"),
+])
+def test_bad_harness_is_named(options, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        open_rtl(**options)
 
 
 def test_out_of_window_fault_reads_as_on_func(devices):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gemmstone.hw.sim_build import (
     VerilatorError,
     build_environment,
     build_key,
+    build_native,
     build_verilated,
     default_cache_dir,
     prune_cache,
@@ -82,6 +84,49 @@ def test_second_build_comes_from_the_cache():
         '`verilator_config\npublic_flat_rw -module "counter" -var "*"\n')
     assert "--public-flat-rw" not in (first.directory / "build.log").read_text()
     assert not [*first.directory.glob("*.gch"), *first.directory.glob("*.o")]
+
+
+COUNTER_MAIN = """
+#include <cstdio>
+#include <cstdlib>
+#include "Vtop.h"
+#include "verilated.h"
+int main(int argc, char** argv) {
+    Vtop top;
+    top.rst = 1; top.clk = 0; top.eval();
+    top.clk = 1; top.eval(); top.clk = 0; top.rst = 0; top.eval();
+    for (int i = 0; i < std::atoi(argv[1]); ++i) {
+        top.clk = 1; top.eval(); top.clk = 0; top.eval();
+    }
+    std::printf("count %d step %d\\n", top.count, STEP);
+    return 0;
+}
+"""
+
+
+def test_native_build_runs_its_own_main_and_is_cached():
+    # The default cache, like the cocotb build above: built once per machine.
+    first = build_native(COUNTER, toplevel="counter", harness=COUNTER_MAIN,
+                         defines={"STEP": "7"})
+    assert first.executable == first.directory / "counter_native"
+    result = subprocess.run([first.executable, "300"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout == f"count {300 % 256} step 7\n"  # an 8-bit counter wraps
+    second = build_native(COUNTER, toplevel="counter", harness=COUNTER_MAIN,
+                          defines={"STEP": "7"})
+    assert not second.built and second.directory == first.directory
+    assert not [*first.directory.glob("*.gch"), *first.directory.glob("*.o")]
+    # Another main or other defines are another build; a cocotb build's key differs too.
+    keys = {build_key(COUNTER, toplevel="counter", harness=COUNTER_MAIN),
+            build_key(COUNTER, toplevel="counter", harness=COUNTER_MAIN + "\n"),
+            build_key(COUNTER, toplevel="counter")}
+    assert len(keys) == 3
+
+
+def test_native_build_without_main_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="^'harness' must be C\\+\\+ source text with a main "
+                       "function$"):
+        build_native(COUNTER, toplevel="counter", harness="int x;", cache_dir=tmp_path)
 
 
 def test_a_failed_build_raises_with_the_log(tmp_path):
