@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import copy
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,8 +121,6 @@ class GemmstoneSupport(OperatorSupportBase):
     def is_node_supported(self, submodules, node: torch.fx.Node) -> bool:
         if node.op != "call_function":
             return False
-        if node.target is operator.getitem:
-            return True
         why = self.refused.get(node.name) or convertible(node)
         if why:
             self.reasons.setdefault(op_name(node.target), why)
@@ -170,11 +169,18 @@ class SplitGraph:
         #: Op name -> nodes PyTorch runs on the host per call, and why.
         self.host_ops: collections.Counter = collections.Counter()
         self.reasons: dict[str, str] = {}
+        self.module, self.partitions = graph_module, {}
+        if _dynamic(graph_module, args):
+            # An export would fix the shapes of this call, and Dynamo reuses the graph for
+            # other shapes: PyTorch runs it all. Said aloud, as nothing of it is accelerated.
+            why = "dynamic shapes (compile with dynamic=False to run on the device)"
+            warnings.warn(f"gemmstone: a graph with {why} runs on the host", stacklevel=2)
+            self._count_host(graph_module, why)
+            return
         try:
             exported = torch.export.export(graph_module, tuple(args), strict=False)
             aten_module = exported.run_decompositions(decomposition_table()).module()
         except Exception as error:  # any export failure: PyTorch runs the whole graph
-            self.module, self.partitions = graph_module, []
             self._count_host(graph_module, f"the graph could not be exported to ATen "
                                            f"({type(error).__name__}); {why}")
             return
@@ -276,6 +282,18 @@ class SplitGraph:
                 name = op_name(node.target)
                 self.host_ops[name] += 1
                 self.reasons.setdefault(name, (reasons or {}).get(name) or why)
+
+
+def _dynamic(graph_module: torch.fx.GraphModule, args: Sequence) -> bool:
+    """True if Dynamo made the graph shape-polymorphic: a size among its arguments, or a
+    placeholder with a symbolic dimension."""
+    if not all(isinstance(a, torch.Tensor) for a in args):
+        return True
+    for node in graph_module.graph.nodes:
+        value = node.meta.get("example_value") if node.op == "placeholder" else None
+        if isinstance(value, torch.Tensor) and not all(isinstance(d, int) for d in value.shape):
+            return True
+    return False
 
 
 def _detached(value):

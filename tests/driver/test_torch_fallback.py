@@ -148,6 +148,29 @@ def test_data_dependent_ops(in_graph):
     assert report.host["gt"] >= 1 and report.graphs["split"] >= 1
 
 
+def test_a_graph_made_dynamic_by_dynamo_runs_on_the_host_with_a_warning():
+    torch.manual_seed(0)
+    model = SortsAndSums().eval()
+    torch._dynamo.reset()
+    gem.reset_fallback_report()
+    compiled = torch.compile(model, backend="gemmstone", options={"config": "tiny"})
+    xs = [torch.randn(3, 16), torch.randn(5, 16)]
+    with torch.no_grad():
+        first = compiled(torch.randn(2, 16))[0]
+        # A second shape makes Dynamo recompile with symbolic sizes, reused for a third.
+        with pytest.warns(UserWarning, match=r"^gemmstone: a graph with dynamic shapes "
+                                             r"\(compile with dynamic=False to run on the "
+                                             r"device\) runs on the host$"):
+            outs = [compiled(x) for x in xs]
+        wants = [model(x) for x in xs]
+    assert first.shape == (2, 8)
+    for out, want in zip(outs, wants, strict=True):
+        assert all(torch.equal(o, w) for o, w in zip(out, want, strict=True))
+    report = gem.fallback_report()
+    assert report.graphs == {"split": 1, "host": 1}
+    assert report.host["linear"] == 2 and report.host["sort"] == 3
+
+
 class DigitsTop3(torch.nn.Module):
     def __init__(self, cnn: torch.nn.Module) -> None:
         super().__init__()
