@@ -3,8 +3,8 @@
 `SimTopBench` owns the clock, reset, the register master (cocotbext-axi's `AxiLiteMaster`
 on ``s_axil``) and the DRAM model's controls. Nothing of it wakes per cycle: the clock is
 cocotb's C++ clock, the register master sleeps until used, a DRAM image moves in or out
-in one clock edge (binary ``$fread`` / ``$fwrite`` in the model), and a run is waited for
-by polling ``STATUS`` at growing intervals. `play_runs` is the cocotb test
+in one clock edge (binary ``$fread`` / ``$fwrite`` in the model), and the end of a run is
+one trigger on the top's ``busy`` output falling. `play_runs` is the cocotb test
 `sim_top.run_programs` starts: it plays the runs of the pickle named by
 ``GEMMSTONE_SIM_RUNS`` and writes the results to the file named by
 ``GEMMSTONE_SIM_RESULTS``.
@@ -21,7 +21,7 @@ import time
 import cocotb
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from gemmstone.hw.register_map import BY_NAME, REGISTERS, STATUS_BUSY, Kind
@@ -30,10 +30,6 @@ from gemmstone.hw.sim_dram import file_port_value, read_image, write_image
 __all__ = ["SimTopBench", "play_runs"]
 
 PERIOD_NS = 10
-#: Polling STATUS starts this many cycles apart and doubles up to MAX_POLL_CYCLES: short
-#: runs end promptly, long ones spend almost no time in Python.
-FIRST_POLL_CYCLES = 32
-MAX_POLL_CYCLES = 8192
 
 
 class SimTopBench:
@@ -125,21 +121,19 @@ class SimTopBench:
         await self.regs.write_dword(BY_NAME[name].offset, value)
 
     async def wait_idle(self, max_cycles: int) -> None:
-        """Poll STATUS until BUSY clears.
+        """Wait until the run in progress ends: one trigger on the top's ``busy`` output
+        falling (or ``max_cycles`` passing), then one STATUS read to confirm.
 
         Raises
         ------
         TimeoutError
             If the accelerator is still busy after ``max_cycles``.
         """
-        interval, waited = FIRST_POLL_CYCLES, 0
-        while (await self.read("STATUS")) & (1 << STATUS_BUSY.lsb):
-            if waited > max_cycles:
-                raise TimeoutError(f"the accelerator is still busy after {waited} cycles")
-            # A Timer, not ClockCycles: that one wakes Python at every edge it counts.
-            await Timer(interval * PERIOD_NS, unit="ns")
-            waited += interval
-            interval = min(2 * interval, MAX_POLL_CYCLES)
+        if self.dut.busy.value:
+            # Python wakes once, at the end of the run: no polling.
+            await First(FallingEdge(self.dut.busy), Timer(max_cycles * PERIOD_NS, unit="ns"))
+        if (await self.read("STATUS")) & (1 << STATUS_BUSY.lsb):
+            raise TimeoutError(f"the accelerator is still busy after {max_cycles} cycles")
 
     async def registers(self) -> dict[str, int]:
         """Every status, counter and constant register, by name."""
