@@ -1,6 +1,7 @@
 """Lowering pieces: grouped/depthwise conv, residual and clamp on the array, memory plan,
 cost model, errors, serialization, cache and the compile command."""
 
+import model_cache
 import numpy as np
 import pytest
 import torch
@@ -12,13 +13,16 @@ from gemmstone.compiler.errors import VerifyError
 from gemmstone.compiler.frontends.torch_fx import from_torch
 from gemmstone.compiler.interpreter import run
 from gemmstone.compiler.ir import Graph
-from gemmstone.compiler.kernels.cost import choose_tiling, estimate_cycles
+from gemmstone.compiler.kernels.cost import choose_tiling, estimate_cycles, residual_rows
 from gemmstone.compiler.lowering import CompiledModel, LoweringError, lower, run_compiled
 from gemmstone.compiler.lowering.memory import Lifetime, plan_arena
 from gemmstone.compiler.models import EncoderBlock
 from gemmstone.compiler.ops import DType, Op
+from gemmstone.compiler.passes import PassManager
 from gemmstone.compiler.passes.im2col import unfold_steps
+from gemmstone.compiler.quantization import quantize
 from gemmstone.config import preset
+from gemmstone.isa import decode
 
 RNG = np.random.default_rng(3)
 
@@ -67,6 +71,58 @@ def test_conv_lowering_equals_the_interpreter(groups, cin, cout, stride, padding
     expected = run(graph, x)[0]
     np.testing.assert_array_equal(got, expected)
     assert got.min() >= -5 and got.max() <= 100
+
+
+@pytest.mark.parametrize(("n", "rows", "blocks"), [
+    (10, 5, 3),       # 3 column blocks: 3 blocks of 5 multiplier rows (the tile height)
+    (160, 3, 40),     # 40 blocks in a quarter of the accumulator: 3 rows, MULSHR in 2 chunks
+    (520, 5, 1),      # 130 blocks do not fit: one block, reloaded per column block
+])
+def test_residual_multipliers_equal_the_interpreter(n, rows, blocks):
+    """A residual matmul on tiny (4x4, 512 accumulator rows): its multiplier rows stay on
+    chip per column block (`residual_rows`), several MULSHRs per tile reuse them."""
+    config = preset("tiny")
+    m, k = 5, 6
+    assert residual_rows(5, n, config.cols, config.acc_rows) == (rows, blocks)
+    g = Graph("mm")
+    a, r = g.input("a", (m, k), DType.INT8), g.input("r", (m, n), DType.INT8)
+    w = g.constant(RNG.integers(-127, 128, (k, n)).astype(np.int8), "w")
+    acc = g.add(Op.QMATMUL, [a, w, r], {
+        "residual": True, "residual_shift": 12,
+        "residual_multiplier": RNG.integers(-(1 << 16), 1 << 16, n).astype(np.int32)},
+        name="acc")
+    g.output(g.add(Op.REQUANTIZE, [acc], {"mode": "fixed", "multiplier": 1 << 20,
+                                          "shift": 24}, name="y"))
+    compiled = lower(g, config)
+    assert compiled.report["layers"][0]["block_m"] == [m]
+    words = [decode(word) for word in compiled.programs[0].words]
+    tiles = -(-n // config.cols)
+    assert sum(i.mnemonic == "alu" for i in words) == tiles * -(-m // rows)
+    assert sum(i.mnemonic == "loadacc" and i.type.name == "INT32" for i in words) == (
+        blocks if blocks > 1 else tiles)
+    inputs = [RNG.integers(-128, 128, v.shape).astype(np.int8) for v in g.inputs]
+    np.testing.assert_array_equal(run_compiled(compiled, *inputs)[0], run(g, *inputs)[0])
+
+
+def test_resnet18_is_bit_exact_with_its_stem_unfolded():
+    """ResNet-18 (32x32 input) on base (16x16): the 7x7/2 stem on 3 channels is im2col on
+    the host + a 1x1 conv of 10 k steps (49 before), every residual add rides on a 3x3 conv
+    (not a 1x1 downsample), and the outputs equal the interpreter's on the quantized
+    graph."""
+    model, x, graph = model_cache.exported("resnet18")
+    graph = graph.copy()
+    PassManager().run(graph)
+    quantized = quantize(graph, [(x.numpy(),)])
+    compiled = lower(quantized, preset("base"))
+    assert [h["op"] for h in compiled.report["host"]][:3] == ["transpose", "quantize",
+                                                             "im2col"]
+    stem = compiled.report["layers"][0]
+    assert (stem["kind"], stem["steps"] // stem["tiles"]) == ("conv 1x1/1", 10)
+    assert stem["macs"] == 16 * 16 * 64 * 147  # the zero channel is not counted
+    kinds = {layer["kind"] for layer in compiled.report["layers"] if layer["residual"]}
+    assert kinds == {"conv 3x3/1"}
+    (got,) = run_compiled(compiled, x.numpy())
+    np.testing.assert_array_equal(got, run(quantized, x.numpy())[0])
 
 
 def test_unsupported_integer_ops_fall_back_to_the_host_with_a_reason():

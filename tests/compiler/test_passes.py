@@ -7,7 +7,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from gemmstone.compiler.errors import VerifyError
+from gemmstone.compiler.errors import IRError, VerifyError
 from gemmstone.compiler.interpreter import run
 from gemmstone.compiler.ir import Graph
 from gemmstone.compiler.ops import DType, Op
@@ -26,6 +26,7 @@ from gemmstone.compiler.passes import (
     remove_identities,
     simplify_arithmetic,
 )
+from gemmstone.compiler.passes.im2col import unfold_shallow_convs, unfold_steps
 from gemmstone.compiler.passes.mincut import min_cut
 from gemmstone.compiler.verify import verify
 
@@ -406,3 +407,96 @@ def test_min_cut_matches_brute_force():
         assert value == best
         assert 0 in side and count - 1 not in side
         assert sum(c for u, v, c in edges if u in side and v not in side) == value
+
+
+def test_fuse_gives_a_residual_add_to_the_longer_reduction():
+    """add(conv1x1(x), conv3x3(y)): the 3x3 carries the residual (the array pays for it
+    per output tile), whichever conv comes first in the graph."""
+    for downsample_first in (True, False):
+        g = Graph("block")
+        x, y = g.input("x", (1, 4, 6, 6)), g.input("y", (1, 8, 6, 6))
+        convs = {}
+        for name in ("down", "main") if downsample_first else ("main", "down"):
+            kernel, source = (1, x) if name == "down" else (3, y)
+            convs[name] = g.add(Op.CONV2D, [source, g.constant(rand(8, source.shape[1],
+                                                                    kernel, kernel))],
+                                {"padding": (kernel // 2,) * 4}, name=name)
+        g.output(g.add(Op.RELU, [g.add(Op.ADD, [convs["down"], convs["main"]])]))
+        apply(g, fuse_accelerator_ops)
+        down, main = g.find("down"), g.find("main")
+        assert (down.attrs["residual"], main.attrs["residual"]) == (False, True)
+        assert main.inputs[-1] is down and main.attrs["clamp"] == (0.0, math.inf)
+        assert g.outputs == [main]
+
+
+def int8_conv(g, x, cout, kernel, *, stride=(1, 1), padding=(0, 0, 0, 0), name="conv",
+              x_zero_point=0):
+    """qconv2d(x, random int8 weights, int32 bias) -> fixed-point requantize, NHWC."""
+    w = g.constant(RNG.integers(-127, 128, (cout, x.shape[-1], *kernel)).astype(np.int8),
+                   f"{name}_w")
+    b = g.constant(RNG.integers(-3000, 3000, cout).astype(np.int32), f"{name}_b")
+    acc = g.add(Op.QCONV2D, [x, w, b], {"stride": stride, "padding": padding,
+                                        "layout": "NHWC", "bias": True,
+                                        "x_zero_point": x_zero_point}, name=name)
+    return g.add(Op.REQUANTIZE, [acc], {
+        "mode": "fixed", "multiplier": RNG.integers(1 << 29, 1 << 30, cout).astype(np.int32),
+        "shift": np.full(cout, 38, np.int32), "axis": 3}, name=f"{name}_q")
+
+
+def test_unfold_shallow_convs_gathers_patches_on_the_host():
+    # A 3x3 / 2 on 3 channels takes 9 k steps of 4 rows; as patches of 27 (+1 zero)
+    # channels, 7.
+    g = Graph("stem")
+    x = g.input("x", (1, 9, 10, 3), DType.INT8)
+    g.output(int8_conv(g, x, 5, (3, 3), stride=(2, 2), padding=(1, 1, 0, 1)))
+    assert unfold_steps((3, 3), 3, 4) == (9, 7)
+    text = apply(g, lambda graph: unfold_shallow_convs(graph, 4))
+    assert text.splitlines()[2:5] == [
+        "  %conv_im2col = im2col(%x) {kernel=(3,3), stride=(2,2), padding=(1,1,0,1), "
+        "channels=28} : i8[1,4,5,28]",
+        "  %conv_w_im2col = constant : i8[5,28,1,1]",
+        "  %conv = qconv2d(%conv_im2col, %conv_w_im2col, %conv_b) {layout='NHWC', "
+        "bias=True} : i32[1,4,5,5]"]
+    conv = g.find("conv")
+    assert conv.inputs[0] is g.find("conv_im2col") and conv.shape == (1, 4, 5, 5)
+    assert conv.attrs["stride"] == (1, 1) and conv.attrs["padding"] == (0, 0, 0, 0)
+    weights = conv.inputs[1].value
+    assert not weights[:, 27:].any()  # the padding channel multiplies zeros
+
+
+def test_unfold_shallow_convs_leaves_other_convs():
+    g = Graph("net")
+    x = g.input("x", (1, 6, 6, 3), DType.INT8)
+    first = int8_conv(g, x, 3, (3, 3), padding=(1, 1, 1, 1), name="first")
+    second = int8_conv(g, first, 4, (3, 3), padding=(1, 1, 1, 1), name="second")
+    deep = int8_conv(g, g.input("d", (1, 6, 6, 8), DType.INT8), 4, (3, 3), name="deep")
+    point = int8_conv(g, x, 4, (1, 1), name="point")
+    shifted = int8_conv(g, x, 4, (3, 3), name="shifted", x_zero_point=3)
+    g.output(second, deep, point, shifted)
+    apply(g, lambda graph: unfold_shallow_convs(graph, 4))
+    # Only the first: the second reads an array output (the program would be cut in two),
+    # 8 channels take 18 k steps either way, a 1x1 has nothing to gather, and a zero point
+    # keeps the convolution on the host.
+    assert [n.inputs[0].name for n in g.nodes if n.op is Op.IM2COL] == ["x"]
+    assert g.find("first").inputs[0].op is Op.IM2COL
+    assert all(g.find(n).inputs[0].op is not Op.IM2COL
+               for n in ("second", "deep", "point", "shifted"))
+
+
+def test_im2col_op_gathers_patches_in_kernel_tap_order():
+    g = Graph("g")
+    x = g.input("x", (2, 4, 5, 3), DType.INT8)
+    g.output(g.add(Op.IM2COL, [x], {"kernel": (2, 3), "stride": (2, 1),
+                                    "padding": (1, 0, 0, 2), "channels": 20}))
+    value = RNG.integers(-128, 128, x.shape).astype(np.int8)
+    (got,) = run(g, value)
+    padded = np.pad(value, ((0, 0), (1, 0), (0, 2), (0, 0)))
+    assert got.shape == (2, 2, 5, 20) and got.dtype == np.int8
+    for oy, ox, i, j in product(range(2), range(5), range(2), range(3)):
+        tap = (i * 3 + j) * 3
+        np.testing.assert_array_equal(got[:, oy, ox, tap:tap + 3],
+                                      padded[:, oy * 2 + i, ox + j])
+    assert not got[..., 18:].any()
+    with pytest.raises(IRError, match=r"^%im2col_1 = im2col: channels=17 is fewer than the "
+                                      r"18 of a 2x3 patch of 3 channels$"):
+        g.add(Op.IM2COL, [x], {"kernel": (2, 3), "channels": 17})
