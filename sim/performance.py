@@ -17,10 +17,15 @@ for DRAM or (dispatch) for queue room, bytes moved on the bus, instructions reti
 The model assumes the program runs without a fault (run it on the functional model for
 that); a token deadlock is reported as `gemmstone.isa.TokenError`.
 
-Cost: a few events per instruction (about 90 us of CPU per instruction on ResNet-18's
-convolutions, benchmarks/perf_speed.py). The lines of a DMA command between two events
-of other parts are taken inline, and a steady stream of them in closed form
-(`ReadChannel.stream`); results of whole runs are cached (`PerformanceModel`'s ``cache``).
+Two engines run this model. ``engine="python"`` is `_Run` below, the readable reference:
+a few events per instruction, about 70 us of CPU per instruction on ResNet-18's
+convolutions (benchmarks/perf_speed.py). ``engine="compiled"``, the default, is the same
+model as one numba-compiled state machine (`gemmstone.sim.performance_core`) that gives
+identical cycles, counters and grant and raises the same errors
+(tests/sim/test_performance_core.py), a few hundred times faster. In both, the lines of a
+DMA command between two events of other parts are taken inline, and a steady stream of them
+in closed form (`ReadChannel.stream`); results of whole runs are cached
+(`PerformanceModel`'s ``cache``).
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gemmstone.config import AcceleratorConfig
-from gemmstone.isa.encoding import decode
+from gemmstone.isa.encoding import bytes_to_words, decode
 from gemmstone.isa.errors import ProgramEndError, TokenError
 from gemmstone.isa.program import Program
 from gemmstone.isa.table import WORD_BYTES, AccLoadType, StoreMode, Unit
+from gemmstone.sim.performance_core import run_compiled, words_to_code
 from gemmstone.sim.performance_memory import (
     AXI_RAM,
     MemoryTiming,
@@ -45,7 +51,7 @@ from gemmstone.sim.performance_memory import (
     line_pattern,
 )
 
-__all__ = ["PerformanceModel", "PerfResult", "COUNTERS", "estimate"]
+__all__ = ["PerformanceModel", "PerfResult", "COUNTERS", "ENGINES", "estimate"]
 
 #: The RTL's performance counters (hw/register_map.py), in register order.
 COUNTERS = ("CYCLES", "BUSY_LOAD", "BUSY_COMPUTE", "BUSY_STORE", "STALL_TOKEN", "STALL_DMA",
@@ -70,6 +76,8 @@ _QUEUES = {
 _UNIT_OF = {Unit.LOAD: _LOAD, Unit.COMPUTE: _COMPUTE, Unit.STORE: _STORE}
 #: Runs whose results `PerformanceModel` remembers (most recently used first to stay).
 RUN_CACHE_SIZE = 256
+#: The engines that run the model: the compiled core (default) and the Python reference.
+ENGINES = ("compiled", "python")
 _RUNS: OrderedDict[tuple, PerfResult] = OrderedDict()
 
 
@@ -166,22 +174,32 @@ class PerformanceModel:
         the process): the same program on the same config, memory, addresses and grant
         is not simulated again. A model's layers repeat, and a device runs the same
         programs over and over.
+    engine : {"compiled", "python"}
+        ``"compiled"``: the numba core (`gemmstone.sim.performance_core`); ``"python"``:
+        the reference `_Run`. Both give identical results.
     """
 
     def __init__(self, config: AcceleratorConfig, memory: MemoryTiming = AXI_RAM, *,
-                 cache: bool = True) -> None:
+                 cache: bool = True, engine: str = "compiled") -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"'config' must be an AcceleratorConfig, not {config!r}")
         if not isinstance(memory, MemoryTiming):
             raise TypeError(f"'memory' must be a MemoryTiming, not {memory!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"'engine' must be one of {', '.join(ENGINES)}, not {engine!r}")
         self.config = config
         self.memory = memory
         self.cache = cache
+        self.engine = engine
 
-    def run(self, words: Sequence[int], *, instr_base: int = 0, window_base: int = 0,
-            grant: int = 0) -> PerfResult:
+    def run(self, words: Sequence[int] | bytes, *, instr_base: int = 0,
+            window_base: int = 0, grant: int = 0) -> PerfResult:
         """Estimate the run of ``words`` fetched from bus address ``instr_base`` with the
         DMA window at ``window_base`` (addresses matter: they decide bus beats).
+
+        ``words`` are the instruction words as ints, or the code as it lies in memory
+        (bytes, 16 little-endian bytes a word: `gemmstone.isa.encoding.words_to_bytes`),
+        which the compiled engine reads without a Python step per word.
 
         ``grant`` is the read arbiter's grant when the run starts: 0 after a reset, the
         previous run's `PerfResult.grant` when runs follow each other.
@@ -195,16 +213,14 @@ class PerformanceModel:
         gemmstone.isa.ProgramEndError
             The program has no halt.
         """
+        code = words_to_code(words)
         if not self.cache:
-            return _Run(self.config, self.memory, words, instr_base, window_base,
-                        grant).result()
-        digest = hashlib.blake2b(b"".join(int(word).to_bytes(WORD_BYTES, "little")
-                                          for word in words), digest_size=16).digest()
-        key = (self.config, self.memory, digest, len(words), instr_base, window_base, grant)
+            return self._simulate(words, code, instr_base, window_base, grant)
+        digest = hashlib.blake2b(code, digest_size=16).digest()
+        key = (self.config, self.memory, digest, len(code), instr_base, window_base, grant)
         found = _RUNS.get(key)
         if found is None:
-            found = _Run(self.config, self.memory, words, instr_base, window_base,
-                         grant).result()
+            found = self._simulate(words, code, instr_base, window_base, grant)
             _RUNS[key] = found
             if len(_RUNS) > RUN_CACHE_SIZE:
                 _RUNS.popitem(last=False)
@@ -212,12 +228,23 @@ class PerformanceModel:
             _RUNS.move_to_end(key)
         return PerfResult(dict(found.counters), found.grant)
 
+    def _simulate(self, words, code, instr_base: int, window_base: int,
+                  grant: int) -> PerfResult:
+        if self.engine == "compiled":
+            counters, grant = run_compiled(self.config, self.memory, code, instr_base,
+                                           window_base, grant)
+            return PerfResult(dict(zip(COUNTERS, counters.tolist(), strict=True)), grant)
+        if isinstance(words, (bytes, bytearray, memoryview)):
+            words = bytes_to_words(bytes(words))
+        return _Run(self.config, self.memory, words, instr_base, window_base,
+                    grant).result()
+
 
 def estimate(program: Program, config: AcceleratorConfig, *,
-             memory: MemoryTiming = AXI_RAM) -> PerfResult:
+             memory: MemoryTiming = AXI_RAM, engine: str = "compiled") -> PerfResult:
     """The performance model's estimate for ``program`` (window and code at address 0)."""
     program.check_config(config)
-    return PerformanceModel(config, memory).run(program.words)
+    return PerformanceModel(config, memory, engine=engine).run(program.words)
 
 
 class _Run:

@@ -1,0 +1,1274 @@
+"""The performance model's compiled core: `gemmstone.sim.performance`'s model as one state
+machine over numpy arrays, compiled with numba.
+
+`gemmstone.sim.performance._Run` is the readable reference: generator actors (fetch and
+dispatch, the three units, the read channel) on an event loop. This module runs the same
+model with the same arithmetic in the same order, so it gives identical cycles, counters
+and arbiter grant, and raises the same exceptions with the same messages; the tests
+(tests/sim/test_performance_core.py) compare the two on random programs, the calibration
+programs and every fault path. What changes is only the representation:
+
+- each generator is a resume point (``*_pc``) plus its local variables, and ``yield`` is
+  "return a wake-up time (or none) to the event loop";
+- the event heap holds at most one live entry per actor, so it is five (time, sequence)
+  slots and the next event is the smallest of them (the same order as the heap's);
+- `ReadCommand` objects are one slot per read client (a client has one command at a time,
+  and units only look at their last one); deques with a ``maxlen`` are ring buffers;
+- instruction words are decoded in the compiled code from the program's bytes, with
+  per-opcode field tables built from `gemmstone.isa.table` (a word the tables reject is
+  decoded again by `gemmstone.isa.encoding.decode`, which raises the exact error).
+
+Compiled functions are cached on disk (numba ``cache=True``) under
+``~/.cache/gemmstone/numba`` unless ``NUMBA_CACHE_DIR`` says otherwise, so a clone's source
+tree stays clean; the first call in a fresh cache compiles for some seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+import numpy as np
+
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    # Read by numba when a cached function is defined, below.
+    numba.config.CACHE_DIR = str(Path.home() / ".cache" / "gemmstone" / "numba")
+
+from numba import njit
+
+from gemmstone.config import AcceleratorConfig
+from gemmstone.isa.encoding import decode
+from gemmstone.isa.errors import ProgramEndError, TokenError
+from gemmstone.isa.table import (
+    BY_OPCODE,
+    OPCODE_FIELD,
+    TOKEN_FIELDS,
+    WORD_BYTES,
+    AccLoadType,
+    StoreMode,
+    Unit,
+)
+from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
+
+__all__ = ["run_compiled", "words_to_code"]
+
+_WORD_MASK = (1 << 128) - 1
+
+# -- decode tables (from the instruction table) ---------------------------------------------
+
+#: Instruction kinds the model tells apart.
+_KINDS = ("load", "loadacc", "loadq", "store", "config", "preload", "matmul", "alu",
+          "fence", "halt")
+_K_LOAD, _K_LOADACC, _K_LOADQ, _K_STORE, _K_CONFIG, _K_PRELOAD, _K_MATMUL, _K_ALU, \
+    _K_FENCE, _K_HALT = range(len(_KINDS))
+#: Operand fields the model reads, in the columns of the decoded table.
+_FIELDS = ("n", "pad_lo", "pad_hi", "dram", "stride", "len", "k", "type", "mode")
+_F_N, _F_PAD_LO, _F_PAD_HI, _F_DRAM, _F_STRIDE, _F_LEN, _F_K, _F_TYPE, _F_MODE = \
+    range(len(_FIELDS))
+_F_KIND, _F_ACTOR, _F_FLAGS, _F_POSITION = range(len(_FIELDS), len(_FIELDS) + 4)
+_COLUMNS = len(_FIELDS) + 4
+_MAX_ENUMS = 4
+
+
+def _signed64(value: int) -> int:
+    """A 64-bit pattern as the int64 numba sees."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _decode_tables():
+    opcodes = 1 << OPCODE_FIELD.width
+    kind = np.full(opcodes, -1, np.int64)          # -1: reserved opcode
+    actor = np.full(opcodes, -1, np.int64)
+    reserved = np.zeros((opcodes, 2), np.int64)    # reserved bits, low and high word
+    tokens = np.zeros(opcodes, np.int64)           # token flags the unit may set
+    fields = np.zeros((opcodes, len(_FIELDS), 2), np.int64)   # (lsb, width); width 0: none
+    enums = np.zeros((opcodes, _MAX_ENUMS, 3), np.int64)      # (lsb, width, allowed bits)
+    actors = {Unit.LOAD: 1, Unit.COMPUTE: 2, Unit.STORE: 3}
+    for opcode, spec in BY_OPCODE.items():
+        kind[opcode] = _KINDS.index(spec.mnemonic)
+        actor[opcode] = actors.get(spec.unit, -1)
+        for bit, flag in enumerate(TOKEN_FIELDS):
+            if spec.unit.allows(flag.name):
+                tokens[opcode] |= 1 << bit
+        mask = 0
+        count = 0
+        for f in spec.all_fields:
+            if f.kind == "reserved":
+                mask |= ((1 << f.width) - 1) << f.lsb
+            elif f.is_enum:
+                allowed = sum(1 << int(member) for member in f.kind)
+                enums[opcode, count] = (f.lsb, f.width, allowed)
+                count += 1
+            if f.name in _FIELDS:
+                fields[opcode, _FIELDS.index(f.name)] = (f.lsb, f.width)
+        reserved[opcode] = (_signed64(mask & (2**64 - 1)), _signed64(mask >> 64))
+    return kind, actor, reserved, tokens, fields, enums
+
+
+_TABLES = _decode_tables()
+_TOKEN_LSB = TOKEN_FIELDS[0].lsb
+assert [f.name for f in TOKEN_FIELDS] == ["pop_prev", "pop_next", "push_prev", "push_next"]
+assert int(AccLoadType.INT8) == 1 and int(StoreMode.INT32) == 1
+
+# -- model constants (those of gemmstone.sim.performance) ----------------------------------
+
+_INF = 1 << 62
+_NONE = -1            # an actor's "yield None"
+_STOP = -2            # the front end returned (halt)
+_FIFO_DEPTH = 32
+_OUTPUT_LATENCY = 4
+_ALU_LATENCY = 2
+_FIFO_LATENCY = 2
+_RESPONSES = 16
+_FETCH, _LOAD, _COMPUTE, _STORE, _MEMORY = range(5)
+_POP_PREV, _POP_NEXT, _PUSH_PREV, _PUSH_NEXT = 1, 2, 4, 8
+# Token queues in the reference's order: producer, its push flag, consumer, its pop flag.
+_Q_PRODUCER = (_LOAD, _COMPUTE, _COMPUTE, _STORE)
+_Q_PUSH = (_PUSH_NEXT, _PUSH_PREV, _PUSH_NEXT, _PUSH_PREV)
+_Q_CONSUMER = (_COMPUTE, _LOAD, _STORE, _COMPUTE)
+_Q_POP = (_POP_PREV, _POP_NEXT, _POP_PREV, _POP_NEXT)
+_QUEUE_NAMES = ("load->compute", "compute->load", "compute->store", "store->compute")
+# Token queue counts (columns of `tc`).
+_T_PUSHED, _T_PENDING, _T_PROMISED, _T_POPPED = range(4)
+# Event slots (rows of `ev`).
+_E_TIME, _E_SEQ, _E_LIVE, _E_BLOCKED = range(4)
+# Scalars shared by the helpers (`g`).
+(_G_NOW, _G_SEQ, _G_FE_WORD, _G_FE_UNIT, _G_FE_IDLE, _G_FE_FETCH, _G_GRANT, _G_NEXT_AR,
+ _G_DATA_END, _G_BEATS, _G_STALL_TOKEN, _G_STALL_DMA, _G_ERROR) = range(13)
+_GLOBALS = 13
+# Read command slots, one per client (rows of `rc`).
+(_C_ACTIVE, _C_EXISTS, _C_LINES, _C_READY, _C_DONE, _C_LAST_AR, _C_LAST_END, _C_PREV_END,
+ _C_FIRST_TAKE, _C_OWNER, _C_PERIOD, _C_HELD) = range(12)
+_SLOTS = 12
+# Per unit (rows of `unit_state`, columns 1..3 = actors).
+_U_QUEUED, _U_TAKEN, _U_SETTLED, _U_IDLE_FROM, _U_RETIRED, _U_BUSY = range(6)
+# Per load (rows of `loads`).
+_L_TAKE, _L_HANDOFF, _L_DATA_START, _L_RETIRE = range(4)
+# Result codes.
+OK, BAD_WORD, PROGRAM_END, TOKENS_LEFT, DEADLOCK_EMPTY, DEADLOCK, READER_BUSY = range(7)
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _field(lo, hi, lsb, width):
+    if width == 0:
+        return 0
+    if lsb >= 64:
+        return (hi >> (lsb - 64)) & ((1 << width) - 1)
+    if lsb + width <= 64:
+        return (lo >> lsb) & ((1 << width) - 1)
+    low_bits = 64 - lsb
+    low = (lo >> lsb) & ((1 << low_bits) - 1)
+    return low | ((hi & ((1 << (width - low_bits)) - 1)) << low_bits)
+
+
+@njit(cache=True)
+def _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins):
+    """Fill ``ins`` (a row per word: `_FIELDS`, kind, actor, token flags, position in
+    its unit); returns the index of the first word the tables reject, or -1."""
+    count = code.shape[0] // 2
+    positions = np.zeros(4, np.int64)
+    for i in range(count):
+        lo = code[2 * i]
+        hi = code[2 * i + 1]
+        opcode = lo & 15
+        kind = kind_of[opcode]
+        if kind < 0 or (lo & reserved[opcode, 0]) != 0 or (hi & reserved[opcode, 1]) != 0:
+            return i
+        for e in range(enums.shape[1]):
+            width = enums[opcode, e, 1]
+            if width and not (enums[opcode, e, 2] >> _field(lo, hi, enums[opcode, e, 0],
+                                                            width)) & 1:
+                return i
+        flags = (lo >> _TOKEN_LSB) & 15
+        if flags & ~tokens[opcode]:
+            return i
+        for f in range(fields.shape[1]):
+            ins[i, f] = _field(lo, hi, fields[opcode, f, 0], fields[opcode, f, 1])
+        actor = actor_of[opcode]
+        ins[i, _F_KIND] = kind
+        ins[i, _F_ACTOR] = actor
+        ins[i, _F_FLAGS] = flags
+        if actor >= 0:
+            ins[i, _F_POSITION] = positions[actor]
+            positions[actor] += 1
+        else:
+            ins[i, _F_POSITION] = -1
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _schedule(ev, g, actor, time):
+    g[_G_SEQ] += 1
+    ev[_E_SEQ, actor] = g[_G_SEQ]
+    ev[_E_TIME, actor] = time
+    ev[_E_LIVE, actor] = 1
+    ev[_E_BLOCKED, actor] = 0
+
+
+@njit(cache=True, inline="always")
+def _wake(ev, g, actor):
+    if ev[_E_BLOCKED, actor]:
+        _schedule(ev, g, actor, g[_G_NOW])
+
+
+@njit(cache=True, inline="always")
+def _horizon(ev):
+    best = _INF
+    for actor in range(5):
+        if ev[_E_LIVE, actor] and ev[_E_TIME, actor] < best:
+            best = ev[_E_TIME, actor]
+    return best
+
+
+@njit(cache=True, inline="always")
+def _ring_push(ring, item):
+    """Append to a ring buffer ``[start, length, items...]`` (a deque with a maxlen)."""
+    capacity = ring.shape[0] - 2
+    if ring[1] == capacity:
+        ring[2 + ring[0]] = item
+        ring[0] = (ring[0] + 1) % capacity
+    else:
+        ring[2 + (ring[0] + ring[1]) % capacity] = item
+        ring[1] += 1
+
+
+@njit(cache=True, inline="always")
+def _ring_first(ring):
+    return ring[2 + ring[0]]
+
+
+@njit(cache=True, inline="always")
+def _ring_last(ring):
+    return ring[2 + (ring[0] + ring[1] - 1) % (ring.shape[0] - 2)]
+
+
+@njit(cache=True)
+def _union(starts, ends, count):
+    """Cycles covered by the half-open intervals [starts[i], ends[i]), i < count."""
+    order = np.argsort(starts[:count], kind="mergesort")
+    total = 0
+    reach = -_INF
+    for j in range(count):
+        start = starts[order[j]]
+        end = ends[order[j]]
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
+
+
+@njit(cache=True, inline="always")
+def _token_ready(unit, flags, depth, tc, pushes, pops):
+    ready = 0
+    for q in range(4):
+        if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
+            needed = tc[q, _T_POPPED]
+            if needed >= tc[q, _T_PUSHED]:
+                return -1
+            ready = max(ready, pushes[q, needed] + 1)
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            needed = tc[q, _T_PROMISED] - depth
+            if needed >= 0:
+                if needed >= tc[q, _T_POPPED]:
+                    return -1
+                ready = max(ready, pops[q, needed] + 1)
+    return ready
+
+
+@njit(cache=True, inline="always")
+def _take(unit, flags, time, us, takes, tc, pops, ev, g):
+    takes[unit, us[_U_TAKEN, unit]] = time
+    us[_U_TAKEN, unit] += 1
+    for q in range(4):
+        if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
+            pops[q, tc[q, _T_POPPED]] = time
+            tc[q, _T_POPPED] += 1
+            _wake(ev, g, _Q_PRODUCER[q])
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            tc[q, _T_PROMISED] += 1
+            tc[q, _T_PENDING] += 1
+    if unit == g[_G_FE_UNIT]:
+        _wake(ev, g, _FETCH)
+
+
+@njit(cache=True, inline="always")
+def _push(unit, flags, time, tc, pushes, ev, g):
+    for q in range(4):
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            tc[q, _T_PENDING] -= 1
+            j = tc[q, _T_PUSHED]
+            while j > 0 and pushes[q, j - 1] > time:   # insort (right)
+                pushes[q, j] = pushes[q, j - 1]
+                j -= 1
+            pushes[q, j] = time
+            tc[q, _T_PUSHED] += 1
+            _wake(ev, g, _Q_CONSUMER[q])
+
+
+@njit(cache=True, inline="always")
+def _settle(unit, idle, us, ev, g):
+    us[_U_SETTLED, unit] += 1
+    us[_U_IDLE_FROM, unit] = max(us[_U_IDLE_FROM, unit], idle)
+    if g[_G_FE_IDLE]:
+        _wake(ev, g, _FETCH)
+
+
+@njit(cache=True, inline="always")
+def _busy(unit, first, last, us, busy):
+    if last >= first:
+        count = us[_U_BUSY, unit]
+        busy[unit, count, 0] = first
+        busy[unit, count, 1] = last + 1
+        us[_U_BUSY, unit] = count + 1
+
+
+@njit(cache=True, inline="always")
+def _stall(spans, g, slot, start, end):
+    count = g[slot]
+    spans[count, 0] = start
+    spans[count, 1] = end
+    g[slot] = count + 1
+
+
+@njit(cache=True)
+def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, first_take,
+            owner):
+    """A new read command of ``client`` (`ReadCommand` and `line_pattern`)."""
+    if rc[_C_ACTIVE, client]:
+        g[_G_ERROR] = READER_BUSY
+        return
+    length = max(1, length)
+    offset = addr % bus
+    rest = stride % bus
+    period = 1
+    if rest:
+        a, b = rest, bus
+        while b:
+            a, b = b, a % b
+        period = bus // a
+    for i in range(period):
+        start = (offset + i * stride) % bus
+        steps[client, i] = (start + length - 1) // bus + 1
+    rc[_C_PERIOD, client] = period
+    rc[_C_ACTIVE, client] = 1
+    rc[_C_EXISTS, client] = 1
+    rc[_C_LINES, client] = lines
+    rc[_C_READY, client] = accepted + 1
+    rc[_C_DONE, client] = 0
+    rc[_C_LAST_AR, client] = -1
+    rc[_C_LAST_END, client] = -1
+    rc[_C_PREV_END, client] = -1
+    rc[_C_FIRST_TAKE, client] = first_take
+    rc[_C_OWNER, client] = owner
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
+    """Run a whole program. ``params``: rows, cols, token_depth, queue_depth, bus,
+    instr_base, window_base, grant, then the `MemoryTiming` fields. Returns (status, info,
+    extra, counters, grant)."""
+    rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
+        params[4]
+    instr_base, window = params[5], params[6]
+    read_latency, read_ahead, read_slack = params[8], params[9], params[10]
+    write_ahead, write_slack, write_response, write_latency = params[11], params[12], \
+        params[13], params[14]
+    counters = np.zeros(12, np.int64)
+    count = code.shape[0] // 2
+    ins = np.empty((count, _COLUMNS), np.int64)
+    bad = _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins)
+    if bad >= 0:
+        return BAD_WORD, bad, 0, counters, 0
+
+    size = count + 1
+    g = np.zeros(_GLOBALS, np.int64)
+    g[_G_GRANT] = params[7]
+    g[_G_DATA_END] = -1
+    g[_G_FE_WORD] = -1
+    g[_G_FE_UNIT] = -1
+    ev = np.zeros((4, 5), np.int64)
+    us = np.zeros((6, 4), np.int64)
+    units = np.empty((4, size), np.int64)
+    for i in range(count):
+        actor = ins[i, _F_ACTOR]
+        if actor >= 0:
+            units[actor, ins[i, _F_POSITION]] = i
+    takes = np.empty((4, size), np.int64)
+    dispatched = np.full(size, -1, np.int64)
+    word_end = np.full(size, -1, np.int64)
+    tc = np.zeros((4, 4), np.int64)
+    pushes = np.empty((4, size), np.int64)
+    pops = np.empty((4, size), np.int64)
+    busy = np.empty((4, size, 2), np.int64)
+    stall_token = np.empty((2 * size, 2), np.int64)
+    stall_dma = np.empty((size, 2), np.int64)
+    loads = np.empty((4, size), np.int64)
+    rc = np.zeros((_SLOTS, 4), np.int64)
+    rc[_C_HELD, :] = -1
+    steps = np.zeros((4, bus), np.int64)
+    recent = np.zeros(2 + max(1, read_ahead), np.int64)
+    in_flight = np.zeros((4, 2 + READER_LINES_IN_FLIGHT), np.int64)
+    window_lines = max(read_ahead, READER_LINES_IN_FLIGHT)
+    scratch = 6 * window_lines + 2 * bus + 8
+    s_ends = np.empty(scratch, np.int64)
+    s_handshakes = np.empty(scratch, np.int64)
+    w_recent = np.zeros(2 + max(1, write_ahead), np.int64)
+    responses = np.zeros(2 + _RESPONSES, np.int64)
+    stage_out = np.zeros(2 + _OUTPUT_LATENCY, np.int64)
+    stall_queue = 0
+    bytes_written = 0
+    cycles = -1
+    i = flags = kind = n = take = finish = 0
+
+    # Front end (fetch and dispatch).
+    fe_pc = 0
+    asked = 0
+    fetch_free = 1
+    last_fetch = False
+    index = 0
+    earliest = 0
+    idle_start = 0
+    # Load unit.
+    ld_pc = 0
+    ld_front_free = 0
+    ld_position = 0
+    ld_gate = 0
+    ld_accepted = 0
+    # Compute unit.
+    cu_pc = 0
+    pipe = 2 + rows + cols
+    bank_ready = rows + cols - 2
+    cu_fsm_free = 0
+    loader_free = 0
+    drain_end = -1
+    front = 0
+    last_input0 = -1
+    last_input1 = -1
+    matmul_last = -1
+    preload_from = 0
+    cu_position = 0
+    cu_structural = 0
+    cu_gate = 0
+    cu_take = 0
+    cu_accepted = 0
+    # Store unit.
+    st_pc = 0
+    st_fsm_free = 0
+    output_empty = 0
+    aw_free = 0
+    aw_next = 0
+    w_end = -1
+    line_free = -1
+    path_raw = False
+    st_position = 0
+    st_structural = 0
+    st_gate = 0
+    st_take = 0
+    st_accepted = 0
+
+    for actor in range(5):
+        _schedule(ev, g, actor, 0)
+    while True:
+        actor = -1
+        time = _INF
+        seq = _INF
+        for a in range(5):
+            if ev[_E_LIVE, a] and (ev[_E_TIME, a] < time
+                                   or (ev[_E_TIME, a] == time and ev[_E_SEQ, a] < seq)):
+                actor, time, seq = a, ev[_E_TIME, a], ev[_E_SEQ, a]
+        if actor < 0:
+            break
+        ev[_E_LIVE, actor] = 0
+        g[_G_NOW] = time
+        wanted = _NONE
+
+        if actor == _FETCH:
+            while True:
+                now = g[_G_NOW]
+                if fe_pc == 2:      # back from the loop's yield
+                    g[_G_FE_WORD] = -1
+                    g[_G_FE_UNIT] = -1
+                    g[_G_FE_FETCH] = 0
+                    fe_pc = 0
+                if fe_pc == 1:      # waiting for idle units (fence, halt)
+                    g[_G_FE_IDLE] = 0
+                    settled = True
+                    for u in range(1, 4):
+                        if us[_U_SETTLED, u] != us[_U_QUEUED, u]:
+                            settled = False
+                    if not settled:
+                        g[_G_FE_IDLE] = 1
+                        wanted = _NONE
+                        break
+                    settle = max(idle_start, us[_U_IDLE_FROM, 1], us[_U_IDLE_FROM, 2],
+                                 us[_U_IDLE_FROM, 3])
+                    if ins[index - 1, _F_KIND] == _K_HALT:
+                        left = 0
+                        for q in range(4):
+                            if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
+                                left |= 1 << q
+                        if left:
+                            return TOKENS_LEFT, index - 1, left, counters, 0
+                        fetch_quiet = -_INF
+                        for i in range(count):
+                            if word_end[i] >= 0 and word_end[i] > fetch_quiet:
+                                fetch_quiet = word_end[i]
+                        cycles = max(settle + 1, fetch_quiet + 2) + 1
+                        wanted = _STOP
+                        break
+                    earliest = settle + 1
+                    fe_pc = 0
+                    continue
+                # fe_pc == 0: the loop's body.
+                fetch_at = _INF
+                if asked < count:
+                    if last_fetch and rc[_C_LAST_AR, _FETCH] >= 0:
+                        fetch_free = max(fetch_free, rc[_C_LAST_AR, _FETCH])
+                        last_fetch = False
+                    if not last_fetch:
+                        if asked < _FIFO_DEPTH:
+                            credit = 1
+                        elif asked - _FIFO_DEPTH < index:
+                            credit = dispatched[asked - _FIFO_DEPTH] + 1
+                        else:
+                            credit = _INF
+                        fetch_at = max(fetch_free, credit)
+                        if fetch_at <= now:
+                            low, high = 0, index          # bisect_left(dispatched, now)
+                            while low < high:
+                                middle = (low + high) // 2
+                                if dispatched[middle] < now:
+                                    low = middle + 1
+                                else:
+                                    high = middle
+                            ask = min(count, low + _FIFO_DEPTH) - asked
+                            _submit(rc, steps, g, _FETCH, now, ask,
+                                    instr_base + asked * WORD_BYTES, WORD_BYTES, WORD_BYTES,
+                                    bus, -1, asked)
+                            _wake(ev, g, _MEMORY)
+                            last_fetch = True
+                            asked += ask
+                            fetch_at = _INF
+                dispatch_at = _INF
+                if index >= count:
+                    return PROGRAM_END, count, 0, counters, 0
+                if word_end[index] >= 0:
+                    visible = word_end[index] + 1 + _FIFO_LATENCY
+                    if index:
+                        visible = max(visible, dispatched[index - 1] + 1)
+                    unit = ins[index, _F_ACTOR]
+                    ready = max(visible, earliest)
+                    if unit >= 0:
+                        position = ins[index, _F_POSITION]
+                        if position >= queue_depth:
+                            if position - queue_depth < us[_U_TAKEN, unit]:
+                                ready = max(ready, takes[unit, position - queue_depth] + 1)
+                            else:
+                                ready = _INF
+                                g[_G_FE_UNIT] = unit
+                    if ready <= now:
+                        dispatched[index] = now
+                        stall_queue += now - visible
+                        index += 1
+                        if unit >= 0:
+                            us[_U_QUEUED, unit] += 1
+                            _wake(ev, g, unit)
+                        else:
+                            idle_start = now + 1
+                            fe_pc = 1
+                        continue
+                    dispatch_at = ready
+                else:
+                    g[_G_FE_WORD] = index
+                wanted = min(fetch_at, dispatch_at)
+                if wanted == _INF:
+                    g[_G_FE_FETCH] = last_fetch and asked < count and (
+                        asked < _FIFO_DEPTH or asked - _FIFO_DEPTH < index)
+                    wanted = _NONE
+                fe_pc = 2
+                break
+
+        elif actor == _LOAD:
+            while True:
+                now = g[_G_NOW]
+                if ld_pc == 0:
+                    if ld_position >= us[_U_QUEUED, _LOAD]:
+                        wanted = _NONE
+                        break
+                    i = units[_LOAD, ld_position]
+                    ld_gate = dispatched[i] + _FIFO_LATENCY
+                    if ld_position:
+                        ld_gate = max(ld_gate, takes[_LOAD, ld_position - 1] + 1)
+                    ld_gate = max(ld_gate, ld_front_free)
+                    ld_pc = 1
+                i = units[_LOAD, ld_position]
+                flags = ins[i, _F_FLAGS]
+                n = ins[i, _F_N]
+                if ld_pc == 1:
+                    ready = _token_ready(_LOAD, flags, token_depth, tc, pushes, pops)
+                    if ready < 0:
+                        wanted = _NONE
+                        break
+                    take = max(ld_gate, ready)
+                    if take > now:
+                        wanted = take
+                        break
+                    if ready > ld_gate and take > ld_gate:
+                        _stall(stall_token, g, _G_STALL_TOKEN, ld_gate, min(ready, take))
+                    _take(_LOAD, flags, now, us, takes, tc, pops, ev, g)
+                    loads[_L_TAKE, ld_position] = now
+                    ld_accepted = now + 2
+                    ld_pc = 2 if n else 4
+                if ld_pc == 2:
+                    if rc[_C_EXISTS, _LOAD] and rc[_C_LAST_AR, _LOAD] < 0:
+                        wanted = _NONE
+                        break
+                    if rc[_C_EXISTS, _LOAD]:
+                        ld_accepted = max(ld_accepted, rc[_C_LAST_AR, _LOAD])
+                    ld_pc = 3
+                if ld_pc == 3:
+                    if now < ld_accepted:
+                        wanted = ld_accepted
+                        break
+                    ld_pc = 4
+                # ld_pc == 4: the back end must have retired the previous load.
+                back_free = 0
+                if ld_position:
+                    retire = loads[_L_RETIRE, ld_position - 1]
+                    if retire < 0:
+                        wanted = _NONE
+                        break
+                    back_free = retire + 1
+                handoff = max(ld_accepted + 1, back_free)
+                data_start = handoff + 2 + ins[i, _F_PAD_LO]
+                loads[_L_HANDOFF, ld_position] = handoff
+                loads[_L_DATA_START, ld_position] = data_start
+                loads[_L_RETIRE, ld_position] = -1
+                ld_front_free = handoff + 1
+                if n:
+                    _submit(rc, steps, g, _LOAD, ld_accepted, n, window + ins[i, _F_DRAM],
+                            ins[i, _F_STRIDE], ins[i, _F_LEN], bus, data_start, ld_position)
+                    _wake(ev, g, _MEMORY)
+                else:
+                    retire = data_start + 1 + ins[i, _F_PAD_HI]
+                    loads[_L_RETIRE, ld_position] = retire
+                    _busy(_LOAD, loads[_L_TAKE, ld_position] + 1, retire, us, busy)
+                    us[_U_RETIRED, _LOAD] += 1
+                    _push(_LOAD, flags, retire, tc, pushes, ev, g)
+                    _settle(_LOAD, max(retire + 1, handoff + 1), us, ev, g)
+                ld_position += 1
+                ld_pc = 0
+
+        elif actor == _COMPUTE:
+            while True:
+                now = g[_G_NOW]
+                if cu_pc == 0:
+                    if cu_position >= us[_U_QUEUED, _COMPUTE]:
+                        wanted = _NONE
+                        break
+                    i = units[_COMPUTE, cu_position]
+                    visible = dispatched[i] + _FIFO_LATENCY
+                    if cu_position:
+                        visible = max(visible, takes[_COMPUTE, cu_position - 1] + 1)
+                    kind = ins[i, _F_KIND]
+                    if kind == _K_PRELOAD:
+                        cu_structural = max(visible, loader_free, preload_from)
+                    elif kind == _K_MATMUL and ins[i, _F_N]:
+                        cu_structural = max(visible, loader_free, cu_fsm_free)
+                    else:
+                        cu_structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
+                    cu_gate = max(visible, cu_fsm_free)
+                    cu_pc = 1
+                i = units[_COMPUTE, cu_position]
+                flags = ins[i, _F_FLAGS]
+                kind = ins[i, _F_KIND]
+                n = ins[i, _F_N]
+                if cu_pc == 1:
+                    ready = _token_ready(_COMPUTE, flags, token_depth, tc, pushes, pops)
+                    if ready < 0:
+                        wanted = _NONE
+                        break
+                    take = max(cu_structural, ready)
+                    if take > now:
+                        wanted = take
+                        break
+                    if ready > cu_gate and take > cu_gate:
+                        _stall(stall_token, g, _G_STALL_TOKEN, cu_gate, min(ready, take))
+                    cu_take = now
+                    _take(_COMPUTE, flags, now, us, takes, tc, pops, ev, g)
+                    take = now
+                    if kind == _K_PRELOAD:
+                        back = 1 - front
+                        first = take + 2
+                        last_back = last_input1 if back else last_input0
+                        if last_back >= 0:
+                            first = max(first, last_back + bank_ready)
+                        streaming_until = matmul_last + 1 if matmul_last >= take else 0
+                        final = max(first + ins[i, _F_K] - 1, streaming_until)
+                        if flags & _PUSH_NEXT:
+                            final = max(final, drain_end + 1)
+                        loader_free = final + 1
+                        front = back
+                        _busy(_COMPUTE, take + 1, final, us, busy)
+                        _push(_COMPUTE, flags, final, tc, pushes, ev, g)
+                        cu_pc = 9
+                    elif kind == _K_MATMUL:
+                        if n:
+                            matmul_last = take + n
+                            if front:
+                                last_input1 = take + n + 1
+                            else:
+                                last_input0 = take + n + 1
+                            cu_fsm_free = take + n + 1
+                            drain_end = take + n + pipe
+                            _push(_COMPUTE, flags, drain_end, tc, pushes, ev, g)
+                        else:
+                            matmul_last = take + 1
+                            cu_fsm_free = take + 2
+                            _push(_COMPUTE, flags, take + 1, tc, pushes, ev, g)
+                        preload_from = take + 1
+                        _busy(_COMPUTE, take + 1, matmul_last, us, busy)
+                        cu_pc = 9
+                    elif kind == _K_ALU:
+                        finish = take + 2 + _ALU_LATENCY + n if n else take + 2
+                        cu_fsm_free = finish + 1
+                        preload_from = finish + 1
+                        _busy(_COMPUTE, take + 1, finish, us, busy)
+                        _push(_COMPUTE, flags, finish, tc, pushes, ev, g)
+                        cu_pc = 9
+                    else:  # loadacc
+                        cu_accepted = take + 2
+                        if n:
+                            cu_pc = 2
+                        else:
+                            finish = take + 2
+                            cu_fsm_free = finish + 1
+                            preload_from = finish + 1
+                            _busy(_COMPUTE, take + 1, finish, us, busy)
+                            _push(_COMPUTE, flags, finish, tc, pushes, ev, g)
+                            cu_pc = 9
+                if cu_pc == 2:
+                    if rc[_C_EXISTS, _COMPUTE] and rc[_C_LAST_AR, _COMPUTE] < 0:
+                        wanted = _NONE
+                        break
+                    if rc[_C_EXISTS, _COMPUTE]:
+                        cu_accepted = max(cu_accepted, rc[_C_LAST_AR, _COMPUTE])
+                    cu_pc = 3
+                if cu_pc == 3:
+                    if now < cu_accepted:
+                        wanted = cu_accepted
+                        break
+                    size_of = 1 if ins[i, _F_TYPE] == 1 else 4
+                    _submit(rc, steps, g, _COMPUTE, cu_accepted, n, window + ins[i, _F_DRAM],
+                            ins[i, _F_STRIDE], ins[i, _F_LEN] * size_of, bus, -1, 0)
+                    _wake(ev, g, _MEMORY)
+                    cu_pc = 4
+                if cu_pc == 4:
+                    if rc[_C_LAST_END, _COMPUTE] < 0:
+                        wanted = _NONE
+                        break
+                    end = rc[_C_LAST_END, _COMPUTE]
+                    finish = end + 1
+                    drain_end = max(drain_end, end + 2)
+                    waited = end - cu_accepted + 1 - n
+                    if waited > 0:
+                        _stall(stall_dma, g, _G_STALL_DMA, cu_accepted + 1,
+                               cu_accepted + 1 + waited)
+                    cu_fsm_free = finish + 1
+                    preload_from = finish + 1
+                    _busy(_COMPUTE, cu_take + 1, finish, us, busy)
+                    _push(_COMPUTE, flags, finish, tc, pushes, ev, g)
+                    cu_pc = 9
+                # cu_pc == 9: retired.
+                us[_U_RETIRED, _COMPUTE] += 1
+                _settle(_COMPUTE, max(cu_fsm_free, drain_end + 1, loader_free), us, ev, g)
+                cu_position += 1
+                cu_pc = 0
+
+        elif actor == _STORE:
+            while True:
+                now = g[_G_NOW]
+                if st_pc == 0:
+                    if st_position >= us[_U_QUEUED, _STORE]:
+                        wanted = _NONE
+                        break
+                    i = units[_STORE, st_position]
+                    kind = ins[i, _F_KIND]
+                    visible = dispatched[i] + _FIFO_LATENCY
+                    if st_position:
+                        visible = max(visible, takes[_STORE, st_position - 1] + 1)
+                    st_gate = max(visible, st_fsm_free)
+                    switches = kind == _K_STORE and (ins[i, _F_MODE] == 1) != path_raw
+                    if kind in (_K_LOADQ, _K_CONFIG) or switches:
+                        st_structural = max(st_gate, output_empty)
+                    else:
+                        st_structural = st_gate
+                    st_pc = 1
+                i = units[_STORE, st_position]
+                flags = ins[i, _F_FLAGS]
+                kind = ins[i, _F_KIND]
+                if st_pc == 1:
+                    ready = _token_ready(_STORE, flags, token_depth, tc, pushes, pops)
+                    if ready < 0:
+                        wanted = _NONE
+                        break
+                    take = max(st_structural, ready)
+                    if take > now:
+                        wanted = take
+                        break
+                    if ready > st_gate and take > st_gate:
+                        _stall(stall_token, g, _G_STALL_TOKEN, st_gate, min(ready, take))
+                    take = now
+                    st_take = take
+                    if st_structural > st_gate and take > st_gate:
+                        _stall(stall_token, g, _G_STALL_TOKEN, st_gate,
+                               min(st_structural, take))
+                    _take(_STORE, flags, take, us, takes, tc, pops, ev, g)
+                    if kind == _K_STORE:
+                        path_raw = ins[i, _F_MODE] == 1
+                    if kind == _K_CONFIG:
+                        finish = take + 1
+                        st_pc = 9
+                    elif kind == _K_LOADQ:
+                        st_accepted = take + 2
+                        st_pc = 2
+                    elif ins[i, _F_N] == 0:
+                        finish = take + 2
+                        if flags & _PUSH_PREV:
+                            finish = max(finish + 1, output_empty)
+                        st_pc = 9
+                    else:
+                        n = ins[i, _F_N]
+                        raw = ins[i, _F_MODE] == 1
+                        size_of = 4 if raw else 1
+                        accepted = max(take + 2, aw_free)
+                        addr = window + ins[i, _F_DRAM]
+                        stride = ins[i, _F_STRIDE]
+                        length = ins[i, _F_LEN] * size_of
+                        bytes_written += n * length
+                        # line_pattern(addr, stride, length, bus).steps, into `steps[0]`'s
+                        # place: the store unit has no read command.
+                        length1 = max(1, length)
+                        offset = addr % bus
+                        rest = stride % bus
+                        period = 1
+                        if rest:
+                            a, b = rest, bus
+                            while b:
+                                a, b = b, a % b
+                            period = bus // a
+                        aw_ready = accepted + 1
+                        taken = accepted + 1
+                        line_prev = -1
+                        answered = _ring_last(responses) if responses[1] else -1
+                        aw = aw_next if aw_next > aw_ready else aw_ready
+                        for row in range(n):
+                            if write_ahead and w_recent[1] == write_ahead and \
+                                    _ring_first(w_recent) - write_slack > aw:
+                                aw = _ring_first(w_recent) - write_slack
+                            if responses[1] == _RESPONSES and _ring_first(responses) + 1 > aw:
+                                aw = _ring_first(responses) + 1
+                            if raw:
+                                taken += 1
+                                if line_free > taken:
+                                    taken = line_free
+                                line_at = taken
+                            else:
+                                taken += 1
+                                if stage_out[1] == _OUTPUT_LATENCY and \
+                                        _ring_first(stage_out) > taken:
+                                    taken = _ring_first(stage_out)
+                                line_at = taken + _OUTPUT_LATENCY
+                                if line_prev + 1 > line_at:
+                                    line_at = line_prev + 1
+                                if line_free > line_at:
+                                    line_at = line_free
+                                _ring_push(stage_out, line_at)
+                                line_prev = line_at
+                            first_beat = line_at + 1
+                            if aw + 1 > first_beat:
+                                first_beat = aw + 1
+                            if w_end + 1 > first_beat:
+                                first_beat = w_end + 1
+                            start = (offset + (row % period) * stride) % bus
+                            w_end = first_beat + (start + length1 - 1) // bus + 1 - 1
+                            line_free = w_end
+                            _ring_push(w_recent, w_end)
+                            answered = max(w_end + write_response, aw + write_latency,
+                                           answered + 1)
+                            _ring_push(responses, answered)
+                            aw += 1
+                        aw -= 1
+                        aw_next = aw + 1
+                        aw_free = aw
+                        finish = taken
+                        output_empty = answered + 1
+                        if flags & _PUSH_PREV:
+                            finish = max(finish + 1, output_empty)
+                        st_pc = 9
+                if st_pc == 2:
+                    if rc[_C_EXISTS, _STORE] and rc[_C_LAST_AR, _STORE] < 0:
+                        wanted = _NONE
+                        break
+                    if rc[_C_EXISTS, _STORE]:
+                        st_accepted = max(st_accepted, rc[_C_LAST_AR, _STORE])
+                    st_pc = 3
+                if st_pc == 3:
+                    if now < st_accepted:
+                        wanted = st_accepted
+                        break
+                    length = 4 * ins[i, _F_LEN]
+                    _submit(rc, steps, g, _STORE, st_accepted, 3, window + ins[i, _F_DRAM],
+                            length, length, bus, -1, 0)
+                    _wake(ev, g, _MEMORY)
+                    st_pc = 4
+                if st_pc == 4:
+                    if rc[_C_LAST_END, _STORE] < 0:
+                        wanted = _NONE
+                        break
+                    end = rc[_C_LAST_END, _STORE]
+                    finish = end + 1
+                    _stall(stall_dma, g, _G_STALL_DMA, st_accepted + 1,
+                           st_accepted + 1 + max(0, end - st_accepted - 2))
+                    st_pc = 9
+                # st_pc == 9: retired.
+                st_fsm_free = finish + 1
+                _busy(_STORE, st_take + 1, finish, us, busy)
+                _push(_STORE, flags, finish, tc, pushes, ev, g)
+                us[_U_RETIRED, _STORE] += 1
+                _settle(_STORE, max(st_fsm_free, output_empty), us, ev, g)
+                st_position += 1
+                st_pc = 0
+
+        else:  # the read channel
+            while True:
+                now = g[_G_NOW]
+                # next_handshake
+                client = -1
+                pending = _INF
+                several = False
+                for c in range(4):
+                    if rc[_C_ACTIVE, c]:
+                        if client >= 0:
+                            several = True
+                        client = c
+                        if rc[_C_READY, c] < pending:
+                            pending = rc[_C_READY, c]
+                if client < 0:
+                    wanted = _NONE
+                    break
+                t = max(g[_G_NEXT_AR], pending)
+                grant = g[_G_GRANT]
+                if several or not rc[_C_ACTIVE, grant]:
+                    while True:
+                        if rc[_C_ACTIVE, grant] and rc[_C_READY, grant] <= t:
+                            break
+                        for offset in range(1, 5):
+                            candidate = (grant + offset) % 4
+                            if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
+                                grant = candidate
+                                break
+                        t += 1
+                if read_ahead and recent[1] == read_ahead:
+                    gate = _ring_first(recent) - read_slack
+                    if gate > t:
+                        t = gate
+                flight = in_flight[grant]
+                if flight[1] == READER_LINES_IN_FLIGHT and _ring_first(flight) + 1 > t:
+                    t = _ring_first(flight) + 1
+                client = grant
+                if t > now:
+                    if t >= _horizon(ev):
+                        wanted = t
+                        break
+                    g[_G_NOW] = t
+                    now = t
+                # accept
+                line = rc[_C_DONE, client]
+                beats = steps[client, line % rc[_C_PERIOD, client]]
+                start = t + read_latency
+                if start <= g[_G_DATA_END]:
+                    start = g[_G_DATA_END] + 1
+                end = start + beats - 1
+                first_take = rc[_C_FIRST_TAKE, client]
+                if first_take >= 0:
+                    held = rc[_C_HELD, client]
+                    if end < held:
+                        end = held
+                    rc[_C_HELD, client] = end + 1 if line or end >= first_take else first_take
+                if client == _FETCH:
+                    word = rc[_C_OWNER, _FETCH] + line
+                    word_end[word] = end
+                    if word == g[_G_FE_WORD]:
+                        _wake(ev, g, _FETCH)
+                elif client == _LOAD and line == rc[_C_LINES, _LOAD] - 1:
+                    # The last line of a LOAD (`_Run._load_line`).
+                    position = rc[_C_OWNER, _LOAD]
+                    consumed = rc[_C_HELD, _LOAD]
+                    data_start = loads[_L_DATA_START, position]
+                    waited = consumed - data_start + 1 - rc[_C_LINES, _LOAD]
+                    if waited > 0:
+                        _stall(stall_dma, g, _G_STALL_DMA, data_start, data_start + waited)
+                    li = units[_LOAD, position]
+                    retire = consumed + 2 + ins[li, _F_PAD_HI]
+                    loads[_L_RETIRE, position] = retire
+                    _busy(_LOAD, loads[_L_TAKE, position] + 1, retire, us, busy)
+                    us[_U_RETIRED, _LOAD] += 1
+                    _push(_LOAD, ins[li, _F_FLAGS], retire, tc, pushes, ev, g)
+                    _settle(_LOAD, max(retire + 1, loads[_L_HANDOFF, position] + 1), us, ev, g)
+                    _wake(ev, g, _LOAD)
+                rc[_C_PREV_END, client] = end
+                g[_G_DATA_END] = end
+                g[_G_BEATS] += beats
+                if read_ahead:
+                    _ring_push(recent, end)
+                _ring_push(in_flight[client], end)
+                rc[_C_DONE, client] = line + 1
+                rc[_C_READY, client] = t + 1
+                g[_G_NEXT_AR] = t + 1
+                g[_G_GRANT] = client
+                for offset in range(1, 4):
+                    candidate = (client + offset) % 4
+                    if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
+                        g[_G_GRANT] = candidate
+                        break
+                if rc[_C_DONE, client] >= rc[_C_LINES, client]:
+                    rc[_C_LAST_AR, client] = t
+                    rc[_C_LAST_END, client] = end
+                    rc[_C_ACTIVE, client] = 0
+                    if client != _FETCH or g[_G_FE_FETCH]:
+                        _wake(ev, g, client)
+                elif client != _FETCH:
+                    _stream(client, _horizon(ev), rc[_C_LINES, client] - 1, rc, steps, g,
+                            recent, in_flight[client], read_ahead, read_slack, read_latency,
+                            s_ends, s_handshakes)
+        if g[_G_ERROR]:
+            return g[_G_ERROR], 0, 0, counters, 0
+        if wanted == _STOP:
+            break
+        if wanted == _NONE:
+            ev[_E_BLOCKED, actor] = 1
+        else:
+            _schedule(ev, g, actor, wanted if wanted > time else time)
+
+    if cycles < 0:
+        heads = count
+        for u in range(1, 4):
+            taken = us[_U_TAKEN, u]
+            if taken < us[_U_QUEUED, u]:
+                heads = min(heads, units[u, taken])
+        if heads == count:
+            return DEADLOCK_EMPTY, 0, 0, counters, 0
+        return DEADLOCK, heads, 0, counters, 0
+    counters[0] = cycles
+    for u in range(1, 4):
+        counters[u] = _union(busy[u, :, 0], busy[u, :, 1], us[_U_BUSY, u])
+    counters[4] = _union(stall_token[:, 0], stall_token[:, 1], g[_G_STALL_TOKEN])
+    counters[5] = _union(stall_dma[:, 0], stall_dma[:, 1], g[_G_STALL_DMA])
+    counters[6] = stall_queue
+    counters[7] = g[_G_BEATS] * bus
+    counters[8] = bytes_written
+    for u in range(1, 4):
+        counters[8 + u] = us[_U_RETIRED, u]
+    return OK, 0, 0, counters, g[_G_GRANT]
+
+
+@njit(cache=True)
+def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, latency,
+            ends, handshakes):
+    """`ReadChannel.stream` for a unit's command with no per-line consumer."""
+    for other in range(4):
+        if other != client and rc[_C_ACTIVE, other]:
+            return
+    line = rc[_C_DONE, client]
+    if line >= stop:
+        return
+    period = rc[_C_PERIOD, client]
+    period_beats = 0
+    for j in range(period):
+        period_beats += steps[client, j]
+    next_ar = max(g[_G_NEXT_AR], rc[_C_READY, client])
+    data_end = g[_G_DATA_END]
+    beats = 0
+    first_take = rc[_C_FIRST_TAKE, client]
+    held = rc[_C_HELD, client]
+    full_recent = ahead > 0 and recent[1] == ahead
+    full_lines = lines[1] == READER_LINES_IN_FLIGHT
+    handshake = -1
+    window = max(ahead, READER_LINES_IN_FLIGHT)
+    n_ends = 0
+    n_handshakes = 0
+    check_at = window + period + 1 if stop - line > window + 2 * period else _INF
+    while line < stop:
+        if n_ends >= check_at:
+            # _steady(ends, handshakes, window, period, stop - line, horizon)
+            periods = 0
+            shift = handshakes[n_handshakes - 1] - handshakes[n_handshakes - 1 - period]
+            if shift > 0:
+                steady = True
+                for j in range(n_ends - window, n_ends):
+                    if ends[j] - ends[j - period] != shift:
+                        steady = False
+                        break
+                if steady:
+                    periods = (stop - line) // period
+                    if horizon != _INF:
+                        periods = min(periods,
+                                      (horizon - handshakes[n_handshakes - 1]) // shift)
+            if periods > 0:
+                jump = periods * shift
+                keep = window + period
+                for j in range(keep):
+                    ends[j] = ends[n_ends - keep + j] + jump
+                n_ends = keep
+                for j in range(period + 1):
+                    handshakes[j] = handshakes[n_handshakes - period - 1 + j] + jump
+                n_handshakes = period + 1
+                for j in range(n_ends - max(1, ahead), n_ends):
+                    if ahead:
+                        _ring_push(recent, ends[j])
+                for j in range(n_ends - READER_LINES_IN_FLIGHT, n_ends):
+                    _ring_push(lines, ends[j])
+                data_end = ends[n_ends - 1]
+                if first_take >= 0:
+                    held = data_end + 1
+                handshake = handshakes[n_handshakes - 1]
+                next_ar = handshake + 1
+                line += periods * period
+                beats += periods * period_beats
+                check_at = n_ends + window
+                continue
+            check_at = n_ends + window
+            if n_ends > 4 * window + period:     # keep what a check needs
+                keep = window + period
+                for j in range(keep):
+                    ends[j] = ends[n_ends - keep + j]
+                n_ends = keep
+                for j in range(period + 1):
+                    handshakes[j] = handshakes[n_handshakes - period - 1 + j]
+                n_handshakes = period + 1
+                check_at = n_ends + window
+        t = next_ar
+        if full_recent:
+            gate = _ring_first(recent) - slack
+            if gate > t:
+                t = gate
+        elif ahead and recent[1] == ahead:
+            full_recent = True
+            gate = _ring_first(recent) - slack
+            if gate > t:
+                t = gate
+        if full_lines:
+            gate = _ring_first(lines) + 1
+            if gate > t:
+                t = gate
+        elif lines[1] == READER_LINES_IN_FLIGHT:
+            full_lines = True
+            gate = _ring_first(lines) + 1
+            if gate > t:
+                t = gate
+        if t > horizon:
+            break
+        b = steps[client, line % period]
+        first = t + latency
+        if first <= data_end:
+            first = data_end + 1
+        data_end = first + b - 1
+        if first_take >= 0:
+            if data_end < held:
+                data_end = held
+            held = data_end + 1 if line or data_end >= first_take else first_take
+        beats += b
+        if ahead:
+            _ring_push(recent, data_end)
+        _ring_push(lines, data_end)
+        if check_at != _INF:
+            ends[n_ends] = data_end
+            n_ends += 1
+            handshakes[n_handshakes] = t
+            n_handshakes += 1
+        handshake = t
+        next_ar = t + 1
+        line += 1
+    if handshake < 0:
+        return
+    g[_G_DATA_END] = data_end
+    rc[_C_HELD, client] = held
+    g[_G_BEATS] += beats
+    g[_G_NEXT_AR] = next_ar
+    g[_G_GRANT] = client
+    rc[_C_PREV_END, client] = data_end
+    rc[_C_DONE, client] = line
+    rc[_C_READY, client] = next_ar
+
+
+# -- Python side ------------------------------------------------------------------------------
+
+def words_to_code(words) -> np.ndarray:
+    """Instruction words (ints, or the program's bytes as they lie in memory) as the
+    int64 array the compiled core reads: low and high half of each word."""
+    if isinstance(words, np.ndarray) and words.dtype == np.int64 and words.ndim == 1:
+        return words
+    if isinstance(words, (bytes, bytearray, memoryview)):
+        data = words
+    else:
+        try:
+            data = b"".join([word.to_bytes(WORD_BYTES, "little") for word in words])
+        except (AttributeError, OverflowError):
+            data = _words_bytes(words)
+    if len(data) % WORD_BYTES:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {WORD_BYTES}-byte "
+                         "instruction words")
+    return np.frombuffer(data, np.int64)
+
+
+def _words_bytes(words) -> bytes:
+    """The slow path of `words_to_code`: words that are not all Python ints in range."""
+    values = [int(word) for word in words]
+    if any(not 0 <= value <= _WORD_MASK for value in values):
+        for index, value in enumerate(values):
+            decode(value, index=index)  # raises the reference's first error
+    return b"".join(value.to_bytes(WORD_BYTES, "little") for value in values)
+
+
+def _word(code: np.ndarray, index: int) -> int:
+    lo, hi = code[2 * index: 2 * index + 2].view(np.uint64)
+    return int(lo) | int(hi) << 64
+
+
+def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
+                 instr_base: int, window_base: int, grant: int):
+    """Run the compiled core on ``code`` (`words_to_code`); returns (counters as an int64
+    array in `COUNTERS` order, grant), or raises what `gemmstone.sim.performance._Run`
+    raises for the program."""
+    params = np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
+                       config.dram_bytes_per_cycle, instr_base, window_base, grant,
+                       memory.read_latency, memory.read_ahead, memory.read_slack,
+                       memory.write_ahead, memory.write_slack, memory.write_response,
+                       memory.write_latency], np.int64)
+    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
+    if status == OK:
+        return counters, int(end_grant)
+    if status == BAD_WORD:
+        decode(_word(code, info), index=int(info))
+        raise AssertionError(f"the compiled decoder rejected word {info}, which decodes")
+    if status == PROGRAM_END:
+        raise ProgramEndError(f"the program ended after {info} instructions without halt",
+                              index=int(info), text="<end of program>")
+    if status == TOKENS_LEFT:
+        left = [name for q, name in enumerate(_QUEUE_NAMES) if extra >> q & 1]
+        raise TokenError(f"tokens left in queues at halt: {', '.join(left)}", index=int(info),
+                         text=str(decode(_word(code, info))))
+    if status == DEADLOCK_EMPTY:
+        raise TokenError("deadlock: the performance model's units stopped with nothing "
+                         "queued", index=None)
+    if status == DEADLOCK:
+        raise TokenError("deadlock: waits for a token that never arrives", index=int(info),
+                         text=str(decode(_word(code, info))))
+    raise RuntimeError("a DMA reader got a command while one was in progress")

@@ -1,0 +1,156 @@
+"""The compiled core (gemmstone.sim.performance_core) against the Python reference model
+(`engine="python"`): identical cycles, every counter and the arbiter grant, and the same
+exception (type, message, instruction index and text) on every fault path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_performance_calibration import calibration_cases, conv_case
+
+from gemmstone.config import AcceleratorConfig, preset
+from gemmstone.isa import assemble
+from gemmstone.isa.encoding import words_to_bytes
+from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
+from gemmstone.isa.table import BY_MNEMONIC
+from gemmstone.sim.performance import PerformanceModel, estimate
+from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
+from gemmstone.sim.random_programs import random_program
+
+MEMORIES = {"axi-ram": AXI_RAM, "dram2": sim_dram(2), "dram20": sim_dram(20),
+            "dram60": sim_dram(60)}
+
+
+def _both(config: AcceleratorConfig, memory: MemoryTiming, words, **addresses):
+    """(compiled, python) results, or the exceptions they raised."""
+    results = []
+    for engine in ("compiled", "python"):
+        model = PerformanceModel(config, memory, cache=False, engine=engine)
+        try:
+            results.append(model.run(words, **addresses))
+        except (TokenError, ProgramEndError, IllegalInstructionError) as error:
+            results.append(error)
+    return results
+
+
+def _assert_same(compiled, python) -> None:
+    if isinstance(python, Exception):
+        assert type(compiled) is type(python), (compiled, python)
+        assert str(compiled) == str(python)
+        assert (compiled.index, compiled.text, compiled.reason) == \
+            (python.index, python.text, python.reason)
+    else:
+        assert not isinstance(compiled, Exception), compiled
+        assert compiled.counters == python.counters
+        assert compiled.grant == python.grant
+
+
+@pytest.mark.parametrize("name", ["tiny", "rect", "small", "base"])
+@pytest.mark.parametrize("memory", list(MEMORIES))
+def test_random_programs_give_identical_results(name, memory):
+    config = preset(name)
+    for seed in range(6):
+        program = random_program(config, seed, length=150)
+        compiled, python = _both(config, MEMORIES[memory], program.words,
+                                 instr_base=0x40 * (seed % 3), window_base=0x10 * (seed % 5),
+                                 grant=seed % 4)
+        _assert_same(compiled, python)
+        assert compiled.cycles > 0
+
+
+@pytest.mark.parametrize("name", ["tiny", "rect", "small"])
+@pytest.mark.parametrize("memory", list(MEMORIES))
+def test_calibration_programs_give_identical_results(name, memory):
+    config = preset(name)
+    grant = 0
+    for _, program, _ in calibration_cases(config):
+        compiled, python = _both(config, MEMORIES[memory], program.words,
+                                 instr_base=0x100, window_base=0x8000, grant=grant)
+        _assert_same(compiled, python)
+        grant = python.grant
+
+
+def test_a_larger_conv_on_base_gives_identical_results():
+
+
+    config = preset("base")
+    _, program, _ = conv_case(config, np.random.default_rng(3), 14, 14, 24, 40, 3, 1, 1)
+    for memory in (AXI_RAM, sim_dram(20)):
+        _assert_same(*_both(config, memory, program.words))
+
+
+def _flip_token_flags(words: list[int], rng: np.random.Generator) -> list[int]:
+    """Set one token flag the instruction's unit allows on a few instructions (programs
+    that deadlock, leave tokens or still run)."""
+    words = list(words)
+    for index in rng.choice(len(words) - 1, size=3, replace=False):
+        opcode = words[index] & 15
+        unit = next(spec.unit for spec in BY_MNEMONIC.values() if spec.opcode == opcode)
+        allowed = [bit for bit, flag in enumerate(("pop_prev", "pop_next", "push_prev",
+                                                   "push_next")) if unit.allows(flag)]
+        if allowed:
+            words[index] ^= 1 << (4 + int(rng.choice(allowed)))
+    return words
+
+
+def test_token_faults_raise_identical_errors():
+    config = preset("tiny")
+    rng = np.random.default_rng(7)
+    kinds = set()
+    for seed in range(60):
+        words = _flip_token_flags(random_program(config, seed, length=40).words, rng)
+        compiled, python = _both(config, AXI_RAM, words)
+        _assert_same(compiled, python)
+        kinds.add(python.reason.split(":")[0] if isinstance(python, Exception) else "ok")
+    assert {"deadlock", "tokens left in queues at halt", "ok"} <= kinds
+
+
+@pytest.mark.parametrize("text", [
+    "load len=1\nmatmul n=1 pop_prev\nhalt",
+    "load len=1 push_next\nhalt",
+    "load len=1",
+    "load n=3 len=4\nfence\nmatmul n=2 pop_prev\nstore n=1 len=4 pop_prev\nhalt",
+    "matmul n=2 push_prev\nmatmul n=2 push_prev\nmatmul n=2 push_prev\nhalt",
+])
+def test_bad_programs_raise_identical_errors(text):
+    compiled, python = _both(preset("tiny"), AXI_RAM, assemble(text))
+    assert isinstance(python, Exception)
+    _assert_same(compiled, python)
+
+
+@pytest.mark.parametrize("word", [
+    0,                                             # reserved opcode
+    15 | 1 << 40,                                  # reserved opcode
+    BY_MNEMONIC["halt"].opcode | 1 << 100,         # reserved bit
+    BY_MNEMONIC["store"].opcode | 3 << 100,        # store mode 3: no member
+    BY_MNEMONIC["alu"].opcode | 15 << 8,           # alu func 15: no member
+    BY_MNEMONIC["load"].opcode | 1 << 4,           # load pop_prev: no previous unit
+    BY_MNEMONIC["store"].opcode | 1 << 7,          # store push_next: no next unit
+    1 << 128,                                      # not a 128-bit value
+    -1,
+])
+def test_illegal_words_raise_identical_errors(word):
+    words = assemble("load n=2 len=4\nhalt") + [word]
+    compiled, python = _both(preset("tiny"), AXI_RAM, words)
+    assert isinstance(python, IllegalInstructionError)
+    _assert_same(compiled, python)
+
+
+def test_the_code_as_bytes_gives_the_result_of_the_words():
+    config = preset("small")
+    program = random_program(config, 3, length=80)
+    model = PerformanceModel(config, cache=False)
+    assert model.run(words_to_bytes(program.words)).counters == \
+        model.run(program.words).counters
+    with pytest.raises(ValueError, match="17 bytes is not a whole number of 16-byte"):
+        model.run(bytes(17))
+
+
+def test_estimate_and_the_engine_switch():
+    config = preset("tiny")
+    program = random_program(config, 5)
+    assert estimate(program, config).counters == \
+        estimate(program, config, engine="python").counters
+    with pytest.raises(ValueError, match="'engine' must be one of compiled, python, "
+                                         "not 'rust'"):
+        PerformanceModel(config, engine="rust")
