@@ -174,8 +174,6 @@ def build_key(verilog: str, *, toplevel: str, build_args: Sequence[str] = (),
               public: bool = False, optimize: bool = False, harness: str = "") -> str:
     """Hex SHA-256 naming the build of ``verilog``: equal inputs, equal key. ``harness`` is
     the C++ main of a `build_native` executable ("" for cocotb builds)."""
-    import cocotb_tools.config
-
     if harness:
         return hashlib.sha256(json.dumps({
             "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
@@ -186,6 +184,8 @@ def build_key(verilog: str, *, toplevel: str, build_args: Sequence[str] = (),
             "verilator": verilator_version(),
             "compiler": _compiler_identity(),
         }, sort_keys=True).encode()).hexdigest()
+    import cocotb_tools.config
+
     identity = {
         "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
         "toplevel": toplevel,

@@ -1,4 +1,5 @@
-"""The simulation side of the ``rtl`` backend: a cocotb test that serves the driver.
+"""The simulation side of the ``rtl`` backend under cocotb (``harness="cocotb"``; the
+default native server is `rtl_native`): a cocotb test that serves the driver.
 
 Started by `gemmstone.driver.backends.rtl` inside the Verilator process. It connects to the
 driver's Unix socket (``GEMMSTONE_RTL_SOCKET``), says hello with its process ID, and then
@@ -9,7 +10,7 @@ is served, so an idle driver costs no simulation.
 
 Two memory models (``GEMMSTONE_RTL_MEMORY``), each with the top it needs:
 
-- ``dram`` (`SimDramTarget`, the default): `gemmstone.hw.sim_top.SimTop`, the accelerator
+- ``dram`` (`SimDramTarget`): `gemmstone.hw.sim_top.SimTop`, the accelerator
   with the DRAM model inside the simulation, driven by `gemmstone.hw.sim_bench.SimTopBench`.
   No Python runs per cycle or per beat: the clock is cocotb's C++ clock, memory moves in
   and out as one binary file per request (one clock edge each), and a RUN request is one
