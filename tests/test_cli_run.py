@@ -32,7 +32,8 @@ def test_digits_on_the_perf_backend_prints_accuracy_cycles_and_host_steps():
     assert float(accuracy.group(1)) >= float(float_accuracy.group(1)) - 1
     assert re.search(r"cycles \(counter\)\s+\S\s+[1-9][\d,]+", output)
     assert re.search(r"array utilization\s+\S\s+\d+\.\d%", output)
-    assert "host steps per run: dequantize x1, max_pool2d x1, quantize x1, reshape x2" in output
+    assert ("host steps per run: dequantize x1, im2col x1, max_pool2d x1, quantize x1, "
+            "reshape x2") in output
 
 
 def test_model_and_program_options_do_not_mix():

@@ -94,7 +94,9 @@ def test_digits_cnn_within_one_point_of_float_and_weights_loaded_once(monkeypatc
     # The device gives exactly what the compiler's own runner gives on the functional model.
     np.testing.assert_array_equal(out.numpy(), run_compiled(loaded.compiled, x_test)[0])
     assert loaded.device.backend.name == "func" and loaded.calls == 1
-    assert loaded.host_ops() == {"reshape": 2, "quantize": 1, "max_pool2d": 1, "dequantize": 1}
+    # conv1 (one input channel) is unfolded on the host (im2col) into a 1x1 conv.
+    assert loaded.host_ops() == {"reshape": 2, "quantize": 1, "im2col": 1, "max_pool2d": 1,
+                                 "dequantize": 1}
 
     # A second call loads nothing: the programs (and the weights in their windows) stay.
     loads = []
