@@ -81,7 +81,7 @@ def gemm_program(tmp_path):
     return tmp_path / "gemm.gem", inputs, np.clip(x.astype(np.int32) @ w, -128, 127)
 
 
-@pytest.mark.parametrize("backend", ["func", "perf"])
+@pytest.mark.parametrize("backend", ["func", "perf", pytest.param("rtl", marks=pytest.mark.slow)])
 def test_a_program_runs_on_the_backend_given(gemm_program, tmp_path, backend):
     program, inputs, expected = gemm_program
     out = tmp_path / backend
@@ -93,7 +93,7 @@ def test_a_program_runs_on_the_backend_given(gemm_program, tmp_path, backend):
         assert output.startswith(f"{program}: ran on the functional model, 8x8 WS")
         assert re.search(r"MACs\s+\S\s+1024\b", output)
         return
-    assert output.startswith(f"{program}: ran on backend perf, 8x8 WS")
+    assert output.startswith(f"{program}: ran on backend {backend}, 8x8 WS")
     # Two LOADs, two compute and three store-unit instructions, as on func; 128 bytes of y.
     for counter, value in (("retired load", 2), ("retired compute", 2), ("retired store", 3),
                            ("bytes written", 128)):
