@@ -349,29 +349,27 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
                           -1)
     else:
         a_need = a_j - nbuf
-    a_key = a_j * 16 + 3
-    if a_panels == 2:
-        a_key = _prefetch_keys(a_key, a_j, a_t, n_blocks, ks)
-    order = np.argsort(a_key, kind="stable")
-    a_j, a_need, rows_idx = a_j[order], a_need[order], rows_idx[order]
+    order = np.argsort(a_j, kind="stable")  # natural order: by the step that reads it
+    a_j, a_t, a_need, rows_idx = a_j[order], a_t[order], a_need[order], rows_idx[order]
     a_lo, a_hi = encode_columns(
         "load", len(a_j), dram=np.where(a_rows["n"][rows_idx] > 0, a_rows["dram"][rows_idx], 0),
         stride=a_rows["stride"][rows_idx], spad=a_lines[a_j] + a_rows["line"][rows_idx],
         n=a_rows["n"][rows_idx], len=a_rows["len"][rows_idx],
         pad_lo=a_rows["pad_lo"][rows_idx], pad_hi=a_rows["pad_hi"][rows_idx])
-    parts.append((a_key[order], "a", a_lo, a_hi))
     j = np.arange(steps)
     g_nb = tile_nb[g_tau]
-    # Dispatch runs only a few steps ahead of compute: a weight LOAD that takes longer
-    # than those steps goes earlier in program order (not before the MATMUL that frees
-    # its slot), else it stays at its group's first step.
     w_lo, w_hi = encode_columns(
         "load", groups, dram=w.offset + k0s[g_first] * w_stride + n0s[g_nb], stride=w_stride,
         spad=w_slots[np.arange(groups)], n=k0s[g_last] + kks[g_last] - k0s[g_first],
         len=ncs[g_nb])
+    # Program order of the LOADs: next to the steps that read them, or (``ahead``) the
+    # next m tile's A panel spread over this one (two panels, `_prefetch_keys`) and each
+    # weight LOAD up to `_weight_lead` steps earlier (dispatch runs only a few steps ahead
+    # of compute), never before the MATMUL that frees its slot.
     lead = _weight_lead(config, block_m, group * int(kks.max()))
-    early = np.maximum(g_step - lead, g_need)
-    parts.append((np.where(lead > 0, early * 16 + 10, g_step * 16 + 4), "w", w_lo, w_hi))
+    plain = (a_j * 16 + 3, g_step * 16 + 4)
+    ahead = (_prefetch_keys(plain[0], a_j, a_t, n_blocks, ks) if a_panels == 2 else plain[0],
+             np.where(lead > 0, np.maximum(g_step - lead, g_need) * 16 + 10, plain[1]))
     add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s])
     add("matmul", j, 6, "matmul", spad=a_lines, acc=acc_rows[step_tau], n=mbs[step_t],
         accumulate=(step_s > 0) | (residual is not None),
@@ -410,6 +408,26 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         mode=StoreMode.INT8 if int8_out else StoreMode.INT32, pop_prev=1,
         push_prev=tau + nbuf < tiles)
 
+    for a_key, w_key in (ahead, (ahead[0], plain[1]), plain):
+        # Moving LOADs ahead holds more load -> compute tokens in flight: if more than the
+        # token queues hold, the weight LOADs, then all, stay next to their steps.
+        order = np.argsort(a_key, kind="stable")
+        lo_words, hi_words, in_flight = _assemble(
+            [*parts, (a_key[order], "a", a_lo[order], a_hi[order]), (w_key, "w", w_lo, w_hi)],
+            a_j[order], a_need[order], g_need, step_g, steps)
+        if in_flight <= config.token_depth:
+            break
+    builder.emit_words(lo_words, hi_words)
+    return {"block_m": block_m, "nbuf": nbuf, "a_panels": a_panels, "tiles": tiles,
+            "steps": steps, "instructions": len(builder) - first}
+
+
+def _assemble(parts: list, a_j: np.ndarray, a_need: np.ndarray, g_need: np.ndarray,
+              step_g: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The words of ``parts`` ((key, kind, lo, hi) columns) in program order (by key) with
+    their token flags, and the most load -> compute tokens in flight. ``a_j`` and
+    ``a_need`` are the step reading each A LOAD and the step it waits for, in the A part's
+    order; ``g_need`` the step each weight LOAD waits for, ``step_g`` each step's group."""
     keys = np.concatenate([p[0] for p in parts])
     order = np.argsort(keys, kind="stable")
     lo_words = np.concatenate([p[2] for p in parts])[order]
@@ -434,16 +452,16 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     # number in load order); the PRELOAD pops when that grows, the needed LOADs push.
     load_number = np.cumsum(is_load) - 1
     step_need = load_number[kinds == names.index("w")][step_g]
-    a_positions = kinds == names.index("a")
-    np.maximum.at(step_need, a_j, load_number[a_positions])
+    np.maximum.at(step_need, a_j, load_number[kinds == names.index("a")])
     step_need = np.maximum.accumulate(step_need)
     first_need = np.concatenate(([True], step_need[1:] > step_need[:-1]))
     preloads = np.flatnonzero(kinds == names.index("preload"))
-    lo_words[preloads[first_need]] |= token_bit("pop_prev")
-    lo_words[np.flatnonzero(is_load)[step_need[first_need]]] |= token_bit("push_next")
-    builder.emit_words(lo_words, hi_words)
-    return {"block_m": block_m, "nbuf": nbuf, "a_panels": a_panels, "tiles": tiles,
-            "steps": steps, "instructions": len(builder) - first}
+    pops = preloads[first_need]
+    pushes = np.flatnonzero(is_load)[step_need[first_need]]
+    lo_words[pops] |= token_bit("pop_prev")
+    lo_words[pushes] |= token_bit("push_next")
+    in_flight = np.arange(1, len(pushes) + 1) - np.searchsorted(pops, pushes, "right")
+    return lo_words, hi_words, int(in_flight.max(initial=0))
 
 
 def _weight_lead(config, block_m: int, lines: int) -> int:
@@ -453,10 +471,7 @@ def _weight_lead(config, block_m: int, lines: int) -> int:
     bank (`cost.estimate_cycles`); dispatch runs ``queue_depth / 2`` steps ahead."""
     step = max(block_m + 2, (block_m + config.rows + config.rows + config.cols - 1) / 2)
     load = config.dram_latency + lines + 2 * LOAD_OVERHEAD
-    # At most token_depth - 2 steps: each step between the LOAD and its group may push a
-    # load -> compute token of its own before the group's PRELOAD pops this one.
-    return min(max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2),
-               config.token_depth - 2)
+    return max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2)
 
 
 def _prefetch_keys(keys: np.ndarray, a_j: np.ndarray, a_t: np.ndarray, n_blocks: int,
