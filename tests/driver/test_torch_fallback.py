@@ -91,6 +91,31 @@ def test_a_graph_without_array_work_stays_on_the_host_and_equals_eager():
                                      "round trip)")
 
 
+def test_a_node_the_frontend_refuses_on_conversion_leaves_its_partition():
+    class Upsamples(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+            self.up = torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
+
+        def forward(self, x):
+            return self.up(torch.relu(self.conv(x)))
+
+    torch.manual_seed(0)
+    model, x = Upsamples().eval(), torch.randn(1, 4, 6, 6)
+    before = gem.compiled_models()
+    with torch.no_grad():
+        out = compile_model(model)(x)
+        want = model(x)
+    # aten.convolution has a rule, but not for transposed convolution: it runs on the host.
+    report = gem.fallback_report()
+    assert report.host == {"convolution": 1}
+    assert report.reasons == {"convolution": "transposed convolution is not supported"}
+    [loaded] = new_models(before)
+    assert loaded.compiled.report["totals"]["accelerator_ops"] == 1
+    assert out.shape == want.shape and cosine(out, want) >= 0.99
+
+
 class WritesInPlace(torch.nn.Module):
     """In-place ops on an intermediate and on the input itself."""
 
