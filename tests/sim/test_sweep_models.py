@@ -8,7 +8,7 @@ import pytest
 
 from gemmstone.sim.sweep.grid import parse_grid
 from gemmstone.sim.sweep.run import run_sweep
-from gemmstone.sim.sweep.workloads import ModelPart
+from gemmstone.sim.sweep.workloads import ModelPart, WorkloadError, parse_workload
 
 # DigitsCNN on one 8x8 image: conv 1->16 and 16->32 (3x3, 8x8 outputs), linear 512->64 and
 # 64->10.
@@ -42,3 +42,13 @@ def test_pt2_file(tmp_path: Path) -> None:
     assert file_row["macs"] == DIGITS_MACS
     # The same network with calibration on other random data: the same programs' shapes.
     assert file_row["instructions"] == model_row["instructions"]
+
+
+def test_a_size_the_model_cannot_take_fails_when_parsed() -> None:
+    with pytest.raises(WorkloadError) as caught:
+        parse_workload("model:digits:16")
+    assert str(caught.value) == ("workload 'model:digits:16': digits: the image size is fixed "
+                                 "at 8, not 16")
+    [resnet] = parse_workload("model:resnet18:32")
+    module, x = ModelPart(*resnet.spec, 2).module_and_input()
+    assert x.shape == (2, 3, 32, 32) and module(x).shape == (2, 1000)
