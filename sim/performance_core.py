@@ -227,12 +227,16 @@ def _horizon(ev):
 def _ring_push(ring, item):
     """Append to a ring buffer ``[start, length, items...]`` (a deque with a maxlen)."""
     capacity = ring.shape[0] - 2
-    if ring[1] == capacity:
-        ring[2 + ring[0]] = item
-        ring[0] = (ring[0] + 1) % capacity
+    start = ring[0]
+    length = ring[1]
+    if length == capacity:
+        ring[2 + start] = item
+        start += 1
+        ring[0] = 0 if start == capacity else start
     else:
-        ring[2 + (ring[0] + ring[1]) % capacity] = item
-        ring[1] += 1
+        at = start + length   # no modulo: a division costs more than the rest of a line
+        ring[2 + (at - capacity if at >= capacity else at)] = item
+        ring[1] = length + 1
 
 
 @njit(cache=True, inline="always")
@@ -242,13 +246,21 @@ def _ring_first(ring):
 
 @njit(cache=True, inline="always")
 def _ring_last(ring):
-    return ring[2 + (ring[0] + ring[1] - 1) % (ring.shape[0] - 2)]
+    at = ring[0] + ring[1] - 1
+    capacity = ring.shape[0] - 2
+    return ring[2 + (at - capacity if at >= capacity else at)]
 
 
 @njit(cache=True)
 def _union(starts, ends, count):
     """Cycles covered by the half-open intervals [starts[i], ends[i]), i < count."""
-    order = np.argsort(starts[:count], kind="mergesort")
+    ordered = True
+    for j in range(1, count):
+        if starts[j] < starts[j - 1]:
+            ordered = False
+            break
+    # Spans mostly arrive in order: sort only when they did not.
+    order = np.arange(count) if ordered else np.argsort(starts[:count])
     total = 0
     reach = -_INF
     for j in range(count):
@@ -334,7 +346,7 @@ def _stall(spans, g, slot, start, end):
     g[slot] = count + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, first_take,
             owner):
     """A new read command of ``client`` (`ReadCommand` and `line_pattern`)."""
@@ -350,9 +362,13 @@ def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, fi
         while b:
             a, b = b, a % b
         period = bus // a
-    for i in range(period):
-        start = (offset + i * stride) % bus
-        steps[client, i] = (start + length - 1) // bus + 1
+    whole, part = divmod(length - 1, bus)
+    start = offset
+    for i in range(period):   # beats of (start + length - 1) // bus + 1, no division
+        steps[client, i] = whole + 1 + (1 if start + part >= bus else 0)
+        start += rest
+        if start >= bus:
+            start -= bus
     rc[_C_PERIOD, client] = period
     rc[_C_ACTIVE, client] = 1
     rc[_C_EXISTS, client] = 1
@@ -373,12 +389,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     """Run a whole program. ``params``: rows, cols, token_depth, queue_depth, bus,
     instr_base, window_base, grant, then the `MemoryTiming` fields. Returns (status, info,
     extra, counters, grant)."""
-    rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
-        params[4]
-    instr_base, window = params[5], params[6]
-    read_latency, read_ahead, read_slack = params[8], params[9], params[10]
-    write_ahead, write_slack, write_response, write_latency = params[11], params[12], \
-        params[13], params[14]
+    bus, read_ahead, write_ahead = params[4], params[9], params[11]
     counters = np.zeros(12, np.int64)
     count = code.shape[0] // 2
     ins = np.empty((count, _COLUMNS), np.int64)
@@ -421,11 +432,44 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     w_recent = np.zeros(2 + max(1, write_ahead), np.int64)
     responses = np.zeros(2 + _RESPONSES, np.int64)
     stage_out = np.zeros(2 + _OUTPUT_LATENCY, np.int64)
+    status, info, extra, cycles, stall_queue, bytes_written = _events(
+        params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy, stall_token,
+        stall_dma, loads, rc, steps, recent, in_flight, s_ends, s_handshakes, w_recent,
+        responses, stage_out, g, ev, us)
+    if status != OK:
+        return status, info, extra, counters, 0
+    counters[0] = cycles
+    for u in range(1, 4):
+        counters[u] = _union(busy[u, :, 0], busy[u, :, 1], us[_U_BUSY, u])
+    counters[4] = _union(stall_token[:, 0], stall_token[:, 1], g[_G_STALL_TOKEN])
+    counters[5] = _union(stall_dma[:, 0], stall_dma[:, 1], g[_G_STALL_DMA])
+    counters[6] = stall_queue
+    counters[7] = g[_G_BEATS] * bus
+    counters[8] = bytes_written
+    for u in range(1, 4):
+        counters[8 + u] = us[_U_RETIRED, u]
+    return OK, 0, 0, counters, g[_G_GRANT]
+
+
+# NRT off: no reference counting of the arrays in the hot loop (they are allocated and
+# owned by `_simulate`); it would cost more than the model's own arithmetic.
+@njit(cache=True, _nrt=False)
+def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy,
+            stall_token, stall_dma, loads, rc, steps, recent, in_flight, s_ends, s_handshakes,
+            w_recent, responses, stage_out, g, ev, us):
+    """The event loop over every actor. Returns (status, info, extra, cycles, queue
+    stall cycles, bytes written)."""
+    rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
+        params[4]
+    instr_base, window = params[5], params[6]
+    read_latency, read_ahead, read_slack = params[8], params[9], params[10]
+    write_ahead, write_slack, write_response, write_latency = params[11], params[12], \
+        params[13], params[14]
+    count = ins.shape[0]
     stall_queue = 0
     bytes_written = 0
     cycles = -1
     i = flags = kind = n = take = finish = 0
-
     # Front end (fetch and dispatch).
     fe_pc = 0
     asked = 0
@@ -514,7 +558,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
                             if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
                                 left |= 1 << q
                         if left:
-                            return TOKENS_LEFT, index - 1, left, counters, 0
+                            return TOKENS_LEFT, index - 1, left, 0, 0, 0
                         fetch_quiet = -_INF
                         for i in range(count):
                             if word_end[i] >= 0 and word_end[i] > fetch_quiet:
@@ -557,7 +601,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
                             fetch_at = _INF
                 dispatch_at = _INF
                 if index >= count:
-                    return PROGRAM_END, count, 0, counters, 0
+                    return PROGRAM_END, count, 0, 0, 0, 0
                 if word_end[index] >= 0:
                     visible = word_end[index] + 1 + _FIFO_LATENCY
                     if index:
@@ -854,21 +898,15 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
                         bytes_written += n * length
                         # line_pattern(addr, stride, length, bus).steps, into `steps[0]`'s
                         # place: the store unit has no read command.
-                        length1 = max(1, length)
-                        offset = addr % bus
+                        whole, part = divmod(max(1, length) - 1, bus)
+                        start = addr % bus
                         rest = stride % bus
-                        period = 1
-                        if rest:
-                            a, b = rest, bus
-                            while b:
-                                a, b = b, a % b
-                            period = bus // a
                         aw_ready = accepted + 1
                         taken = accepted + 1
                         line_prev = -1
                         answered = _ring_last(responses) if responses[1] else -1
                         aw = aw_next if aw_next > aw_ready else aw_ready
-                        for row in range(n):
+                        for _ in range(n):
                             if write_ahead and w_recent[1] == write_ahead and \
                                     _ring_first(w_recent) - write_slack > aw:
                                 aw = _ring_first(w_recent) - write_slack
@@ -896,8 +934,10 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
                                 first_beat = aw + 1
                             if w_end + 1 > first_beat:
                                 first_beat = w_end + 1
-                            start = (offset + (row % period) * stride) % bus
-                            w_end = first_beat + (start + length1 - 1) // bus + 1 - 1
+                            w_end = first_beat + whole + (1 if start + part >= bus else 0)
+                            start += rest
+                            if start >= bus:
+                                start -= bus
                             line_free = w_end
                             _ring_push(w_recent, w_end)
                             answered = max(w_end + write_response, aw + write_latency,
@@ -1049,7 +1089,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
                             recent, in_flight[client], read_ahead, read_slack, read_latency,
                             s_ends, s_handshakes)
         if g[_G_ERROR]:
-            return g[_G_ERROR], 0, 0, counters, 0
+            return g[_G_ERROR], 0, 0, 0, 0, 0
         if wanted == _STOP:
             break
         if wanted == _NONE:
@@ -1064,22 +1104,11 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
             if taken < us[_U_QUEUED, u]:
                 heads = min(heads, units[u, taken])
         if heads == count:
-            return DEADLOCK_EMPTY, 0, 0, counters, 0
-        return DEADLOCK, heads, 0, counters, 0
-    counters[0] = cycles
-    for u in range(1, 4):
-        counters[u] = _union(busy[u, :, 0], busy[u, :, 1], us[_U_BUSY, u])
-    counters[4] = _union(stall_token[:, 0], stall_token[:, 1], g[_G_STALL_TOKEN])
-    counters[5] = _union(stall_dma[:, 0], stall_dma[:, 1], g[_G_STALL_DMA])
-    counters[6] = stall_queue
-    counters[7] = g[_G_BEATS] * bus
-    counters[8] = bytes_written
-    for u in range(1, 4):
-        counters[8 + u] = us[_U_RETIRED, u]
-    return OK, 0, 0, counters, g[_G_GRANT]
+            return DEADLOCK_EMPTY, 0, 0, 0, 0, 0
+        return DEADLOCK, heads, 0, 0, 0, 0
+    return OK, 0, 0, cycles, stall_queue, bytes_written
 
-
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, latency,
             ends, handshakes):
     """`ReadChannel.stream` for a unit's command with no per-line consumer."""
@@ -1105,6 +1134,7 @@ def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, la
     n_ends = 0
     n_handshakes = 0
     check_at = window + period + 1 if stop - line > window + 2 * period else _INF
+    phase = line % period
     while line < stop:
         if n_ends >= check_at:
             # _steady(ends, handshakes, window, period, stop - line, horizon)
@@ -1175,7 +1205,10 @@ def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, la
                 t = gate
         if t > horizon:
             break
-        b = steps[client, line % period]
+        b = steps[client, phase]
+        phase += 1
+        if phase == period:
+            phase = 0
         first = t + latency
         if first <= data_end:
             first = data_end + 1
