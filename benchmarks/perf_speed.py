@@ -1,12 +1,20 @@
 """Performance model speed: all 20 ResNet-18 conv layers on a 32x32 array, and the
-speed-up over the RTL on the same programs.
+speed-up over the RTL on the same programs, for each engine of the model.
 
-    .venv/bin/python benchmarks/perf_speed.py [--no-rtl]
+    .venv/bin/python benchmarks/perf_speed.py [--no-rtl] [--repeat N]
+
+The model has two engines that give identical results (tests/sim/test_performance_core.py):
+``compiled`` (the default; `gemmstone.sim.performance_core`, numba) and ``python`` (the
+readable reference, `gemmstone.sim.performance._Run`).
 
 1. Every ResNet-18 conv layer (benchmarks/workloads/resnet18_conv.csv, int8 out with
    requantization, as `gemmstone.compiler.kernels.conv.emit_conv2d` emits it) on a 32x32
-   array: instructions, estimated cycles, array utilization and the model's wall and CPU
-   time per layer, the total, and microseconds per instruction.
+   array: instructions, estimated cycles, array utilization and each engine's CPU time per
+   layer, the total, and the time per instruction. The compiled engine reads the code as
+   it lies in memory (`words_to_bytes`, done before timing, as the RTL's image load is
+   not timed either; its cost is printed); its time is the mean of ``--repeat`` passes.
+   The first call in a process loads the compiled core from numba's cache
+   (~/.cache/gemmstone/numba), or compiles it when the cache is cold: printed apart.
 2. Speed-up over the RTL on the same programs: some of those layers, compiled for the
    16x16 preset, run on the Verilated accelerator with the in-simulation DRAM
    (`gemmstone.hw.sim_top`, C++ only, no Python per cycle, -O3; the fastest RTL
@@ -35,7 +43,8 @@ from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
 from gemmstone.compiler.kernels.gemm import pack_qparams
 from gemmstone.config import AcceleratorConfig, preset
-from gemmstone.sim.performance import PerformanceModel
+from gemmstone.isa.encoding import words_to_bytes
+from gemmstone.sim.performance import ENGINES, PerformanceModel
 from gemmstone.sim.performance_memory import sim_dram
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,37 +77,60 @@ def conv_program(config: AcceleratorConfig, layer: dict, rng=None):
     return builder.finish(), inputs
 
 
-def timed(model: PerformanceModel, words, **kwargs):
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = model.run(words, **kwargs)
-    return result, time.perf_counter() - wall, time.process_time() - cpu
+def timed(model: PerformanceModel, code, repeat: int = 1, **kwargs):
+    """(result, CPU seconds per run) of ``repeat`` runs of ``code``."""
+    cpu = time.process_time()
+    for _ in range(repeat):
+        result = model.run(code, **kwargs)
+    return result, (time.process_time() - cpu) / repeat
 
 
-def resnet18(layers: list[dict]) -> tuple[int, float]:
-    print(f"ResNet-18 conv layers on {CONFIG.describe()}")
-    print(f"{'layer':22s} {'instrs':>7s} {'cycles':>10s} {'util':>6s} {'wall s':>7s} "
-          f"{'cpu s':>7s}")
-    model = PerformanceModel(CONFIG, cache=False)
-    wall = cpu = instrs = cycles = 0
-    programs = []
-    for layer in layers:
-        program, _ = conv_program(CONFIG, layer)
-        programs.append(program)
-        result, layer_wall, layer_cpu = timed(model, program.words)
+def first_call() -> float:
+    """CPU seconds of the compiled engine's first call in this process (loading the core
+    from numba's cache, or compiling it when the cache is cold)."""
+    started = time.process_time()
+    PerformanceModel(CONFIG, cache=False).run(words_to_bytes([0xA]))  # a lone halt
+    return time.process_time() - started
+
+
+def resnet18(layers: list[dict], repeat: int) -> tuple[int, dict[str, float]]:
+    print(f"ResNet-18 conv layers on {CONFIG.describe()}; CPU time per engine")
+    print(f"{'layer':22s} {'instrs':>7s} {'cycles':>10s} {'util':>6s} "
+          f"{'compiled ms':>11s} {'python s':>8s}")
+    models = {engine: PerformanceModel(CONFIG, cache=False, engine=engine)
+              for engine in ENGINES}
+    cpu = dict.fromkeys(ENGINES, 0.0)
+    instrs = cycles = 0
+    programs = [conv_program(CONFIG, layer)[0] for layer in layers]
+    converted = time.process_time()
+    codes = [words_to_bytes(program.words) for program in programs]
+    converted = time.process_time() - converted
+    for layer, program, code in zip(layers, programs, codes, strict=True):
+        result, compiled = timed(models["compiled"], code, repeat)
+        reference, python = timed(models["python"], program.words)
+        if reference.counters != result.counters:
+            raise SystemExit(f"{layer['name']}: the engines disagree: {reference.counters} "
+                             f"!= {result.counters}")
         util = int(layer["macs"]) / (result.cycles * CONFIG.macs_per_cycle)
         print(f"{layer['name']:22s} {len(program.words):7d} {result.cycles:10d} {util:6.1%} "
-              f"{layer_wall:7.2f} {layer_cpu:7.2f}")
-        wall, cpu = wall + layer_wall, cpu + layer_cpu
+              f"{compiled * 1e3:11.3f} {python:8.3f}")
+        cpu["compiled"] += compiled
+        cpu["python"] += python
         instrs, cycles = instrs + len(program.words), cycles + result.cycles
-    print(f"{'total':22s} {instrs:7d} {cycles:10d} {'':6s} {wall:7.2f} {cpu:7.2f}")
-    print(f"model: {cpu / instrs * 1e6:.1f} us (CPU) per instruction, "
-          f"{cycles / cpu:,.0f} simulated cycles per CPU second")
+    print(f"{'total':22s} {instrs:7d} {cycles:10d} {'':6s} {cpu['compiled'] * 1e3:11.3f} "
+          f"{cpu['python']:8.3f}")
+    for engine in ENGINES:
+        print(f"{engine}: {cpu[engine] / instrs * 1e9:,.0f} ns (CPU) per instruction, "
+              f"{cycles / cpu[engine]:,.0f} simulated cycles per CPU second")
+    print(f"compiled engine: mean of {repeat} passes; the code as bytes "
+          f"(words_to_bytes of the 20 programs' word lists, not timed above): "
+          f"{converted * 1e3:.1f} ms")
     cached = PerformanceModel(CONFIG)
     started = time.process_time()
-    for program in programs:
-        cached.run(program.words)
+    for code in codes:
+        cached.run(code)
     print(f"with the run cache (a layer equal to an earlier one is not simulated again): "
-          f"{time.process_time() - started:.2f} CPU s for the 20 layers")
+          f"{(time.process_time() - started) * 1e3:.2f} CPU ms for the 20 layers")
     return cycles, cpu
 
 
@@ -113,26 +145,37 @@ def rtl_speedup(layers: list[dict]) -> float:
             for layer, (program, inputs) in zip(chosen, programs, strict=True)]
     with tempfile.TemporaryDirectory(prefix="gemmstone-perf-speed-") as workdir:
         results = run_programs(rtl, config, runs, workdir)
-    model = PerformanceModel(config, sim_dram(RTL_LATENCY), cache=False)
+    models = {engine: PerformanceModel(config, sim_dram(RTL_LATENCY), cache=False,
+                                       engine=engine) for engine in ENGINES}
     print(f"\nThe same programs on the RTL and the model: {config.describe()}; RTL = "
           f"Verilated sim_top -O3 with the in-simulation DRAM (latency {RTL_LATENCY})")
     print(f"{'layer':22s} {'instrs':>7s} {'RTL cycles':>10s} {'model':>8s} {'RTL cpu s':>9s} "
-          f"{'model cpu s':>11s} {'speed-up':>9s}")
-    rtl_cpu = model_cpu = rtl_cycles = 0
+          f"{'compiled s':>10s} {'speed-up':>9s} {'python s':>8s} {'speed-up':>8s}")
+    rtl_cpu = rtl_cycles = 0
+    model_cpu = dict.fromkeys(ENGINES, 0.0)
     for layer, (program, _), run, result in zip(chosen, programs, runs, results, strict=True):
         if result.registers["ERROR_CODE"]:
             raise SystemExit(f"{layer['name']}: the RTL run faulted: {result.registers}")
         window_buffer(result.memory, program.buffers["out"])  # the run produced its output
-        estimate, _, cpu = timed(model, program.words, instr_base=run.instr_base,
-                                 window_base=run.window_base)
+        code = words_to_bytes(program.words)
+        cpu = {}
+        for engine, model in models.items():
+            estimate, cpu[engine] = timed(model, code if engine == "compiled" else
+                                          program.words, 5 if engine == "compiled" else 1,
+                                          instr_base=run.instr_base,
+                                          window_base=run.window_base)
+            model_cpu[engine] += cpu[engine]
+        seconds = result.run_cpu_seconds
         print(f"{layer['name']:22s} {len(program.words):7d} {result.registers['CYCLES']:10d} "
-              f"{estimate.cycles:8d} {result.run_cpu_seconds:9.3f} {cpu:11.4f} "
-              f"{result.run_cpu_seconds / cpu:8,.0f}x")
-        rtl_cpu, model_cpu = rtl_cpu + result.run_cpu_seconds, model_cpu + cpu
+              f"{estimate.cycles:8d} {seconds:9.3f} {cpu['compiled']:10.5f} "
+              f"{seconds / cpu['compiled']:8,.0f}x {cpu['python']:8.3f} "
+              f"{seconds / cpu['python']:7,.0f}x")
+        rtl_cpu += seconds
         rtl_cycles += result.run_cycles
     rate = rtl_cycles / rtl_cpu
-    print(f"{'total':22s} {'':7s} {'':10s} {'':8s} {rtl_cpu:9.3f} {model_cpu:11.4f} "
-          f"{rtl_cpu / model_cpu:8,.0f}x")
+    print(f"{'total':22s} {'':7s} {'':10s} {'':8s} {rtl_cpu:9.3f} {model_cpu['compiled']:10.5f} "
+          f"{rtl_cpu / model_cpu['compiled']:8,.0f}x {model_cpu['python']:8.3f} "
+          f"{rtl_cpu / model_cpu['python']:7,.0f}x")
     print(f"RTL: {rate:,.0f} simulated cycles per CPU second on 16x16")
     return rate
 
@@ -140,16 +183,23 @@ def rtl_speedup(layers: list[dict]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rtl", action="store_true", help="only the model's timings")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="passes of the compiled engine per layer (mean)")
     args = parser.parse_args()
+    jit = first_call()
+    print(f"compiled engine, first call in this process (numba cache load or compile): "
+          f"{jit:.2f} CPU s\n")
     layers = list(csv.DictReader(WORKLOADS.open()))
-    cycles, cpu = resnet18(layers)
+    cycles, cpu = resnet18(layers, args.repeat)
     if args.no_rtl:
         return
     rate = rtl_speedup(layers)
-    print(f"\n20 ResNet-18 convs on 32x32: model {cpu:.1f} CPU s; the RTL, at most "
-          f"{rate:,.0f} cycles per CPU s (its speed on 16x16), needs at least "
-          f"{cycles / rate:,.0f} CPU s for their {cycles:,} cycles: speed-up at least "
-          f"{cycles / rate / cpu:,.1f}x (target 10,000x)")
+    rtl = cycles / rate
+    print(f"\n20 ResNet-18 convs on 32x32 ({cycles:,} cycles): the RTL, at most {rate:,.0f} "
+          f"cycles per CPU s (its speed on 16x16), needs at least {rtl:,.1f} CPU s")
+    for engine in ENGINES:
+        print(f"  {engine:8s} model {cpu[engine] * 1e3:9.2f} CPU ms: speed-up at least "
+              f"{rtl / cpu[engine]:10,.0f}x (target 10,000x)")
 
 
 if __name__ == "__main__":
