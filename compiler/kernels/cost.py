@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from gemmstone.config import AcceleratorConfig
 
 __all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "candidate_plans", "Plan",
-           "block_limit", "residual_rows", "traffic_bytes", "LOAD_OVERHEAD", "TIE_TOLERANCE"]
+           "block_limit", "interleaved_blocks", "residual_rows", "traffic_bytes",
+           "LOAD_OVERHEAD", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
 _MAX_GROUP = 16      # k steps per weight LOAD at most (gemm._MAX_GROUP)
@@ -85,6 +86,14 @@ def residual_rows(block_m: int, n: int, cols: int, acc_free: int) -> tuple[int, 
     if n_blocks <= reserve:
         return max(1, min(block_m, reserve // n_blocks)), n_blocks
     return max(1, min(block_m, reserve)), 1
+
+
+def interleaved_blocks(n_blocks: int, ks: int, a_panels: int, nbuf: int) -> int:
+    """Column blocks an m tile that loads its A panel as it computes runs interleaved in
+    parts of k (`gemm.emit_tiled_matmul`; 0: none): one per accumulator slot, when there
+    are three or more (with two, the next part's A tiles do not load in time)."""
+    c = min(nbuf, n_blocks, ks)
+    return c if a_panels and c >= 3 else 0
 
 
 def block_limit(config: AcceleratorConfig, *, steps: int, nbuf: int, a_panels: int,
@@ -205,10 +214,28 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
 
     total = 0.0
     blocks = sum(count for _, count in n_blocks)
+    spread = interleaved_blocks(blocks, steps, a_panels, nbuf)
     for index, (mb, m_count) in enumerate(m_tiles):
         for nb_index, (nc, count) in enumerate(n_blocks):
             first_block = nb_index == 0
             rest = count - 1 if first_block else count
+            if spread and first_block and (a_panels == 1 or index == 0):
+                # The panel loads over the first `spread` column blocks, interleaved.
+                share = a_panel(mb) / spread
+                again = m_count - 1 if index == 0 else m_count  # later m tiles (one panel)
+                total += tile(mb, nc, False, True, share) + (spread - 1) * tile(
+                    mb, nc, False, False, share) + (rest - spread + 1) * tile(mb, nc, False,
+                                                                             False)
+                if again and a_panels == 1:
+                    # A later m tile's first part loads only once the last one is done.
+                    total += again * (share + tile(mb, nc, False, True, share) + (
+                        spread - 1) * tile(mb, nc, False, False, share) + (
+                            rest - spread + 1) * tile(mb, nc, False, False))
+                elif again:  # two panels: the later m tiles' panels are prefetched
+                    share = a_panel(mb) / max(1, blocks - 1)
+                    total += again * (tile(mb, nc, False, False)
+                                      + rest * tile(mb, nc, False, False, share))
+                continue
             if a_panels == 2:
                 # The next m tile's panel loads during this one's column blocks 1.. (or
                 # its only block), so no first column block waits for its A tiles.

@@ -44,6 +44,7 @@ from gemmstone.compiler.kernels.cost import (
     LOAD_OVERHEAD,
     block_limit,
     choose_plan,
+    interleaved_blocks,
     residual_rows,
 )
 from gemmstone.compiler.kernels.encode import encode_columns, token_bit
@@ -286,8 +287,10 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     if int8_out:
         builder.emit("config", zp=zp, lo=lo, hi=hi)
 
-    # Index spaces: m tiles t, column blocks nb, tiles tau = t * NB + nb, steps
-    # j = tau * ks + s. Instructions are sorted by (j, part) into program order.
+    # Index spaces: m tiles t, column blocks nb, tiles tau = t * NB + nb, k steps s, and
+    # steps j in program order (`_step_order`: tile after tile, s ascending, except that
+    # an m tile whose A panel loads with it interleaves its first column blocks in parts
+    # of k). Instructions are sorted by (j, part) into program order.
     m0s = np.arange(0, m, block_m, dtype=np.int64)
     mbs = np.minimum(block_m, m - m0s)
     n0s = np.arange(0, n, cols, dtype=np.int64)
@@ -296,25 +299,28 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     tiles = len(m0s) * n_blocks
     tile_t, tile_nb = np.divmod(np.arange(tiles), n_blocks)
     steps = tiles * ks
-    step_tau, step_s = np.divmod(np.arange(steps), ks)
+    step_tau, step_s, a_early = _step_order(len(m0s), n_blocks, ks, a_panels, nbuf)
+    position = np.empty(steps, np.int64)  # program step of (tau, s) at index tau * ks + s
+    position[step_tau * ks + step_s] = np.arange(steps)
     step_t = tile_t[step_tau]
-    tile_first = np.arange(tiles) * ks
-    tile_last = tile_first + ks - 1
+    tile_first = position[np.arange(tiles) * ks]
+    tile_last = position[np.arange(tiles) * ks + ks - 1]
     acc_rows = acc.base + (np.arange(tiles) % nbuf) * block_m
-    # Weight groups: per tile ceil(ks / group) of them, global index step_g.
-    per_tile = -(-ks // group)
-    step_g = step_tau * per_tile + step_s // group
-    group_first = step_s - step_s % group  # the group's first step within the tile
-    w_lines = w_slots[step_g] + k0s[step_s] - k0s[group_first]
-    groups = tiles * per_tile
-    g_tau, g_index = np.divmod(np.arange(groups), per_tile)
-    g_first = g_index * group
-    g_last = np.minimum(g_first + group, ks) - 1
-    g_step = g_tau * ks + g_first  # where its LOAD goes in program order
-    # The weight LOAD of group G reuses the slot of group G - nbuf: it needs that group's
-    # last step.
-    g_need = np.where(np.arange(groups) >= nbuf,
-                      np.roll(g_tau * ks + g_last, nbuf), -1)
+    # Weight groups: runs of up to `group` steps of one tile in program order, global
+    # index step_g; group G's LOAD reuses the slot of group G - nbuf.
+    starts = np.ones(steps, bool)
+    starts[1:] = (step_tau[1:] != step_tau[:-1]) | (step_s[1:] != step_s[:-1] + 1)
+    run = np.cumsum(starts) - 1
+    in_run = np.arange(steps) - np.flatnonzero(starts)[run]
+    starts |= in_run % group == 0
+    step_g = np.cumsum(starts) - 1
+    g_step = np.flatnonzero(starts)  # the group's first step: where its LOAD goes
+    g_end = np.append(g_step[1:], steps) - 1  # its last step
+    groups = len(g_step)
+    g_tau = step_tau[g_step]
+    g_first, g_last = step_s[g_step], step_s[g_end]
+    w_lines = w_slots[step_g] + k0s[step_s] - k0s[g_first][step_g]
+    g_need = np.where(np.arange(groups) >= nbuf, np.roll(g_end, nbuf), -1)
     if a_panels:
         panel_tiles = a_panels * ks
         a_lines = a_slots.base + ((step_t * ks + step_s) % panel_tiles) * block_m
@@ -340,7 +346,7 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         repeat_nb = np.tile(np.arange(n_blocks), count)
         rows_idx = np.repeat(np.arange(count), n_blocks)
     a_t, a_s = a_rows["t"][rows_idx], a_rows["step"][rows_idx]
-    a_j = (a_t * n_blocks + repeat_nb) * ks + a_s
+    a_j = position[(a_t * n_blocks + repeat_nb) * ks + a_s]  # the step that reads it
     if a_panels:
         # The slot's previous panel was last read in column block NB - 1 of m tile
         # t - a_panels; waiting for that tile's end costs one token per m tile, not one
@@ -350,7 +356,8 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     else:
         a_need = a_j - nbuf
     order = np.argsort(a_j, kind="stable")  # natural order: by the step that reads it
-    a_j, a_t, a_need, rows_idx = a_j[order], a_t[order], a_need[order], rows_idx[order]
+    a_j, a_t, a_s = a_j[order], a_t[order], a_s[order]
+    a_need, rows_idx = a_need[order], rows_idx[order]
     a_lo, a_hi = encode_columns(
         "load", len(a_j), dram=np.where(a_rows["n"][rows_idx] > 0, a_rows["dram"][rows_idx], 0),
         stride=a_rows["stride"][rows_idx], spad=a_lines[a_j] + a_rows["line"][rows_idx],
@@ -368,7 +375,10 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
     # of compute), never before the MATMUL that frees its slot.
     lead = _weight_lead(config, block_m, group * int(kks.max()))
     plain = (a_j * 16 + 3, g_step * 16 + 4)
-    ahead = (_prefetch_keys(plain[0], a_j, a_t, n_blocks, ks) if a_panels == 2 else plain[0],
+    a_ahead = _prefetch_keys(plain[0], a_j, a_t, n_blocks, ks) if a_panels == 2 else plain[0]
+    a_early = a_early[a_t, a_s]  # the next part's A tiles load during this part
+    a_ahead = np.where(a_early >= 0, a_early * 16 + 9, a_ahead)
+    ahead = (a_ahead,
              np.where(lead > 0, np.maximum(g_step - lead, g_need) * 16 + 10, plain[1]))
     add("preload", j, 5, "preload", spad=w_lines, k=kks[step_s])
     add("matmul", j, 6, "matmul", spad=a_lines, acc=acc_rows[step_tau], n=mbs[step_t],
@@ -472,6 +482,44 @@ def _weight_lead(config, block_m: int, lines: int) -> int:
     step = max(block_m + 2, (block_m + config.rows + config.rows + config.cols - 1) / 2)
     load = config.dram_latency + lines + 2 * LOAD_OVERHEAD
     return max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2)
+
+
+def _step_order(m_tiles: int, n_blocks: int, ks: int, a_panels: int,
+                nbuf: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(tau, s)`` of each step in program order, and where the A LOADs of m tile t,
+    k step s go instead (``early[t, s]``, a program step; -1: next to their step).
+
+    Tile after tile, k steps ascending; but an m tile that loads its resident A panel
+    while it computes (every m tile with one panel, the first with two) runs its first
+    ``c = min(nbuf, NB)`` column blocks interleaved in ``c`` parts of k: (block 0, part
+    0), (block 1, part 0), ..., (block c - 1, part 0), (block 0, part 1), ... Each A tile
+    then serves ``c`` column blocks before the next part is needed, and the next part's A
+    tiles load, spread evenly, during this one (gathering a convolution's A tiles can take
+    twice as long as streaming them once). The ``c`` tiles use ``c`` accumulator slots;
+    `cost.interleaved_blocks` says when (three or more)."""
+    tau, s = np.divmod(np.arange(m_tiles * n_blocks * ks), ks)
+    early = np.full((m_tiles, ks), -1, np.int64)
+    c = interleaved_blocks(n_blocks, ks, a_panels, nbuf)
+    if c < 2:
+        return tau, s, early
+    bounds = [ks * i // c for i in range(c + 1)]
+    order_b, order_s = [], []
+    for part in range(c):
+        k = np.arange(bounds[part], bounds[part + 1])
+        order_b += [np.full(len(k), b) for b in range(c)]
+        order_s += [k] * c
+    order_b, order_s = np.concatenate(order_b), np.concatenate(order_s)
+    spread = np.full(ks, -1, np.int64)
+    for part in range(1, c):
+        length, before = bounds[part + 1] - bounds[part], bounds[part] - bounds[part - 1]
+        k = np.arange(length)
+        spread[bounds[part]:bounds[part + 1]] = c * bounds[part - 1] + k * c * before // length
+    for t in range(m_tiles if a_panels == 1 else 1):
+        first = t * n_blocks * ks
+        tau[first:first + c * ks] = t * n_blocks + order_b
+        s[first:first + c * ks] = order_s
+        early[t] = np.where(spread >= 0, first + spread, -1)
+    return tau, s, early
 
 
 def _prefetch_keys(keys: np.ndarray, a_j: np.ndarray, a_t: np.ndarray, n_blocks: int,
