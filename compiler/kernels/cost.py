@@ -29,9 +29,13 @@ times it, not bytes over bandwidth alone:
   ``nbuf`` slots; an accumulator slot likewise waits for its tile's STORE.
 - look-ahead: dispatch fills the unit queues in program order, so a LOAD starts at most
   ``queue_depth / 2`` k steps before its data is computed on (two compute instructions
-  per step); a weight LOAD that takes longer stalls the array.
+  per step); a weight LOAD that takes longer stalls the array (the kernel moves long
+  ones earlier in program order; not modelled).
 - m tiles: with one resident panel, the next m tile's A loads wait until the array is
-  done with the panel, so its first column block starts cold.
+  done with the panel, so its first column block starts cold; with
+  `interleaved_blocks`, the panel loads over that many interleaved column blocks.
+- residual: after the drain, LOADACC of the tile's residual rows, then MULSHR passes that
+  reuse the column block's resident multiplier rows (`residual_rows`).
 
 A tile then costs the largest of its loads, compute, store and slot round trips.
 `choose_plan` evaluates every (``nbuf``, ``a_panels``, ``block_m``) candidate the on-chip

@@ -13,6 +13,14 @@ tile's panel loads while this one is used). When no panel fits the scratchpad
 (``a_panels`` = 0) they are reloaded for every column block into ``nbuf`` slots.
 `cost.choose_plan` picks the tiling.
 
+Program order is what dispatch sees (it runs only a few steps ahead of compute), so
+LOADs go where they can start in time: the next m tile's A panel spread over this one's
+column blocks 1.. (two panels); an m tile that loads its panel as it computes runs its
+first column blocks interleaved in parts of k, the next part's A tiles loading during
+this one (`_step_order`); a weight LOAD longer than dispatch's reach goes that many steps
+earlier (`_weight_lead`). Each only while the load -> compute tokens in flight fit the
+token depth.
+
 Tokens let the units overlap. Each is set from what the waiting instruction needs:
 
 - load -> compute: a step's weight LOAD (its last load) pushes, its PRELOAD pops;
