@@ -44,11 +44,11 @@ from gemmstone.isa.program import Program
 from gemmstone.isa.table import WORD_BYTES, AccLoadType, StoreMode, Unit
 from gemmstone.sim.performance_core import run_compiled, words_to_code
 from gemmstone.sim.performance_memory import (
-    AXI_RAM,
     MemoryTiming,
     ReadChannel,
     ReadCommand,
     line_pattern,
+    memory_timing,
 )
 
 __all__ = ["PerformanceModel", "PerfResult", "COUNTERS", "ENGINES", "estimate"]
@@ -166,9 +166,10 @@ class PerformanceModel:
     Parameters
     ----------
     config : AcceleratorConfig
-    memory : MemoryTiming
-        The DRAM model's timing (`gemmstone.sim.performance_memory.AXI_RAM`, the tests'
-        memory, by default).
+    memory : MemoryTiming, optional
+        The DRAM model's timing; by default the in-simulation DRAM at the config's
+        ``dram_latency`` (`gemmstone.sim.performance_memory.memory_timing`, ``"dram"``).
+        The RTL tests' AxiRam is `gemmstone.sim.performance_memory.AXI_RAM`.
     cache : bool
         Remember the results of recent runs (`RUN_CACHE_SIZE`, shared by every model in
         the process): the same program on the same config, memory, addresses and grant
@@ -179,10 +180,12 @@ class PerformanceModel:
         the reference `_Run`. Both give identical results.
     """
 
-    def __init__(self, config: AcceleratorConfig, memory: MemoryTiming = AXI_RAM, *,
+    def __init__(self, config: AcceleratorConfig, memory: MemoryTiming | None = None, *,
                  cache: bool = True, engine: str = "compiled") -> None:
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"'config' must be an AcceleratorConfig, not {config!r}")
+        if memory is None:
+            memory = memory_timing("dram", config)
         if not isinstance(memory, MemoryTiming):
             raise TypeError(f"'memory' must be a MemoryTiming, not {memory!r}")
         if engine not in ENGINES:
@@ -241,8 +244,9 @@ class PerformanceModel:
 
 
 def estimate(program: Program, config: AcceleratorConfig, *,
-             memory: MemoryTiming = AXI_RAM, engine: str = "compiled") -> PerfResult:
-    """The performance model's estimate for ``program`` (window and code at address 0)."""
+             memory: MemoryTiming | None = None, engine: str = "compiled") -> PerfResult:
+    """The performance model's estimate for ``program`` (window and code at address 0;
+    ``memory`` as in `PerformanceModel`)."""
     program.check_config(config)
     return PerformanceModel(config, memory, engine=engine).run(program.words)
 

@@ -13,7 +13,8 @@ latency from an address handshake to the first data beat, how many bursts it acc
 ahead of their data, and the write-response latency. `AXI_RAM` is cocotbext-axi's
 `AxiRam` as the RTL tests use it (measured on traces of the tiny preset); `sim_dram`
 describes ``hw/sim_dram.py``'s in-simulation model for a given latency (calibrated on
-sim_top runs at several latencies).
+sim_top runs at several latencies). `memory_timing` names them (`MEMORIES`): the one
+spelling every caller (driver, sweeps, command line) uses.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["MemoryTiming", "AXI_RAM", "sim_dram", "LinePattern", "line_pattern",
-           "ReadChannel", "ReadCommand", "CLIENTS", "READER_LINES_IN_FLIGHT"]
+from gemmstone.config import AcceleratorConfig
+
+__all__ = ["MemoryTiming", "AXI_RAM", "sim_dram", "MEMORIES", "memory_timing", "LinePattern",
+           "line_pattern", "ReadChannel", "ReadCommand", "CLIENTS", "READER_LINES_IN_FLIGHT"]
 
 _INF = float("inf")
 BOUNDARY_BYTES = 4096
@@ -98,6 +101,24 @@ def sim_dram(latency: int) -> MemoryTiming:
     return MemoryTiming(read_latency=max(2, latency), read_ahead=64, read_slack=0,
                         write_ahead=64, write_slack=0, write_response=1,
                         write_latency=latency)
+
+
+#: Names of the memories `memory_timing` knows: ``dram`` is the in-simulation DRAM
+#: (hw/sim_dram.py, what the rtl backend runs on) at the config's ``dram_latency``, the
+#: default; ``axi-ram`` is cocotbext-axi's AxiRam the RTL tests and calibration run
+#: against (its latency is fixed: ``dram_latency`` has no effect).
+MEMORIES = ("dram", "axi-ram")
+
+
+def memory_timing(name: str, config: AcceleratorConfig) -> MemoryTiming:
+    """The `MemoryTiming` of the memory called ``name`` (one of `MEMORIES`) for
+    ``config``."""
+    if name == "dram":
+        return sim_dram(config.dram_latency)
+    if name == "axi-ram":
+        return AXI_RAM
+    raise ValueError(f"'memory' must be one of {', '.join(map(repr, MEMORIES))}, "
+                     f"not {name!r}")
 
 
 @dataclass(frozen=True)

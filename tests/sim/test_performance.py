@@ -13,6 +13,7 @@ from gemmstone.config import preset
 from gemmstone.isa import ProgramEndError, TokenError, assemble
 from gemmstone.sim.functional import run_program
 from gemmstone.sim.performance import PerformanceModel, estimate
+from gemmstone.sim.performance_memory import AXI_RAM, memory_timing, sim_dram
 
 
 @pytest.mark.parametrize("name", ["tiny", "rect", "small"])
@@ -57,3 +58,17 @@ def test_run_cache_gives_the_simulated_result_and_a_copy():
     # Another address is another run (the bus beats differ).
     other = PerformanceModel(config, cache=False).run(program, instr_base=0x48)
     assert cached.run(program, instr_base=0x48).counters == other.counters
+
+
+def test_memory_timing_by_name_and_the_default_from_the_config():
+    config = preset("small").replace(dram_latency=37)
+    assert memory_timing("dram", config) == sim_dram(37)
+    assert memory_timing("axi-ram", config) is AXI_RAM
+    with pytest.raises(ValueError, match="'memory' must be one of 'dram', 'axi-ram', "
+                                         "not 'axiram'"):
+        memory_timing("axiram", config)
+    assert PerformanceModel(config).memory == sim_dram(37)
+    program = assemble("load n=40 len=8 stride=8 push_next\nmatmul n=40 pop_prev\nhalt")
+    slow = PerformanceModel(config, cache=False).run(program).cycles
+    fast = PerformanceModel(config.replace(dram_latency=2), cache=False).run(program).cycles
+    assert slow > fast

@@ -27,6 +27,7 @@ from gemmstone.compiler.kernels.gemm import emit_gemm, pack_qparams
 from gemmstone.config import AcceleratorConfig
 from gemmstone.isa import Program, assemble
 from gemmstone.sim.performance import COUNTERS, PerformanceModel
+from gemmstone.sim.performance_memory import AXI_RAM
 
 HW_TESTS = Path(__file__).resolve().parents[1] / "hw"
 CYCLE_TOLERANCE = 0.02
@@ -205,7 +206,7 @@ def compare(config: AcceleratorConfig, model, cases, tmp_path: Path) -> list[Com
                                  f"{expected.error}")
     results = harness.play(model, [expected.run for expected in expectations], tmp_path)
     harness.check(results, expectations)
-    perf = PerformanceModel(config)
+    perf = PerformanceModel(config, AXI_RAM)   # the harness's memory is cocotbext-axi's AxiRam
     carries = grant_carries_over()
     grant = 0
     comparisons = []
