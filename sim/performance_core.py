@@ -20,7 +20,13 @@ programs and every fault path. What changes is only the representation:
 
 Compiled functions are cached on disk (numba ``cache=True``) under
 ``~/.cache/gemmstone/numba`` unless ``NUMBA_CACHE_DIR`` says otherwise, so a clone's source
-tree stays clean; the first call in a fresh cache compiles for some seconds.
+tree stays clean. The first call with a cold cache (a new clone or a changed file)
+compiles for about 30 s of CPU; later processes load the cache in about 0.4 s.
+
+Speed: about 10 ms of CPU for ResNet-18's conv1 on a 32x32 array (16.8k instructions,
+1.3 M cycles), some 150x the reference; benchmarks/perf_speed.py prints the figures. The
+cost is in the events themselves (about 7 per instruction) and the DMA lines between
+them, which both engines take one by one unless a stream reaches a steady state.
 """
 
 from __future__ import annotations
@@ -151,7 +157,7 @@ OK, BAD_WORD, PROGRAM_END, TOKENS_LEFT, DEADLOCK_EMPTY, DEADLOCK, READER_BUSY = 
 
 # -- small helpers ----------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _field(lo, hi, lsb, width):
     if width == 0:
         return 0
@@ -199,7 +205,7 @@ def _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _schedule(ev, g, actor, time):
     g[_G_SEQ] += 1
     ev[_E_SEQ, actor] = g[_G_SEQ]
@@ -208,13 +214,13 @@ def _schedule(ev, g, actor, time):
     ev[_E_BLOCKED, actor] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _wake(ev, g, actor):
     if ev[_E_BLOCKED, actor]:
         _schedule(ev, g, actor, g[_G_NOW])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _horizon(ev):
     best = _INF
     for actor in range(5):
@@ -223,7 +229,7 @@ def _horizon(ev):
     return best
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _ring_push(ring, item):
     """Append to a ring buffer ``[start, length, items...]`` (a deque with a maxlen)."""
     capacity = ring.shape[0] - 2
@@ -239,12 +245,12 @@ def _ring_push(ring, item):
         ring[1] = length + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _ring_first(ring):
     return ring[2 + ring[0]]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _ring_last(ring):
     at = ring[0] + ring[1] - 1
     capacity = ring.shape[0] - 2
@@ -273,7 +279,7 @@ def _union(starts, ends, count):
     return total
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _token_ready(unit, flags, depth, tc, pushes, pops):
     ready = 0
     for q in range(4):
@@ -291,7 +297,7 @@ def _token_ready(unit, flags, depth, tc, pushes, pops):
     return ready
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _take(unit, flags, time, us, takes, tc, pops, ev, g):
     takes[unit, us[_U_TAKEN, unit]] = time
     us[_U_TAKEN, unit] += 1
@@ -307,7 +313,7 @@ def _take(unit, flags, time, us, takes, tc, pops, ev, g):
         _wake(ev, g, _FETCH)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _push(unit, flags, time, tc, pushes, ev, g):
     for q in range(4):
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
@@ -321,7 +327,7 @@ def _push(unit, flags, time, tc, pushes, ev, g):
             _wake(ev, g, _Q_CONSUMER[q])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _settle(unit, idle, us, ev, g):
     us[_U_SETTLED, unit] += 1
     us[_U_IDLE_FROM, unit] = max(us[_U_IDLE_FROM, unit], idle)
@@ -329,7 +335,7 @@ def _settle(unit, idle, us, ev, g):
         _wake(ev, g, _FETCH)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _busy(unit, first, last, us, busy):
     if last >= first:
         count = us[_U_BUSY, unit]
@@ -338,7 +344,7 @@ def _busy(unit, first, last, us, busy):
         us[_U_BUSY, unit] = count + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def _stall(spans, g, slot, start, end):
     count = g[slot]
     spans[count, 0] = start
