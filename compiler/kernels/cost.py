@@ -29,8 +29,8 @@ times it, not bytes over bandwidth alone:
   ``nbuf`` slots; an accumulator slot likewise waits for its tile's STORE.
 - look-ahead: dispatch fills the unit queues in program order, so a LOAD starts at most
   ``queue_depth / 2`` k steps before its data is computed on (two compute instructions
-  per step); a weight LOAD that takes longer stalls the array (the kernel moves long
-  ones earlier in program order; not modelled).
+  per step); a weight LOAD that takes longer stalls the array, unless the kernel moves it
+  earlier in program order (`weight_lead`, as far as its slot is free).
 - m tiles: with one resident panel, the next m tile's A loads wait until the array is
   done with the panel, so its first column block starts cold; with
   `interleaved_blocks`, the panel loads over that many interleaved column blocks.
@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from gemmstone.config import AcceleratorConfig
 
 __all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "candidate_plans", "Plan",
-           "block_limit", "interleaved_blocks", "residual_rows", "traffic_bytes",
+           "block_limit", "interleaved_blocks", "residual_rows", "weight_lead", "traffic_bytes",
            "LOAD_OVERHEAD", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
@@ -90,6 +90,17 @@ def residual_rows(block_m: int, n: int, cols: int, acc_free: int) -> tuple[int, 
     if n_blocks <= reserve:
         return max(1, min(block_m, reserve // n_blocks)), n_blocks
     return max(1, min(block_m, reserve)), 1
+
+
+def weight_lead(config: AcceleratorConfig, block_m: int, lines: int) -> int:
+    """Steps a weight LOAD of ``lines`` lines goes earlier in program order than its
+    group's first step (0: in time there): it takes a DRAM round trip and its bus beats;
+    a step streams ``block_m`` lines or waits for the weight bank (`estimate_cycles`);
+    dispatch runs ``queue_depth / 2`` steps ahead."""
+    step = max(block_m + 2, (block_m + config.rows + config.rows + config.cols - 1) / 2)
+    load = (config.dram_latency + lines * _beats(config.cols, config.dram_bytes_per_cycle)
+            + 2 * LOAD_OVERHEAD)
+    return max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2)
 
 
 def interleaved_blocks(n_blocks: int, ks: int, a_panels: int, nbuf: int) -> int:
@@ -162,6 +173,7 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
                         c.spad_lines if spad_free is None else spad_free)
     groups = -(-steps // group)
     group_lines = ksum / groups
+    lead = min(weight_lead(c, block_m, group * kmax), (nbuf - 1) * group)
     fill = 1.0 if a_gather is None else a_gather[1]
     full_m, rest_m = divmod(m, block_m)
     full_n, rest_n = divmod(n, c.cols)
@@ -203,9 +215,10 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
             + lat + 4
         per_step = compute / steps
         # Dispatch lets a group's weight LOAD start only `look` steps before its first
-        # step (with reloaded A tiles, the slots already keep the loads that close).
+        # step (with reloaded A tiles, the slots already keep the loads that close), or
+        # `weight_lead` more where its slot is free that early.
         w_wait = max(0.0, lat + 2 * LOAD_OVERHEAD + group_lines * _beats(nc, bw)
-                     - look * per_step)
+                     - (look + lead) * per_step)
         chunks = steps if with_a and not a_panels else groups
         # A slot's round trip: its load, the DRAM latency, PRELOAD, compute, drain.
         trip = (load + compute + chunks * (lat + kmax + 3 + pipe)) / nbuf

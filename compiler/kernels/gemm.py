@@ -18,7 +18,7 @@ LOADs go where they can start in time: the next m tile's A panel spread over thi
 column blocks 1.. (two panels); an m tile that loads its panel as it computes runs its
 first column blocks interleaved in parts of k, the next part's A tiles loading during
 this one (`_step_order`); a weight LOAD longer than dispatch's reach goes that many steps
-earlier (`_weight_lead`). Each only while the load -> compute tokens in flight fit the
+earlier (`cost.weight_lead`). Each only while the load -> compute tokens in flight fit the
 token depth.
 
 Tokens let the units overlap. Each is set from what the waiting instruction needs:
@@ -49,11 +49,11 @@ import numpy as np
 
 from gemmstone.compiler.builder import BuildError, ProgramBuilder
 from gemmstone.compiler.kernels.cost import (
-    LOAD_OVERHEAD,
     block_limit,
     choose_plan,
     interleaved_blocks,
     residual_rows,
+    weight_lead,
 )
 from gemmstone.compiler.kernels.encode import encode_columns, token_bit
 from gemmstone.isa.program import Buffer
@@ -379,9 +379,9 @@ def emit_tiled_matmul(builder: ProgramBuilder, *, m: int, k_steps: Sequence[tupl
         len=ncs[g_nb])
     # Program order of the LOADs: next to the steps that read them, or (``ahead``) the
     # next m tile's A panel spread over this one (two panels, `_prefetch_keys`) and each
-    # weight LOAD up to `_weight_lead` steps earlier (dispatch runs only a few steps ahead
+    # weight LOAD up to `cost.weight_lead` steps earlier (dispatch runs only a few steps ahead
     # of compute), never before the MATMUL that frees its slot.
-    lead = _weight_lead(config, block_m, group * int(kks.max()))
+    lead = weight_lead(config, block_m, group * int(kks.max()))
     plain = (a_j * 16 + 3, g_step * 16 + 4)
     a_ahead = _prefetch_keys(plain[0], a_j, a_t, n_blocks, ks) if a_panels == 2 else plain[0]
     a_early = a_early[a_t, a_s]  # the next part's A tiles load during this part
@@ -480,16 +480,6 @@ def _assemble(parts: list, a_j: np.ndarray, a_need: np.ndarray, g_need: np.ndarr
     lo_words[pushes] |= token_bit("push_next")
     in_flight = np.arange(1, len(pushes) + 1) - np.searchsorted(pops, pushes, "right")
     return lo_words, hi_words, int(in_flight.max(initial=0))
-
-
-def _weight_lead(config, block_m: int, lines: int) -> int:
-    """Steps a weight LOAD of ``lines`` lines must be handed over earlier than dispatch
-    would hand it over at its group's first step (0 if in time): it takes a DRAM round
-    trip and a cycle a line; a step streams ``block_m`` lines, or waits for the weight
-    bank (`cost.estimate_cycles`); dispatch runs ``queue_depth / 2`` steps ahead."""
-    step = max(block_m + 2, (block_m + config.rows + config.rows + config.cols - 1) / 2)
-    load = config.dram_latency + lines + 2 * LOAD_OVERHEAD
-    return max(0, -(-int(load) // int(step)) - config.queue_depth // 2 + 2)
 
 
 def _step_order(m_tiles: int, n_blocks: int, ks: int, a_panels: int,
