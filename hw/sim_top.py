@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import os
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from gemmstone.isa.table import isa_hash
 
 __all__ = ["SimTop", "TOP_NAME", "sim_top_verilog", "cached_sim_top_verilog", "build_sim_top",
            "ProgramRun", "RunResult", "run_programs", "program_run", "window_buffer", "INSTR_BASE",
-           "DRAM_MEMORY_MEMBER"]
+           "DRAM_MEMORY_MEMBER", "merge_reset_branches"]
 
 TOP_NAME = "gemmstone_sim_top"
 #: The C++ member of a Verilated `TOP_NAME`'s root (``Vtop___024root``) that holds the DRAM
@@ -199,6 +200,50 @@ def sim_top_verilog(config: AcceleratorConfig, *, dram_bytes: int | None = None,
     text = verilog.convert(top, name=design, ports=flat_port_names(top), emit_src=False)
     return (header + _wrappers(top, name=TOP_NAME, design=design) + text
             + sim_dram.SIM_DRAM_VERILOG)
+
+
+# One `if (c) begin <target> = <literal>; end` of Amaranth's Verilog (an escaped identifier
+# ends at a space, so the statement is kept verbatim).
+_RESET_BRANCH = re.compile(r"(?P<indent>[ \t]+)if \((?P<condition>[^\n]*)\) begin\n"
+                           r"(?P=indent)  (?P<statement>[^\n]*? = \d+'[bodh][0-9a-fA-F_]+;)\n"
+                           r"(?P=indent)end\n")
+
+
+def merge_reset_branches(verilog: str) -> str:
+    """``verilog`` with each run of adjacent ``if (c1) x = K; if (c2) x = K; ...`` (the same
+    target and constant) merged into one ``if ((c1) | (c2) | ...) x = K;``: the same
+    behaviour, since assigning a constant twice equals assigning it once.
+
+    Amaranth writes every register's next value as its logic followed by one such branch
+    per reset that applies to it (a unit's START reset, the soft reset, the domain reset),
+    and Verilator keeps each branch apart: thousands of tests per clock edge on a 16x16
+    array. Merged, there is one per register.
+    """
+    out, last, run = [], 0, []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0].group(0))
+        elif run:
+            first = run[0]
+            condition = " | ".join(f"({match.group('condition')})" for match in run)
+            out.append(f"{first.group('indent')}if ({condition}) begin\n"
+                       f"{first.group('indent')}  {first.group('statement')}\n"
+                       f"{first.group('indent')}end\n")
+        run.clear()
+
+    for match in _RESET_BRANCH.finditer(verilog):
+        if run and not (match.start() == run[-1].end()
+                        and match.group("indent") == run[-1].group("indent")
+                        and match.group("statement") == run[-1].group("statement")):
+            flush()
+        if not run:
+            out.append(verilog[last:match.start()])
+        run.append(match)
+        last = match.end()
+    flush()
+    out.append(verilog[last:])
+    return "".join(out)
 
 
 @functools.cache

@@ -12,8 +12,10 @@ speaks too) on the driver's Unix socket:
 
 Against the cocotb server, this removes per clock edge the VPI callbacks of cocotb's clock,
 the value-change scan and the input-combinational re-evaluation they trigger, and the
-Python start-up of the simulator (seconds). The executable is built with -O3 and cached by
-content (`gemmstone.hw.sim_build.build_native`): a new config costs one build of minutes.
+Python start-up of the simulator (seconds). The executable is built with -O3 from the
+Verilog with its reset branches merged (`gemmstone.hw.sim_top.merge_reset_branches`: the
+same behaviour, fewer tests per clock edge) and cached by content
+(`gemmstone.hw.sim_build.build_native`): a new config costs one build of minutes.
 """
 
 from __future__ import annotations
@@ -336,9 +338,14 @@ def build_server(config: AcceleratorConfig, *, cache_dir=None):
 @functools.cache
 def _build_server(config: AcceleratorConfig, cache_dir):
     from gemmstone.hw.sim_build import build_native
-    from gemmstone.hw.sim_top import DRAM_MEMORY_MEMBER, TOP_NAME, cached_sim_top_verilog
+    from gemmstone.hw.sim_top import (
+        DRAM_MEMORY_MEMBER,
+        TOP_NAME,
+        cached_sim_top_verilog,
+        merge_reset_branches,
+    )
 
-    verilog = cached_sim_top_verilog(config, cache_dir=cache_dir)
+    verilog = merge_reset_branches(cached_sim_top_verilog(config, cache_dir=cache_dir))
     return build_native(verilog, toplevel=TOP_NAME, harness=SERVER_CPP, defines={
         "GEMMSTONE_DRAM_MEM": DRAM_MEMORY_MEMBER,
         "GEMMSTONE_DATA_BYTES": str(config.dram_bytes_per_cycle),
