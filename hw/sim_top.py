@@ -215,9 +215,10 @@ def merge_reset_branches(verilog: str) -> str:
     behaviour, since assigning a constant twice equals assigning it once.
 
     Amaranth writes every register's next value as its logic followed by one such branch
-    per reset that applies to it (a unit's START reset, the soft reset, the domain reset),
-    and Verilator keeps each branch apart: thousands of tests per clock edge on a 16x16
-    array. Merged, there is one per register.
+    per reset that applies to it (a unit's START reset, the soft reset, the domain reset):
+    about 2,200 runs of three in the 16x16 design. Merged, Verilator converts that design
+    in 11 s instead of 211 s (measured on 2 cores); the simulation executes as many
+    instructions per cycle as before (callgrind).
     """
     out, last, run = [], 0, []
 

@@ -14,7 +14,7 @@ Against the cocotb server, this removes per clock edge the VPI callbacks of coco
 the value-change scan and the input-combinational re-evaluation they trigger, and the
 Python start-up of the simulator (seconds). The executable is built with -O3 from the
 Verilog with its reset branches merged (`gemmstone.hw.sim_top.merge_reset_branches`: the
-same behaviour, fewer tests per clock edge) and cached by content
+same behaviour, and Verilator converts it 20x faster) and cached by content
 (`gemmstone.hw.sim_build.build_native`): a new config costs one build of minutes.
 """
 
