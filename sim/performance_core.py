@@ -60,6 +60,7 @@ from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTimin
 __all__ = ["run_compiled", "words_to_code"]
 
 _WORD_MASK = (1 << 128) - 1
+_LOW_MASK = (1 << 64) - 1
 
 # -- decode tables (from the instruction table) ---------------------------------------------
 
@@ -1254,13 +1255,17 @@ def words_to_code(words) -> np.ndarray:
     int64 array the compiled core reads: low and high half of each word."""
     if isinstance(words, np.ndarray) and words.dtype == np.int64 and words.ndim == 1:
         return words
-    if isinstance(words, (bytes, bytearray, memoryview)):
-        data = words
-    else:
+    if not isinstance(words, (bytes, bytearray, memoryview)):
+        values = np.array(words, dtype=object).reshape(-1)
+        halves = np.empty((len(values), 2), np.uint64)
         try:
-            data = b"".join([word.to_bytes(WORD_BYTES, "little") for word in words])
-        except (AttributeError, OverflowError):
-            data = _words_bytes(words)
+            # Whole-array operations on the ints: half the time of a to_bytes per word.
+            halves[:, 0] = values & _LOW_MASK
+            halves[:, 1] = values >> 64
+        except (OverflowError, TypeError):
+            return np.frombuffer(_words_bytes(words), np.int64)
+        return halves.reshape(-1).view(np.int64)
+    data = words
     if len(data) % WORD_BYTES:
         raise ValueError(f"{len(data)} bytes is not a whole number of {WORD_BYTES}-byte "
                          "instruction words")
