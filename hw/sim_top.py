@@ -217,8 +217,9 @@ def merge_reset_branches(verilog: str) -> str:
     Amaranth writes every register's next value as its logic followed by one such branch
     per reset that applies to it (a unit's START reset, the soft reset, the domain reset):
     about 2,200 runs of three in the 16x16 design. Merged, Verilator converts that design
-    in 11 s instead of 211 s (measured on 2 cores); the simulation executes as many
-    instructions per cycle as before (callgrind).
+    in 11 s instead of 211 s (measured on 2 cores), and the model executes about 4% more
+    instructions per clock edge (callgrind: the OR is computed where the separate tests
+    mostly fell through), a price paid for a first build of minutes less.
     """
     out, last, run = [], 0, []
 
