@@ -5,8 +5,8 @@ The top module ``gemmstone_sim_top`` has the accelerator's clock, reset and regi
 (``s_axil_*``, for cocotbext-axi's `AxiLiteMaster`) and the DRAM model's controls
 (``dram_*``: latency, bandwidth throttle and bulk load/dump, see `gemmstone.hw.sim_dram`).
 No Python runs per cycle: the host writes the DRAM image to a file, the simulation loads
-it in one clock edge, runs the program while cocotb only polls ``STATUS`` now and then, and
-dumps the memory it is asked for to a file.
+it in one clock edge, runs the program while cocotb waits for the top's ``busy`` output to
+fall, and dumps the memory it is asked for to a file.
 
 `run_programs` is the host side: it writes the images, runs `gemmstone.hw.sim_bench` (the
 cocotb side) on a model from `build_sim_top`, and returns each run's registers and memory.
@@ -394,11 +394,11 @@ class RunResult:
     wall_seconds : float
         Wall time of the run in the simulator, loads and dumps included.
     sim_cycles : int
-        Clock cycles the simulator ran for it (including polling slack and register
-        accesses; the CYCLES register counts only the accelerator's busy cycles).
+        Clock cycles the simulator ran for it (including register accesses and the DRAM
+        load and dump; the CYCLES register counts only the accelerator's busy cycles).
     run_seconds, run_cycles : float, int
-        Wall time and clock cycles from the START write until STATUS showed the
-        accelerator idle: what simulation speed is measured on.
+        Wall time and clock cycles from the START write until the run ended (``busy``
+        fell; a few cycles more than CYCLES): what simulation speed is measured on.
     run_cpu_seconds : float
         CPU time of the simulator process over the same span (unlike wall time, not
         stretched by other processes on a busy machine).
