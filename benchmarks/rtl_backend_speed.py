@@ -9,13 +9,13 @@ mostly holds); the copy in and out of the operands is timed apart. Each preset r
 the GEMM ``--repeat`` times on one device and the fastest run counts (other jobs on the
 machine only ever slow a run down). ``--harness cocotb`` runs the design under cocotb
 (cocotb's clock through VPI, memory through files) instead of the default native C++
-server; ``--memory axiram`` runs the oldest memory model (cocotbext-axi's AxiRam, Python
+server; ``--memory axi-ram`` runs the oldest memory model (cocotbext-axi's AxiRam, Python
 per beat). The first run of a config builds its Verilator model (minutes, cached by content
 hash after); build and simulator start ("open") are reported apart. Commands::
 
     .venv/bin/python benchmarks/rtl_backend_speed.py                    # small and base
     .venv/bin/python benchmarks/rtl_backend_speed.py --harness cocotb   # the cocotb server
-    .venv/bin/python benchmarks/rtl_backend_speed.py --memory axiram    # the first backend
+    .venv/bin/python benchmarks/rtl_backend_speed.py --memory axi-ram    # the first backend
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from gemmstone.hw.register_map import STATUS_ERROR
 from gemmstone.isa.encoding import bytes_to_words
 from gemmstone.isa.table import WORD_BYTES
 from gemmstone.sim.performance import PerformanceModel
-from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
+from gemmstone.sim.performance_memory import MEMORIES, MemoryTiming, memory_timing
 
 __all__ = ["PerfBackend"]
 
@@ -38,11 +38,11 @@ class PerfBackend(FuncBackend):
     Parameters
     ----------
     config : AcceleratorConfig
-    memory : {"dram", "axiram"} or MemoryTiming
+    memory : {"dram", "axi-ram"} or MemoryTiming
         The DRAM timing the performance model assumes, named as the ``rtl`` backend's
         memories: ``"dram"`` (the default) the in-simulation DRAM model at
         ``config.dram_latency`` (`gemmstone.sim.performance_memory.sim_dram`),
-        ``"axiram"`` cocotbext-axi's AxiRam (`AXI_RAM`); or any `MemoryTiming`.
+        ``"axi-ram"`` cocotbext-axi's AxiRam (`AXI_RAM`); or any `MemoryTiming`.
     schedule_seed : int, optional
         As for `FuncBackend` (the functional run's unit interleaving; timing is unaffected).
 
@@ -61,13 +61,12 @@ class PerfBackend(FuncBackend):
     def __init__(self, config: AcceleratorConfig, *, memory: str | MemoryTiming = "dram",
                  schedule_seed: int | None = None) -> None:
         super().__init__(config, schedule_seed=schedule_seed)
-        if memory == "dram":
-            memory = sim_dram(config.dram_latency)
-        elif memory == "axiram":
-            memory = AXI_RAM
+        if isinstance(memory, str) and memory in MEMORIES:
+            memory = memory_timing(memory, config)
         elif not isinstance(memory, MemoryTiming):
-            raise ValueError(f"perf backend: 'memory' must be 'dram', 'axiram' or a "
-                             f"MemoryTiming, not {memory!r}")
+            raise ValueError(f"perf backend: 'memory' must be one of "
+                             f"{', '.join(map(repr, MEMORIES))} or a MemoryTiming, "
+                             f"not {memory!r}")
         self.timing = PerformanceModel(config, memory)
         self.last_estimate = None
 

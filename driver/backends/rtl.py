@@ -11,7 +11,7 @@ simulation; if the user's process dies, the server sees the socket close and end
 
 Memory: ``memory="dram"`` (the default) simulates `gemmstone.hw.sim_top.SimTop`, the
 accelerator with the DRAM model inside the simulation (`gemmstone.hw.sim_dram`, latency
-``config.dram_latency``). ``memory="axiram"`` is the plain accelerator top with
+``config.dram_latency``). ``memory="axi-ram"`` is the plain accelerator top with
 cocotbext-axi's `AxiRam` (Python per beat, about 10x slower), kept for comparison.
 
 Harness: with ``memory="dram"`` the simulator is by default a C++ program of its own
@@ -19,7 +19,7 @@ Harness: with ``memory="dram"`` the simulator is by default a C++ program of its
 copies run in C++ and no Python runs in the simulator process. ``harness="cocotb"`` runs
 the same design under cocotb instead (`rtl_server`: cocotb's C++ clock, memory moved as one
 binary file per request), 2.7x slower on a 16x16 GEMM (benchmarks/rtl_backend_speed.py:
-94k against 251k cycles per second); ``memory="axiram"`` always runs under cocotb.
+94k against 251k cycles per second); ``memory="axi-ram"`` always runs under cocotb.
 Each is built once per config (cached on disk by content hash, see
 `gemmstone.hw.sim_build`); the simulated DRAM always holds ``config.dram_bytes`` (so one
 build serves every ``memory_bytes``), of which the driver uses ``memory_bytes``.
@@ -55,7 +55,7 @@ STARTUP_TIMEOUT = 120.0
 #: Seconds one request may take (a RUN request simulates at most 16k cycles).
 REPLY_TIMEOUT = 60.0
 #: memory model name -> the top it needs.
-_TOPS = {"dram": "sim_top", "axiram": "accelerator"}
+_TOPS = {"dram": "sim_top", "axi-ram": "accelerator"}
 #: What runs the design: a C++ main of its own (`rtl_native`) or cocotb (`rtl_server`).
 _HARNESSES = ("native", "cocotb")
 
@@ -91,12 +91,12 @@ class RtlBackend(Backend):
     Parameters
     ----------
     config : AcceleratorConfig
-    memory : {"dram", "axiram"}
+    memory : {"dram", "axi-ram"}
         The DRAM model of the simulation: inside the simulation (fast), or cocotbext-axi's
         AxiRam (Python per beat).
     harness : {"native", "cocotb"}, optional
         What runs the design: a C++ program of its own (the default for ``"dram"``, the
-        only choice there is not for ``"axiram"``) or cocotb (see the module docstring).
+        only choice there is not for ``"axi-ram"``) or cocotb (see the module docstring).
     memory_bytes : int, optional
         DRAM the driver may use (from address 0); ``config.dram_bytes`` if not given.
     reply_timeout, startup_timeout : float

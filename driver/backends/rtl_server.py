@@ -15,7 +15,7 @@ Two memory models (``GEMMSTONE_RTL_MEMORY``), each with the top it needs:
   No Python runs per cycle or per beat: the clock is cocotb's C++ clock, memory moves in
   and out as one binary file per request (one clock edge each), and a RUN request is one
   timer, cut short by the top's ``busy`` output falling when a run in progress ends.
-- ``axiram`` (`AxiRamTarget`): the plain accelerator top with cocotbext-axi's `AxiRam` on
+- ``axi-ram`` (`AxiRamTarget`): the plain accelerator top with cocotbext-axi's `AxiRam` on
   ``m_axi`` and cocotb's Python clock (Python per beat and per cycle; about 10x slower:
   benchmarks/rtl_backend_speed.py).
   Kept to compare against and to cross-check the DRAM model.
@@ -123,7 +123,7 @@ class SimDramTarget:
             await delay
 
 
-TARGETS = {"dram": SimDramTarget, "axiram": AxiRamTarget}
+TARGETS = {"dram": SimDramTarget, "axi-ram": AxiRamTarget}
 
 
 async def _serve(link: socket.socket, target) -> None:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gemmstone.config import PRESETS
+from gemmstone.sim.performance_memory import MEMORIES
 from gemmstone.sim.sweep.grid import (
     ARRAY,
     FIELDS,
@@ -30,7 +31,7 @@ from gemmstone.sim.sweep.plots import axis_value, write_plots
 from gemmstone.sim.sweep.run import run_sweep
 from gemmstone.sim.sweep.serving import serving_report
 from gemmstone.sim.sweep.table import write_table
-from gemmstone.sim.sweep.workloads import MEMORIES, parse_workload
+from gemmstone.sim.sweep.workloads import parse_workload
 
 __all__ = ["sweep_command"]
 

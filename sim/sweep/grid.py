@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
-from gemmstone.sim.sweep.workloads import MEMORIES, Workload, WorkloadError, parse_workload
+from gemmstone.sim.performance_memory import MEMORIES
+from gemmstone.sim.sweep.workloads import Workload, WorkloadError, parse_workload
 
 __all__ = ["Grid", "GridError", "Point", "FIELDS", "load_grid", "parse_grid",
            "parse_param", "parse_batches"]
@@ -81,7 +82,7 @@ class Grid:
     workloads : tuple of Workload
     batches : tuple of int
     memory : str
-        The DRAM timing (`gemmstone.sim.sweep.workloads.MEMORIES`).
+        The DRAM timing (`gemmstone.sim.performance_memory.MEMORIES`).
     """
 
     base: AcceleratorConfig

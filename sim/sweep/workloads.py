@@ -35,10 +35,10 @@ from pathlib import Path
 from gemmstone.compiler.models.registry import MODELS, input_shape
 from gemmstone.config import AcceleratorConfig
 from gemmstone.sim.performance import COUNTERS, estimate
-from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
+from gemmstone.sim.performance_memory import memory_timing
 
 __all__ = ["Workload", "WorkloadError", "parse_workload", "RESNET18_CONV", "BERT_BASE_GEMM",
-           "MODELS", "MEMORIES", "memory_timing", "GemmPart", "ConvPart", "ModelPart",
+           "MODELS", "GemmPart", "ConvPart", "ModelPart",
            "FilePart", "PartResult"]
 
 
@@ -87,23 +87,6 @@ BERT_BASE_GEMM = (
 # The attention GEMMs are per sequence and head: a batch repeats them; the others stack
 # the batch's tokens into M.
 _PER_SEQUENCE = ("attn_qk", "attn_av")
-
-#: DRAM timing the performance model is given: ``dram`` is the in-simulation DRAM
-#: (hw/sim_dram.py) at the config's ``dram_latency``, so latency sweeps mean something;
-#: ``axi-ram`` is cocotbext-axi's AxiRam the RTL calibration ran against (its latency is
-#: fixed: ``dram_latency`` has no effect).
-MEMORIES = ("dram", "axi-ram")
-
-
-def memory_timing(memory: str, config: AcceleratorConfig) -> MemoryTiming:
-    """The performance model's memory timing for ``memory`` (one of `MEMORIES`)."""
-    if memory == "dram":
-        return sim_dram(config.dram_latency)
-    if memory == "axi-ram":
-        return AXI_RAM
-    raise WorkloadError(f"memory must be one of {', '.join(map(repr, MEMORIES))}, "
-                        f"not {memory!r}")
-
 
 @dataclass(frozen=True)
 class PartResult:

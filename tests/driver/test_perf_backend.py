@@ -64,7 +64,7 @@ def test_counters_are_timed_at_the_run_addresses_and_repeat():
 
 
 @pytest.mark.parametrize(("memory", "timing"), [
-    ("axiram", AXI_RAM), (sim_dram(40), sim_dram(40)),
+    ("axi-ram", AXI_RAM), (sim_dram(40), sim_dram(40)),
     ("dram", sim_dram(TINY.dram_latency))])
 def test_memory_timing_is_an_option(memory, timing):
     program, inputs, _ = gemm_case(TINY, np.random.default_rng(9), 16, 8, 16)
@@ -74,12 +74,12 @@ def test_memory_timing_is_an_option(memory, timing):
     assert counters["cycles"] == estimate(program, TINY, memory=timing).cycles
     # AxiRam answers in 2 cycles, the DRAM model here in 20 or 40: slower.
     assert (counters["cycles"] > estimate(program, TINY, memory=AXI_RAM).cycles) == (
-        memory != "axiram")
+        memory != "axi-ram")
 
 
 def test_unknown_memory_is_refused():
-    with pytest.raises(ValueError, match="perf backend: 'memory' must be 'dram', 'axiram' "
-                                         "or a MemoryTiming, not 'ddr'"):
+    with pytest.raises(ValueError, match="perf backend: 'memory' must be one of 'dram', "
+                                         "'axi-ram' or a MemoryTiming, not 'ddr'"):
         Device(TINY, backend="perf", memory="ddr")
 
 

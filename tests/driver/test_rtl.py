@@ -99,8 +99,8 @@ def test_native_and_cocotb_harnesses_run_alike(devices):
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"harness": "verilog"}, "unknown rtl harness 'verilog'; choose one of 'native', 'cocotb'"),
-    ({"memory": "axiram", "harness": "native"},
-     "the native rtl harness simulates only memory='dram', not 'axiram'; use "
+    ({"memory": "axi-ram", "harness": "native"},
+     "the native rtl harness simulates only memory='dram', not 'axi-ram'; use "
      "harness='cocotb'"),
 ])
 def test_bad_harness_is_named(options, message):
