@@ -244,8 +244,12 @@ class RtlBackend(Backend):
             raise self._lost(f"the {what} could not be sent ({error})") from None
         status, value, _, data = self._receive(what)
         if status != STATUS_OK:
-            raise DriverError(f"rtl simulator: the {what} failed: "
-                              f"{data.decode(errors='replace')}")
+            message = data.decode(errors="replace")
+            if message.startswith("TimeoutError:"):
+                # A register transfer the design never answered leaves the simulated bus
+                # mid-handshake: the simulator's state is unknown, so it is not reused.
+                raise self._lost(f"the {what} failed: {message}")
+            raise DriverError(f"rtl simulator: the {what} failed: {message}")
         return value, data
 
     def _receive(self, what: str) -> tuple[int, int, int, bytes]:
