@@ -220,7 +220,10 @@ class PerformanceModel:
         if not self.cache:
             return self._simulate(words, code, instr_base, window_base, grant)
         digest = hashlib.blake2b(code, digest_size=16).digest()
-        key = (self.config, self.memory, digest, len(code), instr_base, window_base, grant)
+        # The engine is part of the key: the engines are checked against each other, so
+        # one must never be handed the other's result.
+        key = (self.engine, self.config, self.memory, digest, len(code), instr_base,
+               window_base, grant)
         found = _RUNS.get(key)
         if found is None:
             found = self._simulate(words, code, instr_base, window_base, grant)

@@ -13,7 +13,7 @@ from gemmstone.isa import assemble
 from gemmstone.isa.encoding import words_to_bytes
 from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
 from gemmstone.isa.table import BY_MNEMONIC
-from gemmstone.sim.performance import PerformanceModel, estimate
+from gemmstone.sim.performance import PerformanceModel, _Run, estimate
 from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
 from gemmstone.sim.random_programs import random_program
 
@@ -146,11 +146,21 @@ def test_the_code_as_bytes_gives_the_result_of_the_words():
         model.run(bytes(17))
 
 
-def test_estimate_and_the_engine_switch():
+def test_estimate_and_the_engine_switch(monkeypatch):
     config = preset("tiny")
     program = random_program(config, 5)
     assert estimate(program, config).counters == \
         estimate(program, config, engine="python").counters
+    # The run cache keeps the engines apart: with the compiled result cached, the python
+    # engine still runs (and here fails).
+    def broken(self):
+        raise RuntimeError("python engine ran")
+
+    monkeypatch.setattr(_Run, "result", broken)
+    other = random_program(config, 6)
+    estimate(other, config)
+    with pytest.raises(RuntimeError, match="python engine ran"):
+        estimate(other, config, engine="python")
     with pytest.raises(ValueError, match="'engine' must be one of compiled, python, "
                                          "not 'rust'"):
         PerformanceModel(config, engine="rust")
