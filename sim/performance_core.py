@@ -1252,9 +1252,12 @@ def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, la
 
 def words_to_code(words) -> np.ndarray:
     """Instruction words (ints, or the program's bytes as they lie in memory) as the
-    int64 array the compiled core reads: low and high half of each word."""
-    if isinstance(words, np.ndarray) and words.dtype == np.int64 and words.ndim == 1:
-        return words
+    int64 array the compiled core reads: low and high half of each word.
+
+    A numpy array is taken as words like any other sequence (never as halves already
+    split), and the result is always a new writable array: the compiled core is then
+    specialized for one array type only (a read-only array would compile a second one).
+    """
     if not isinstance(words, (bytes, bytearray, memoryview)):
         values = np.array(words, dtype=object).reshape(-1)
         halves = np.empty((len(values), 2), np.uint64)
@@ -1263,13 +1266,13 @@ def words_to_code(words) -> np.ndarray:
             halves[:, 0] = values & _LOW_MASK
             halves[:, 1] = values >> 64
         except (OverflowError, TypeError):
-            return np.frombuffer(_words_bytes(words), np.int64)
+            return np.frombuffer(_words_bytes(words), np.int64).copy()
         return halves.reshape(-1).view(np.int64)
     data = words
     if len(data) % WORD_BYTES:
         raise ValueError(f"{len(data)} bytes is not a whole number of {WORD_BYTES}-byte "
                          "instruction words")
-    return np.frombuffer(data, np.int64)
+    return np.frombuffer(data, np.int64).copy()
 
 
 def _words_bytes(words) -> bytes:
@@ -1296,6 +1299,13 @@ def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
                        memory.read_latency, memory.read_ahead, memory.read_slack,
                        memory.write_ahead, memory.write_slack, memory.write_response,
                        memory.write_latency], np.int64)
+    code = np.asarray(code)
+    if code.ndim != 1 or code.dtype != np.int64 or len(code) % 2:
+        raise ValueError(f"'code' must be a 1-D int64 array of word halves (words_to_code), "
+                         f"not {code.dtype} of shape {code.shape}")
+    # One array type for every caller (C-contiguous, aligned, writable): each other type
+    # would be another ~30 s numba specialization.
+    code = np.require(code, np.int64, ["C", "A", "W"])
     status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
     if status == OK:
         return counters, int(end_grant)

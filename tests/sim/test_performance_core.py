@@ -14,6 +14,7 @@ from gemmstone.isa.encoding import words_to_bytes
 from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
 from gemmstone.isa.table import BY_MNEMONIC
 from gemmstone.sim.performance import PerformanceModel, _Run, estimate
+from gemmstone.sim.performance_core import _simulate, run_compiled, words_to_code
 from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
 from gemmstone.sim.random_programs import random_program
 
@@ -144,6 +145,32 @@ def test_the_code_as_bytes_gives_the_result_of_the_words():
         model.run(program.words).counters
     with pytest.raises(ValueError, match="17 bytes is not a whole number of 16-byte"):
         model.run(bytes(17))
+
+
+def test_a_numpy_array_is_words_never_split_halves():
+    config = preset("tiny")
+    words = assemble("load n=2 len=4\nhalt")
+    model = PerformanceModel(config, cache=False)
+    assert model.run(np.array(words, dtype=object)).counters == model.run(words).counters
+    # Three int64 values are three words (the second is zeroed memory), not one and a half
+    # words of halves.
+    compiled, python = _both(config, AXI_RAM, np.array([0xA, 0, 0xA], np.int64))
+    assert isinstance(python, IllegalInstructionError)
+    assert python.index == 1
+    _assert_same(compiled, python)
+
+
+def test_every_input_compiles_one_specialization():
+    config = preset("tiny")
+    words = assemble("load n=2 len=4\nhalt")
+    model = PerformanceModel(config, cache=False)
+    for code in (words, words_to_bytes(words), memoryview(words_to_bytes(words)),
+                 np.array(words, dtype=object)):
+        assert words_to_code(code).flags.writeable
+        model.run(code)
+    with pytest.raises(ValueError, match="'code' must be a 1-D int64 array of word halves"):
+        run_compiled(config, AXI_RAM, np.zeros(3, np.int64), 0, 0, 0)
+    assert len(_simulate.signatures) == 1
 
 
 def test_estimate_and_the_engine_switch(monkeypatch):
