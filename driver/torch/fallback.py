@@ -7,7 +7,8 @@ PyTorch's `CapabilityBasedPartitioner` group the nodes the frontend converts
 or convolution are not worth a device round trip and stay on the host. Each remaining
 partition is converted with `gemmstone.compiler.frontends.torch_fx.from_fx`; a node it
 refuses (the `FrontendError` names it) joins the host side and the graph is partitioned
-again. The fused `GraphModule` is then PyTorch's own code: host nodes run as eager ATen
+again; should a refusal not change the partitions, the whole graph runs on the host, with a
+warning. The fused `GraphModule` is then PyTorch's own code: host nodes run as eager ATen
 ops, each partition calls its compiled program.
 
 Calibration: the first call runs the fused graph in float on the host with the calibration
@@ -185,24 +186,40 @@ class SplitGraph:
                                            f"({type(error).__name__}); {why}")
             return
         static = self._static_inputs(aten_module, args)
-        calls = [self._with(args, sample) for sample in samples]
+        calls = [self._with(args, index, sample) for index, sample in enumerate(samples)]
+        nodes = {n.name for n in aten_module.graph.nodes}
         refused: dict[str, str] = {}
-        while True:
+        # Every round that fails takes at least one more node of the graph out of the
+        # partitions (or gives up below), and a round with none left succeeds: the graph's
+        # node count bounds the rounds even if that reasoning ever breaks.
+        for _ in range(len(nodes)):
             self.module = copy.deepcopy(aten_module)
             support = GemmstoneSupport(refused)
             self.partitions = self._partition(self.module, support)
-            for partition in self.partitions.values():
-                partition.recorded.clear()
             with torch.no_grad():
                 for call in calls:
                     self.module(*call)
-            converted = self._convert(static, refused)
+            converted, culprits = self._convert(static)
             if converted is not None:
                 break
+            if not any(name in nodes and name not in refused for name in culprits):
+                # A name the partitioner does not know (a partition renamed its node) or
+                # one refused before would give the same partitions again, for ever.
+                names = ", ".join(repr(name) for name in sorted(culprits))
+                self._on_host(graph_module, f"the frontend refused {names}, which "
+                              f"re-partitioning cannot take out of the device partitions "
+                              f"(not a node of the graph, or refused before)", why)
+                return
+            refused.update(culprits)
+        else:
+            self._on_host(graph_module, f"re-partitioning around the nodes the frontend "
+                          f"refused did not settle in {len(nodes)} rounds", why)
+            return
         for partition, graph, positions in converted:
             samples = [tuple(_detached(call[i]) for i in positions)
                        for call in partition.recorded]
             partition.run = load(graph, positions, samples)
+            partition.recorded.clear()  # the inputs are calibrated on: not kept alive
         self._count_host(self.module, "no matmul or convolution beside it (not worth a "
                          "device round trip)", support.reasons)
 
@@ -220,9 +237,14 @@ class SplitGraph:
 
     # -- building ---------------------------------------------------------------------------
 
-    def _with(self, args: Sequence, sample: tuple) -> list:
-        """The first call's arguments with the runtime inputs copied from ``sample`` (copies:
-        a graph that writes to its inputs must not do so twice on the first call)."""
+    def _with(self, args: Sequence, index: int, sample: tuple) -> list:
+        """The first call's arguments with the runtime inputs copied from calibration sample
+        ``index`` (copies: a graph that writes to its inputs must not do so twice on the
+        first call)."""
+        if len(sample) != len(self.runtime):
+            raise ValueError(f"calibration sample {index} has {_inputs(len(sample))}, "
+                             f"expected {len(self.runtime)}: one per runtime input of the "
+                             f"graph (its parameters and buffers are not given)")
         call = list(args)
         for position, value in zip(self.runtime, sample, strict=True):
             call[position] = torch.as_tensor(value).clone()
@@ -252,9 +274,10 @@ class SplitGraph:
                 setattr(module, name, partitions[name])
         return partitions
 
-    def _convert(self, static: set[str], refused: dict[str, str]) -> list[tuple] | None:
-        """(partition, IR graph, runtime input positions) of each partition, or None after
-        adding the nodes the frontend refused to ``refused`` (the caller partitions again)."""
+    def _convert(self, static: set[str]) -> tuple[list[tuple] | None, dict[str, str]]:
+        """(partition, IR graph, runtime input positions) of each partition and no culprits,
+        or None and the names of the nodes the frontend refused, with its reason (the caller
+        takes them out and partitions again)."""
         converted = []
         for name, partition in self.partitions.items():
             node = next(n for n in self.module.graph.nodes if n.target == name)
@@ -267,11 +290,16 @@ class SplitGraph:
                 names = {n.name for n in partition.module.graph.nodes
                          if n.op == "call_function"}
                 culprits = [error.node] if error.node in names else sorted(names)
-                for culprit in culprits:
-                    refused[culprit] = error.reason
-                return None
+                return None, dict.fromkeys(culprits, error.reason)
             converted.append((partition, graph, runtime_input_positions(partition.module, args)))
-        return converted
+        return converted, {}
+
+    def _on_host(self, graph_module: torch.fx.GraphModule, trouble: str, why: str) -> None:
+        """Give up splitting: PyTorch runs all of ``graph_module``, said aloud as nothing of
+        it is accelerated."""
+        warnings.warn(f"gemmstone: {trouble}; the whole graph runs on the host", stacklevel=3)
+        self.module, self.partitions = graph_module, {}
+        self._count_host(graph_module, f"{trouble}; {why}")
 
     def _count_host(self, module: torch.fx.GraphModule, why: str,
                     reasons: dict[str, str] | None = None) -> None:
@@ -294,6 +322,10 @@ def _dynamic(graph_module: torch.fx.GraphModule, args: Sequence) -> bool:
         if isinstance(value, torch.Tensor) and not all(isinstance(d, int) for d in value.shape):
             return True
     return False
+
+
+def _inputs(count: int) -> str:
+    return f"{count} input" if count == 1 else f"{count} inputs"
 
 
 def _detached(value):

@@ -12,7 +12,7 @@ import torch
 import gemmstone.driver.torch as gem
 from gemmstone.compiler.errors import FrontendError
 from gemmstone.compiler.models.registry import build
-from gemmstone.config import ConfigError
+from gemmstone.driver.torch import fallback
 
 pytestmark = pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)`")
 
@@ -91,16 +91,19 @@ def test_a_graph_without_array_work_stays_on_the_host_and_equals_eager():
                                      "round trip)")
 
 
+class Upsamples(torch.nn.Module):
+    """A convolution the frontend takes and a transposed one it refuses on conversion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.up = torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
+
+    def forward(self, x):
+        return self.up(torch.relu(self.conv(x)))
+
+
 def test_a_node_the_frontend_refuses_on_conversion_leaves_its_partition():
-    class Upsamples(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
-            self.up = torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
-
-        def forward(self, x):
-            return self.up(torch.relu(self.conv(x)))
-
     torch.manual_seed(0)
     model, x = Upsamples().eval(), torch.randn(1, 4, 6, 6)
     before = gem.compiled_models()
@@ -114,6 +117,73 @@ def test_a_node_the_frontend_refuses_on_conversion_leaves_its_partition():
     [loaded] = new_models(before)
     assert loaded.compiled.report["totals"]["accelerator_ops"] == 1
     assert out.shape == want.shape and cosine(out, want) >= 0.99
+
+
+def _renamed(module, support):
+    """Partitions whose nodes are named unlike the main graph's."""
+    partitions = _partition(module, support)
+    for partition in partitions.values():
+        for node in partition.module.graph.nodes:
+            if node.op == "call_function":
+                node._rename(f"{node.name}_renamed")
+        partition.module.recompile()
+    return partitions
+
+
+def _ignoring_refusals(module, support):
+    """Partitions as if the refused names matched no node."""
+    support.refused = {}
+    return _partition(module, support)
+
+
+_partition = fallback.SplitGraph._partition
+
+
+@pytest.mark.parametrize(("partition", "refused"), [
+    # The frontend's error names 'convolution', not in the partition: all of it is refused.
+    (_renamed, "'conv2d_renamed', 'convolution_renamed', 'relu_renamed'"),
+    (_ignoring_refusals, "'convolution'")], ids=["not-in-graph", "refused-again"])
+def test_a_refusal_that_changes_no_partition_runs_the_whole_graph_on_the_host(
+        monkeypatch, partition, refused):
+    # Once looped for ever: the same partition came back and was refused again.
+    monkeypatch.setattr(fallback.SplitGraph, "_partition", staticmethod(partition))
+    torch.manual_seed(0)
+    model, x = Upsamples().eval(), torch.randn(1, 4, 6, 6)
+    before = gem.compiled_models()
+    compiled = compile_model(model)
+    with torch.no_grad():
+        with pytest.warns(UserWarning) as caught:
+            out = compiled(x)
+        want = model(x)
+    trouble = (f"the frontend refused {refused}, which re-partitioning cannot take out of "
+               f"the device partitions (not a node of the graph, or refused before)")
+    assert [str(w.message) for w in caught if "gemmstone" in str(w.message)] == [
+        f"gemmstone: {trouble}; the whole graph runs on the host"]
+    assert torch.equal(out, want) and new_models(before) == []
+    report = gem.fallback_report()
+    assert report.graphs == {"host": 1} and report.host == {"conv2d": 1, "relu": 1,
+                                                             "conv_transpose2d": 1}
+    assert report.reasons["relu"].startswith(f"{trouble}; ")
+
+
+def test_partitions_drop_their_calibration_inputs_once_loaded():
+    torch.manual_seed(0)
+    module = torch.fx.symbolic_trace(SortsAndSums().eval())
+    samples = [(torch.randn(4, 16),), (torch.randn(4, 16),)]
+    loads = []
+
+    def load(graph, positions, seen):
+        loads.append(seen)
+        return lambda *args: None
+
+    split = fallback.SplitGraph(module, [torch.randn(4, 16)], samples, load, "test")
+    # The partition (linear + relu) was calibrated on each sample's input...
+    [partition] = split.partitions.values()
+    [seen] = loads
+    assert len(seen) == 2
+    assert all(torch.equal(got, x) for (got,), (x,) in zip(seen, samples, strict=True))
+    # ...and keeps none of them.
+    assert partition.recorded == [] and partition.run is not None
 
 
 class WritesInPlace(torch.nn.Module):
@@ -234,4 +304,12 @@ def test_user_errors_still_raise():
                        match=r"ValueError: option 'backend': unknown backend 'fpga'; choose "
                              r"one of 'func', 'rtl', 'perf'"):
         compile_model(model, backend="fpga")(torch.randn(2, 16))
-    assert issubclass(ConfigError, Exception)
+
+
+def test_a_calibration_sample_with_the_wrong_number_of_inputs_is_refused():
+    model, x = SortsAndSums().eval(), torch.randn(2, 16)
+    # Raised on the first call, when the split graph calibrates (the sort makes it split).
+    with pytest.raises(ValueError, match=r"^calibration sample 1 has 2 inputs, expected 1: one "
+                                         r"per runtime input of the graph \(its parameters "
+                                         r"and buffers are not given\)$"):
+        compile_model(model, calibration=[x, (x, x)])(x)
