@@ -42,7 +42,6 @@ from gemmstone.isa.encoding import bytes_to_words, decode
 from gemmstone.isa.errors import ProgramEndError, TokenError
 from gemmstone.isa.program import Program
 from gemmstone.isa.table import WORD_BYTES, AccLoadType, StoreMode, Unit
-from gemmstone.sim.performance_core import run_compiled, words_to_code
 from gemmstone.sim.performance_memory import (
     MemoryTiming,
     ReadChannel,
@@ -62,7 +61,8 @@ COUNTERS = ("CYCLES", "BUSY_LOAD", "BUSY_COMPUTE", "BUSY_STORE", "STALL_TOKEN", 
 FETCH_FIFO_DEPTH = 32      # hw/fetch.py FIFO_DEPTH: words fetched ahead of dispatch
 OUTPUT_STAGE_LATENCY = 4   # hw/output_stage.py LATENCY
 ALU_LATENCY = 2            # hw/acc_alu.py LATENCY
-_FIFO_LATENCY = 2          # SyncFIFOBuffered: a word written in cycle t is readable at t + 2
+FIFO_LATENCY = 2           # SyncFIFOBuffered: a word written in cycle t is readable at t + 2
+WRITE_RESPONSES = 16       # write responses the store unit's writer tracks (its last bursts)
 
 _FETCH, _LOAD, _COMPUTE, _STORE, _MEMORY = range(5)
 _INF = float("inf")
@@ -216,6 +216,9 @@ class PerformanceModel:
         gemmstone.isa.ProgramEndError
             The program has no halt.
         """
+        # Imported here, not at the top: the core imports this module's constants.
+        from gemmstone.sim.performance_core import words_to_code
+
         code = words_to_code(words)
         if not self.cache:
             return self._simulate(words, code, instr_base, window_base, grant)
@@ -237,6 +240,8 @@ class PerformanceModel:
     def _simulate(self, words, code, instr_base: int, window_base: int,
                   grant: int) -> PerfResult:
         if self.engine == "compiled":
+            from gemmstone.sim.performance_core import run_compiled
+
             counters, grant = run_compiled(self.config, self.memory, code, instr_base,
                                            window_base, grant)
             return PerfResult(dict(zip(COUNTERS, counters.tolist(), strict=True)), grant)
@@ -380,7 +385,7 @@ class _Run:
     def _visible(self, unit: int, position: int) -> int:
         """Cycle the unit's queue presents its ``position``-th entry."""
         index = self.units[unit][position]
-        visible = self.dispatched[index] + _FIFO_LATENCY
+        visible = self.dispatched[index] + FIFO_LATENCY
         if position:
             visible = max(visible, self.takes[unit][position - 1] + 1)
         return visible
@@ -485,7 +490,7 @@ class _Run:
                 raise ProgramEndError(f"the program ended after {count} instructions "
                                       "without halt", index=count, text="<end of program>")
             if self.word_end[index] is not None:
-                visible = self.word_end[index] + 1 + _FIFO_LATENCY
+                visible = self.word_end[index] + 1 + FIFO_LATENCY
                 if index:
                     visible = max(visible, self.dispatched[index - 1] + 1)
                 instr = self.instrs[index]
@@ -780,7 +785,7 @@ class _Run:
         w_end = -1                    # last write beat
         line_free = -1                # the writer takes a new line from this cycle
         recent = deque(maxlen=max(1, timing.write_ahead))   # last beats of recent bursts
-        responses = deque(maxlen=16)  # write responses of the writer's last 16 bursts
+        responses = deque(maxlen=WRITE_RESPONSES)  # write responses of the last bursts
         stage_out: deque[int] = deque(maxlen=OUTPUT_STAGE_LATENCY)  # rows leaving the stage
         last_command: ReadCommand | None = None
         path_raw = False              # mode of the last STORE started (the output path)

@@ -18,10 +18,13 @@ programs and every fault path. What changes is only the representation:
   per-opcode field tables built from `gemmstone.isa.table` (a word the tables reject is
   decoded again by `gemmstone.isa.encoding.decode`, which raises the exact error).
 
-Compiled functions are cached on disk (numba ``cache=True``) under
-``~/.cache/gemmstone/numba`` unless ``NUMBA_CACHE_DIR`` says otherwise, so a clone's source
-tree stays clean. The first call with a cold cache (a new clone or a changed file)
-compiles for about 30 s of CPU; later processes load the cache in about 0.4 s.
+Compiled functions are cached on disk (numba ``cache=True``) in `CACHE_DIR`,
+``performance_core-<core_key>`` under ``NUMBA_CACHE_DIR`` if set, else under
+``~/.cache/gemmstone/numba`` (a new temporary directory if neither can be written), so a
+clone's source tree stays clean. The key hashes the constants the compiled code takes from
+other files (instruction table, model and memory constants), which numba does not watch.
+The first call with a cold cache (a new clone or a changed file) compiles for about 30 s
+of CPU; later processes load the cache in about 0.4 s.
 
 Speed: about 10 ms of CPU for ResNet-18's conv1 on a 32x32 array (16.8k instructions,
 1.3 M cycles), some 150x the reference; benchmarks/perf_speed.py prints the figures. The
@@ -31,17 +34,18 @@ them, which both engines take one by one unless a stream reaches a steady state.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numba
 import numpy as np
-
-if not os.environ.get("NUMBA_CACHE_DIR"):
-    # Read by numba when a cached function is defined, below.
-    numba.config.CACHE_DIR = str(Path.home() / ".cache" / "gemmstone" / "numba")
-
 from numba import njit
+from numba.core import caching as numba_caching
 
 from gemmstone.config import AcceleratorConfig
 from gemmstone.isa.encoding import decode
@@ -54,6 +58,14 @@ from gemmstone.isa.table import (
     AccLoadType,
     StoreMode,
     Unit,
+    isa_hash,
+)
+from gemmstone.sim.performance import (
+    ALU_LATENCY,
+    FETCH_FIFO_DEPTH,
+    FIFO_LATENCY,
+    OUTPUT_STAGE_LATENCY,
+    WRITE_RESPONSES,
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
@@ -123,11 +135,11 @@ assert int(AccLoadType.INT8) == 1 and int(StoreMode.INT32) == 1
 _INF = 1 << 62
 _NONE = -1            # an actor's "yield None"
 _STOP = -2            # the front end returned (halt)
-_FIFO_DEPTH = 32
-_OUTPUT_LATENCY = 4
-_ALU_LATENCY = 2
-_FIFO_LATENCY = 2
-_RESPONSES = 16
+_FIFO_DEPTH = FETCH_FIFO_DEPTH
+_OUTPUT_LATENCY = OUTPUT_STAGE_LATENCY
+_ALU_LATENCY = ALU_LATENCY
+_FIFO_LATENCY = FIFO_LATENCY
+_RESPONSES = WRITE_RESPONSES
 _FETCH, _LOAD, _COMPUTE, _STORE, _MEMORY = range(5)
 _POP_PREV, _POP_NEXT, _PUSH_PREV, _PUSH_NEXT = 1, 2, 4, 8
 # Token queues in the reference's order: producer, its push flag, consumer, its pop flag.
@@ -154,6 +166,79 @@ _U_QUEUED, _U_TAKEN, _U_SETTLED, _U_IDLE_FROM, _U_RETIRED, _U_BUSY = range(6)
 _L_TAKE, _L_HANDOFF, _L_DATA_START, _L_RETIRE = range(4)
 # Result codes.
 OK, BAD_WORD, PROGRAM_END, TOKENS_LEFT, DEADLOCK_EMPTY, DEADLOCK, READER_BUSY = range(7)
+
+
+# -- where numba caches the compiled functions ------------------------------------------------
+
+def core_key() -> str:
+    """Short hash of what the compiled functions take from other files as compile-time
+    constants (numba only sees changes to this file itself): the instruction table and the
+    model and memory constants. Part of the cache directory's name, so a change elsewhere
+    gets a fresh compile instead of a stale cached one."""
+    parts = (isa_hash(), WORD_BYTES, OPCODE_FIELD.lsb, OPCODE_FIELD.width, _TOKEN_LSB,
+             READER_LINES_IN_FLIGHT, _FIFO_DEPTH, _OUTPUT_LATENCY, _ALU_LATENCY,
+             _FIFO_LATENCY, _RESPONSES, numba.__version__)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def cache_dir(roots) -> Path:
+    """``performance_core-<core_key>`` under the first of ``roots`` where it can be created
+    and written, else a new temporary directory (removed at exit; each process then compiles
+    again, but importing never fails for want of a cache)."""
+    name = f"performance_core-{core_key()}"
+    for root in roots:
+        path = Path(root) / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path).close()
+        except OSError:
+            continue
+        return path
+    # A private new directory, not a fixed name in the shared temporary directory: numba
+    # loads machine code from its cache, which nobody else must be able to plant.
+    path = Path(tempfile.mkdtemp(prefix="gemmstone-numba-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _default_roots() -> list[Path]:
+    roots = [Path(numba.config.CACHE_DIR)] if numba.config.CACHE_DIR else []
+    with contextlib.suppress(RuntimeError):  # no home directory
+        roots.append(Path.home() / ".cache" / "gemmstone" / "numba")
+    return roots
+
+
+CACHE_DIR = cache_dir(_default_roots())
+
+
+class _CoreCacheLocator(numba_caching.UserProvidedCacheLocator):
+    """Numba cache locator for this file's functions only: `CACHE_DIR` (other functions
+    in the process keep numba's own choice)."""
+
+    def __init__(self, py_func, py_file) -> None:
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(CACHE_DIR)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != os.path.abspath(__file__):
+            return None
+        return cls(py_func, py_file)
+
+
+# Numba picks a locator per function when it is decorated (below), from this class list
+# (NUMBA_CACHE_LOCATOR_CLASSES replaces it for the whole process); it has no per-function
+# hook, and setting numba.config.CACHE_DIR would move the cache of every numba function in
+# the process. If the list is gone (another numba), fall back to that, but only when the
+# user has not chosen a directory with NUMBA_CACHE_DIR: their choice then stands for every
+# function (ours lose the key in the path, and numba only watches this file).
+_LOCATORS = getattr(getattr(numba_caching, "CacheImpl", None), "_locator_classes", None)
+if isinstance(_LOCATORS, list):
+    _LOCATORS[:] = [cls for cls in _LOCATORS if cls.__name__ != _CoreCacheLocator.__name__]
+    _LOCATORS.insert(0, _CoreCacheLocator)
+elif not os.environ.get("NUMBA_CACHE_DIR"):
+    numba.config.CACHE_DIR = str(CACHE_DIR)
 
 
 # -- small helpers ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from gemmstone.isa import assemble
 from gemmstone.isa.encoding import words_to_bytes
 from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
 from gemmstone.isa.table import BY_MNEMONIC
+from gemmstone.sim import performance_core as core
 from gemmstone.sim.performance import PerformanceModel, _Run, estimate
 from gemmstone.sim.performance_core import _simulate, run_compiled, words_to_code
 from gemmstone.sim.performance_memory import AXI_RAM, MemoryTiming, sim_dram
@@ -171,6 +172,24 @@ def test_every_input_compiles_one_specialization():
     with pytest.raises(ValueError, match="'code' must be a 1-D int64 array of word halves"):
         run_compiled(config, AXI_RAM, np.zeros(3, np.int64), 0, 0, 0)
     assert len(_simulate.signatures) == 1
+
+
+def test_the_numba_cache_directory_is_keyed_by_the_constants_from_other_files(monkeypatch):
+    assert core.CACHE_DIR.name == f"performance_core-{core.core_key()}"
+    assert _simulate.stats.cache_path == str(core.CACHE_DIR)
+    key = core.core_key()
+    monkeypatch.setattr(core, "READER_LINES_IN_FLIGHT", core.READER_LINES_IN_FLIGHT + 1)
+    assert core.core_key() != key
+
+
+def test_an_unwritable_numba_cache_root_falls_back(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert core.cache_dir([blocked, tmp_path / "ok"]) == \
+        tmp_path / "ok" / f"performance_core-{core.core_key()}"
+    fallback = core.cache_dir([blocked])
+    assert fallback.name.startswith("gemmstone-numba-")
+    assert fallback.is_dir()
 
 
 def test_estimate_and_the_engine_switch(monkeypatch):
