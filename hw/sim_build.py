@@ -372,6 +372,32 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _check_source(verilog: str, toplevel: str) -> None:
+    if not isinstance(verilog, str) or not verilog.strip():
+        raise TypeError(f"'verilog' must be non-empty Verilog text, not {verilog!r:.40}")
+    if not isinstance(toplevel, str) or not toplevel.isidentifier():
+        raise ValueError(f"'toplevel' must be a Verilog module name, not {toplevel!r}")
+
+
+@contextlib.contextmanager
+def _build_slot(cache: Path, key: str) -> Iterator[tuple[Path, bool]]:
+    """The build directory of ``key`` under ``cache``, locked against other processes:
+    yields ``(directory, cached)``; not cached, the directory is new and empty (a build
+    interrupted half-way is thrown away) and the caller builds into it, then stamps it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    directory = cache / key[:24]
+    with _lock(cache / f"{key[:24]}.lock"):
+        stamp = directory / _STAMP
+        if stamp.is_file():
+            stamp.touch()  # last use, for prune_cache
+            _drop_intermediates(directory)  # builds stamped before they were dropped
+            yield directory, True
+            return
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        yield directory, False
+
+
 def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
                     public: bool = False, optimize: bool = False,
                     cache_dir: str | Path | None = None) -> VerilatedModel:
@@ -399,23 +425,14 @@ def build_verilated(verilog: str, *, toplevel: str, build_args: Sequence[str] = 
     VerilatorError
         If Verilator is missing or the build fails; the message ends with the build log.
     """
-    if not isinstance(verilog, str) or not verilog.strip():
-        raise TypeError(f"'verilog' must be non-empty Verilog text, not {verilog!r:.40}")
-    if not isinstance(toplevel, str) or not toplevel.isidentifier():
-        raise ValueError(f"'toplevel' must be a Verilog module name, not {toplevel!r}")
+    _check_source(verilog, toplevel)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
     key = build_key(verilog, toplevel=toplevel, build_args=build_args, public=public,
                     optimize=optimize)
-    directory = cache / key[:24]
-    with _lock(cache / f"{key[:24]}.lock"):
-        stamp = directory / _STAMP
-        if stamp.is_file():
-            stamp.touch()  # last use, for prune_cache
-            _drop_intermediates(directory)  # builds stamped before they were dropped
+    with _build_slot(cache, key) as (directory, cached):
+        if cached:
             return VerilatedModel(directory=directory, toplevel=toplevel, built=False)
-        shutil.rmtree(directory, ignore_errors=True)  # a build interrupted half-way
-        directory.mkdir(parents=True)
+        stamp = directory / _STAMP
         source = directory / f"{toplevel}.v"
         source.write_text(verilog)
         sources = [source]
@@ -479,27 +496,19 @@ def build_native(verilog: str, *, toplevel: str, harness: str,
     VerilatorError
         If Verilator is missing or the build fails; the message ends with the build log.
     """
-    if not isinstance(verilog, str) or not verilog.strip():
-        raise TypeError(f"'verilog' must be non-empty Verilog text, not {verilog!r:.40}")
-    if not isinstance(toplevel, str) or not toplevel.isidentifier():
-        raise ValueError(f"'toplevel' must be a Verilog module name, not {toplevel!r}")
+    _check_source(verilog, toplevel)
     if not isinstance(harness, str) or "main(" not in harness:
         raise ValueError("'harness' must be C++ source text with a main function")
     flags = [f"-D{name}={value}" for name, value in sorted((defines or {}).items())]
     args = [*build_args, *NATIVE_BUILD_ARGS, *(["-CFLAGS", " ".join(flags)] if flags else [])]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
     key = build_key(verilog, toplevel=toplevel, build_args=args, optimize=optimize,
                     harness=harness)
-    directory = cache / key[:24]
-    executable = directory / f"{toplevel}_native"
-    with _lock(cache / f"{key[:24]}.lock"):
-        stamp = directory / _STAMP
-        if stamp.is_file():
-            stamp.touch()
+    with _build_slot(cache, key) as (directory, cached):
+        executable = directory / f"{toplevel}_native"
+        if cached:
             return NativeExecutable(directory=directory, executable=executable, built=False)
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
+        stamp = directory / _STAMP
         source = directory / f"{toplevel}.v"
         source.write_text(verilog)
         main = directory / "harness.cpp"
