@@ -384,6 +384,22 @@ def _token_ready(unit, flags, depth, tc, pushes, pops):
 
 
 @njit(cache=True, _nrt=False)
+def _token_wait(unit, flags, structural, gate, now, depth, tc, pushes, pops, spans, g):
+    """The head instruction of ``unit`` waits for its tokens and for ``structural``: the
+    cycle to wake at (``_NONE`` while a token is missing), or ``now`` when it can be taken,
+    with the token stall since ``gate`` counted (`_Run._wait_head`)."""
+    ready = _token_ready(unit, flags, depth, tc, pushes, pops)
+    if ready < 0:
+        return _NONE
+    take = max(structural, ready)
+    if take > now:
+        return take
+    if ready > gate and take > gate:
+        _stall(spans, g, _G_STALL_TOKEN, gate, min(ready, take))
+    return now
+
+
+@njit(cache=True, _nrt=False)
 def _take(unit, flags, time, us, takes, tc, pops, ev, g):
     takes[unit, us[_U_TAKEN, unit]] = time
     us[_U_TAKEN, unit] += 1
@@ -747,16 +763,10 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 flags = ins[i, _F_FLAGS]
                 n = ins[i, _F_N]
                 if ld_pc == 1:
-                    ready = _token_ready(_LOAD, flags, token_depth, tc, pushes, pops)
-                    if ready < 0:
-                        wanted = _NONE
+                    wanted = _token_wait(_LOAD, flags, ld_gate, ld_gate, now, token_depth,
+                                         tc, pushes, pops, stall_token, g)
+                    if wanted != now:
                         break
-                    take = max(ld_gate, ready)
-                    if take > now:
-                        wanted = take
-                        break
-                    if ready > ld_gate and take > ld_gate:
-                        _stall(stall_token, g, _G_STALL_TOKEN, ld_gate, min(ready, take))
                     _take(_LOAD, flags, now, us, takes, tc, pops, ev, g)
                     loads[_L_TAKE, ld_position] = now
                     ld_accepted = now + 2
@@ -826,16 +836,10 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 kind = ins[i, _F_KIND]
                 n = ins[i, _F_N]
                 if cu_pc == 1:
-                    ready = _token_ready(_COMPUTE, flags, token_depth, tc, pushes, pops)
-                    if ready < 0:
-                        wanted = _NONE
+                    wanted = _token_wait(_COMPUTE, flags, cu_structural, cu_gate, now, token_depth,
+                                         tc, pushes, pops, stall_token, g)
+                    if wanted != now:
                         break
-                    take = max(cu_structural, ready)
-                    if take > now:
-                        wanted = take
-                        break
-                    if ready > cu_gate and take > cu_gate:
-                        _stall(stall_token, g, _G_STALL_TOKEN, cu_gate, min(ready, take))
                     cu_take = now
                     _take(_COMPUTE, flags, now, us, takes, tc, pops, ev, g)
                     take = now
@@ -950,16 +954,10 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 flags = ins[i, _F_FLAGS]
                 kind = ins[i, _F_KIND]
                 if st_pc == 1:
-                    ready = _token_ready(_STORE, flags, token_depth, tc, pushes, pops)
-                    if ready < 0:
-                        wanted = _NONE
+                    wanted = _token_wait(_STORE, flags, st_structural, st_gate, now, token_depth,
+                                         tc, pushes, pops, stall_token, g)
+                    if wanted != now:
                         break
-                    take = max(st_structural, ready)
-                    if take > now:
-                        wanted = take
-                        break
-                    if ready > st_gate and take > st_gate:
-                        _stall(stall_token, g, _G_STALL_TOKEN, st_gate, min(ready, take))
                     take = now
                     st_take = take
                     if st_structural > st_gate and take > st_gate:
