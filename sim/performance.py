@@ -77,7 +77,7 @@ _UNIT_OF = {Unit.LOAD: _LOAD, Unit.COMPUTE: _COMPUTE, Unit.STORE: _STORE}
 #: Runs whose results `PerformanceModel` remembers (most recently used first to stay).
 RUN_CACHE_SIZE = 256
 #: The engines that run the model: the compiled core (default) and the Python reference.
-ENGINES = ("compiled", "python")
+ENGINES = ("compiled", "python", "analytic")
 _RUNS: OrderedDict[tuple, PerfResult] = OrderedDict()
 
 
@@ -239,11 +239,13 @@ class PerformanceModel:
 
     def _simulate(self, words, code, instr_base: int, window_base: int,
                   grant: int) -> PerfResult:
-        if self.engine == "compiled":
-            from gemmstone.sim.performance_core import run_compiled
-
-            counters, grant = run_compiled(self.config, self.memory, code, instr_base,
-                                           window_base, grant)
+        if self.engine != "python":
+            if self.engine == "compiled":
+                from gemmstone.sim.performance_core import run_compiled as run
+            else:
+                from gemmstone.sim.performance_analytic import run_analytic as run
+            counters, grant = run(self.config, self.memory, code, instr_base, window_base,
+                                  grant)
             return PerfResult(dict(zip(COUNTERS, counters.tolist(), strict=True)), grant)
         if isinstance(words, (bytes, bytearray, memoryview)):
             words = bytes_to_words(bytes(words))

@@ -1,0 +1,984 @@
+"""The performance model's analytic engine: the same microarchitecture priced per instruction
+in closed form, about 10x faster than the exact compiled core, within a few percent of it.
+
+`gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
+(``engine="compiled"``) are exact: they take every DMA line between two events of other
+parts one by one (or a steady stream of them once it repeats) and several events per
+instruction. This engine (``engine="analytic"``) takes one step per instruction, O(1)
+work each:
+
+- what is cheap is kept as the exact model has it: in-order dispatch of one word per
+  cycle with the unit queues' depth and FIFO latency, fetch as a read client with the
+  FIFO's credit, the token queues (a pop waits for its push, a push for room, at most
+  ``token_depth`` tokens), FENCE and HALT waiting for idle units, and the fixed latencies of
+  each unit's state machine (load front and back with padding, the compute unit's weight
+  loader, double-buffered weight banks, streaming and drain pipeline, the ALU, the store
+  unit's output stage);
+- a DMA command of ``n`` lines is priced from its line pattern (beats per line, summed in
+  closed form) and the `MemoryTiming`: its first burst address when the address channel
+  and the memory's acceptance queue allow, its first data ``read_latency`` later, and the
+  rest at the rate the exact model's recurrence settles to (one address a cycle, one beat
+  a cycle, at most ``read_ahead`` bursts accepted ahead of their data, at most
+  `READER_LINES_IN_FLIGHT` lines outstanding per reader, the load unit's reader holding
+  one line for its consumer); a STORE's rows likewise (output stage, write beats, write
+  responses tracked);
+- the shared read channel is a reservation: the next free address cycle and data beat;
+  the units are stepped in the order of their next take (a choice among three, no event
+  heap), each command reserves the channel after those before it; fetch bursts are
+  served between a running command's bursts (the arbiter's round robin) and push the
+  channel's later reservations back by their beats.
+
+Retired counts and bytes moved are exact (bytes follow from the beats of each line); the
+cycles, busy and stall counters are estimates: tests/sim/test_performance_analytic.py
+compares them with the exact engine, tests/sim/test_performance_calibration.py with the
+RTL. Errors (illegal words, token deadlocks, tokens left at halt, no halt) are the exact
+engine's, with the same messages: they do not depend on timing.
+
+The compiled functions are cached by numba as the core's are (its cache directory
+scheme, `performance_core.cache_dir`), under ``performance_analytic-<key>``: the key hashes
+what this file takes from other files, the core's source included (its decoder is
+compiled into this engine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+
+import numpy as np
+from numba import njit
+
+from gemmstone.config import AcceleratorConfig
+from gemmstone.isa.encoding import decode
+from gemmstone.isa.errors import ProgramEndError, TokenError
+from gemmstone.sim import performance_core as core
+from gemmstone.sim.performance import (
+    ALU_LATENCY,
+    FETCH_FIFO_DEPTH,
+    FIFO_LATENCY,
+    OUTPUT_STAGE_LATENCY,
+    WRITE_RESPONSES,
+)
+from gemmstone.sim.performance_core import (
+    _COLUMNS,
+    _F_ACTOR,
+    _F_DRAM,
+    _F_FLAGS,
+    _F_K,
+    _F_KIND,
+    _F_LEN,
+    _F_MODE,
+    _F_N,
+    _F_PAD_HI,
+    _F_PAD_LO,
+    _F_POSITION,
+    _F_STRIDE,
+    _F_TYPE,
+    _K_ALU,
+    _K_CONFIG,
+    _K_HALT,
+    _K_LOADQ,
+    _K_MATMUL,
+    _K_PRELOAD,
+    _K_STORE,
+    _TABLES,
+    BAD_WORD,
+    DEADLOCK,
+    DEADLOCK_EMPTY,
+    OK,
+    PROGRAM_END,
+    TOKENS_LEFT,
+    _decode,
+)
+from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
+
+__all__ = ["run_analytic", "analytic_key"]
+
+_INF = 1 << 62
+_FE, _LOAD, _COMPUTE, _STORE = range(4)
+_FLIGHT = READER_LINES_IN_FLIGHT
+_WORD = 16                     # bytes of an instruction word (one fetch line)
+_POP_PREV, _POP_NEXT, _PUSH_PREV, _PUSH_NEXT = 1, 2, 4, 8
+# Token queues in the exact model's order: producer, its push flag, consumer, its pop flag.
+_Q_PRODUCER = (_LOAD, _COMPUTE, _COMPUTE, _STORE)
+_Q_PUSH = (_PUSH_NEXT, _PUSH_PREV, _PUSH_NEXT, _PUSH_PREV)
+_Q_CONSUMER = (_COMPUTE, _LOAD, _STORE, _COMPUTE)
+_Q_POP = (_POP_PREV, _POP_NEXT, _POP_PREV, _POP_NEXT)
+_QUEUE_NAMES = ("load->compute", "compute->load", "compute->store", "store->compute")
+_T_PUSHED, _T_PENDING, _T_PROMISED, _T_POPPED = range(4)
+# Read channel state (`ch`): next free address cycle, next free data beat, the memory's
+# acceptance gate for the next burst, beats so far, arbiter grant, then per client the
+# gate its own lines in flight set for its next burst and its last address handshake.
+_CH_AR, _CH_DATA, _CH_AHEAD, _CH_BEATS, _CH_GRANT = range(5)
+_CH_OWN = 5
+_CH_LAST = 9
+_CH_DEBT = 13
+_CH_HOLDER = 17
+_CH_SIZE = 18
+# Floats (`fr`): cycles per line of the command whose data holds the channel.
+_FR_RATE = 0
+
+
+# -- numba cache: the core's directory scheme, a key of its own -----------------------------
+
+def analytic_key() -> str:
+    """Hash of what this engine's compiled code takes from other files: the core's key (ISA
+    table and model constants) and the core's source (its decoder and column layout are
+    compiled into this engine; numba only watches this file)."""
+    parts = (core.core_key(), inspect.getsource(core), FETCH_FIFO_DEPTH, FIFO_LATENCY,
+             OUTPUT_STAGE_LATENCY, ALU_LATENCY, WRITE_RESPONSES, READER_LINES_IN_FLIGHT)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+CACHE_DIR = core.cache_dir([root / f"performance_analytic-{analytic_key()}"
+                            for root in core._default_roots()])
+
+
+class _AnalyticCacheLocator(core._CoreCacheLocator):
+    """Numba cache locator for this file's functions only: `CACHE_DIR`."""
+
+    def __init__(self, py_func, py_file) -> None:
+        super().__init__(py_func, py_file)
+        self._cache_path = str(CACHE_DIR)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != os.path.abspath(__file__):
+            return None
+        return cls(py_func, py_file)
+
+
+if isinstance(core._LOCATORS, list):
+    core._LOCATORS[:] = [cls for cls in core._LOCATORS
+                         if cls.__name__ != _AnalyticCacheLocator.__name__]
+    core._LOCATORS.insert(0, _AnalyticCacheLocator)
+
+
+# -- closed forms ------------------------------------------------------------------------------
+
+@njit(cache=True, _nrt=False)
+def _floor_sum(n, m, a, b):
+    """Sum of (a * i + b) // m for i in [0, n) (a, b >= 0, m > 0), in O(log m)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b = y_max // m, y_max % m
+        m, a = a, m
+
+
+@njit(cache=True, _nrt=False)
+def _beats(lines, offset, rest, whole, part, bus):
+    """Beats of lines ``0 .. lines - 1`` of a command whose line ``i`` starts at
+    ``offset + i * rest`` modulo ``bus`` and is ``whole * bus + part + 1`` bytes long: a
+    line takes ``whole + 1`` beats, one more when it crosses a beat boundary."""
+    if lines <= 0:
+        return 0
+    crossing = (_floor_sum(lines, bus, rest, offset + part)
+                - _floor_sum(lines, bus, rest, offset))
+    return lines * (whole + 1) + crossing
+
+
+@njit(cache=True, _nrt=False)
+def _gate_offset(k, ahead, ahead_cost, flight_cost):
+    """Cycles from a command's first burst address to its ``k``-th when the memory's
+    acceptance queue (``ahead`` bursts, refilled ``ahead_cost`` cycles after it fills)
+    and the reader's lines in flight (refilled ``flight_cost`` cycles later) pace it."""
+    offset = k
+    if ahead > 0:
+        paced = (k // ahead) * ahead_cost + k % ahead
+        if paced > offset:
+            offset = paced
+    paced = (k // _FLIGHT) * flight_cost + k % _FLIGHT
+    return paced if paced > offset else offset
+
+
+@njit(cache=True, _nrt=False)
+def _share(ch, fr, client, h0, latency, ahead, share):
+    """When another reader's command holds the data channel past ``h0 + latency``, the
+    round robin puts this reader's bursts between its bursts: fills ``share`` with the
+    first cycle this reader's data can start (after the other's bursts already accepted:
+    at most ``ahead`` bursts or `READER_LINES_IN_FLIGHT` lines), the other's lines left
+    after that (the lines this command's alternate with) and their cycles per line;
+    returns False when the channel is this reader's own or free (first come, first
+    served)."""
+    holder = ch[_CH_HOLDER]
+    free = ch[_CH_DATA]
+    if holder == client or holder < 0 or free <= h0 + latency:
+        return False
+    rate = fr[_FR_RATE]
+    cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
+    backlog = min(free - (h0 + latency), int(cap * rate))
+    start = h0 + latency + backlog
+    share[0] = start
+    share[1] = (free - start) / rate
+    share[2] = rate
+    return True
+
+
+@njit(cache=True, _nrt=False)
+def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, latency,
+          ahead, slack, out, share):
+    """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
+    ``accepted`` (first address the cycle after). A reader that holds one line for its
+    consumer (``first_take >= 0``: the load unit's) lets line ``i`` go only once line
+    ``i - 1`` was taken, one a cycle from ``first_take``. Fills ``out``: last address
+    handshake, last line's last beat, the cycle the consumer took the last line."""
+    length = max(1, length)
+    offset = addr % bus
+    rest = stride % bus
+    whole = (length - 1) // bus
+    part = (length - 1) % bus
+    total = _beats(n, offset, rest, whole, part, bus)
+    last = total - _beats(n - 1, offset, rest, whole, part, bus)
+    mean = total // n
+    h0 = max(accepted + 1, ch[_CH_OWN + client])
+    if ch[_CH_GRANT] != client:
+        h0 += 1       # the grant moves to this reader a cycle later
+    shared = _share(ch, fr, client, h0, latency, ahead, share)
+    if shared:
+        d0 = int(share[0])
+    else:
+        h0 = max(h0, ch[_CH_AR], ch[_CH_AHEAD])
+        d0 = max(h0 + latency, ch[_CH_DATA])
+    ahead_cost = latency + mean - 1 - slack
+    h_last = h0 + _gate_offset(n - 1, ahead, ahead_cost, latency + mean)
+    # The acceptance queue and the lines in flight wait for data behind earlier beats.
+    if ahead > 0 and n - 1 >= ahead:
+        gate = d0 + _beats(n - ahead, offset, rest, whole, part, bus) - 1 - slack
+        if gate > h_last:
+            h_last = gate
+    if n - 1 >= _FLIGHT:
+        gate = d0 + _beats(n - _FLIGHT, offset, rest, whole, part, bus)
+        if gate > h_last:
+            h_last = gate
+    data_end = d0 + total - 1
+    if shared:
+        # A line of the other command between two of this one's.
+        data_end += int(min(n - 1, share[1]) * share[2])
+        h_last += min(n - 1, max(0, ch[_CH_LAST + ch[_CH_HOLDER]] - h0 + 1))
+    held_end = first_take + n - 2 if first_take >= 0 and n > 1 else -1
+    # Fetch bursts that went between the bursts of this reader's last command (round
+    # robin) moved its data back by their beats: charged to this command (`_fetch`).
+    debt = ch[_CH_DEBT + client]
+    ch[_CH_DEBT + client] = 0
+    data_end += debt
+    if held_end >= 0:
+        held_end += debt
+    end = max(data_end, h_last + latency + last - 1)
+    taken = end + 1
+    if first_take >= 0:
+        # Line 0 waits in the reader until ``first_take``; then a line a cycle.
+        if held_end > end:
+            end = held_end
+        taken = max(end + 1, first_take + n - 1)
+    if shared:
+        # The other command's data runs longer by this one's beats: its reader's next
+        # command pays them (the other's own times are taken already).
+        ch[_CH_DEBT + ch[_CH_HOLDER]] += total
+        ch[_CH_DATA] += total
+        ch[_CH_AR] = max(ch[_CH_AR], h_last + 1)
+    else:
+        ch[_CH_AR] = h_last + 1
+        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / n)
+    if end + 1 > ch[_CH_DATA] or not shared:
+        ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
+        ch[_CH_HOLDER] = client
+    if ahead > 0:
+        # The next burst waits for the last beat of the burst `ahead` before it.
+        if n >= ahead:
+            ch[_CH_AHEAD] = end - (total - _beats(n - ahead + 1, offset, rest, whole, part,
+                                                  bus)) - slack
+        else:
+            ch[_CH_AHEAD] = d0 - (ahead - n) - slack
+    ch[_CH_OWN + client] = end - (total - _beats(n - _FLIGHT + 1, offset, rest, whole,
+                                                 part, bus)) + 1 if n >= _FLIGHT else 0
+    ch[_CH_BEATS] += total
+    ch[_CH_GRANT] = client
+    ch[_CH_LAST + client] = h_last
+    out[0] = h_last
+    out[1] = end
+    out[2] = taken
+
+
+@njit(cache=True, _nrt=False)
+def _fetch(ch, fr, accepted, first, words, base, bus, latency, ahead, slack, word_end,
+           share):
+    """Reserve the read channel for a fetch of ``words`` words from word ``first`` (at
+    ``base``): its bursts go between those of a command in progress (round robin), its
+    data beats between that command's, whose later reservations move back by them.
+    Fills ``word_end``; returns the last address handshake."""
+    offset = (base + first * _WORD) % bus
+    rest = _WORD % bus
+    whole = (_WORD - 1) // bus
+    part = (_WORD - 1) % bus
+    total = _beats(words, offset, rest, whole, part, bus)
+    h0 = accepted + 1
+    if ch[_CH_GRANT] != 0:
+        h0 += 1
+    # Another reader sending addresses: every other address is the fetch's.
+    busy = 0
+    for client in range(1, 4):
+        if ch[_CH_LAST + client] >= h0 and ch[_CH_LAST + client] - h0 + 1 > busy:
+            busy = ch[_CH_LAST + client] - h0 + 1
+    alternate = (busy + 1) // 2
+    shared = _share(ch, fr, 0, h0, latency, ahead, share)
+    if shared:
+        d0 = int(share[0])
+        rate = share[2]
+        others = share[1]
+    else:
+        h0 = max(h0, ch[_CH_AHEAD])
+        d0 = max(h0 + latency, ch[_CH_DATA])
+        rate = 0.0
+        others = 0.0
+    mean = total // words
+    ahead_cost = latency + mean - 1 - slack
+    end = -1
+    h = h0
+    before = 0
+    for j in range(words):
+        h = h0 + _gate_offset(j, ahead, ahead_cost, latency + mean) + (j if j < alternate
+                                                                      else alternate)
+        beats = _beats(j + 1, offset, rest, whole, part, bus)
+        end = max(d0 + beats - 1 + int(min(j, others) * rate),
+                  h + latency + beats - before - 1)
+        before = beats
+        word_end[first + j] = end
+    if ch[_CH_AR] < h + 1:
+        ch[_CH_AR] = h + 1
+    if shared:
+        # The command whose data holds the channel runs longer by these beats: its reader's
+        # next command pays them (its own times are taken already).
+        ch[_CH_DEBT + ch[_CH_HOLDER]] += total
+        ch[_CH_DATA] += total
+    if end + 1 > ch[_CH_DATA] or not shared:
+        ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
+        ch[_CH_HOLDER] = 0
+    ch[_CH_BEATS] += total
+    ch[_CH_LAST] = h
+    if busy == 0:
+        ch[_CH_GRANT] = 0
+    return h
+
+
+# -- token queues --------------------------------------------------------------------------
+
+@njit(cache=True, _nrt=False)
+def _token_ready(unit, flags, depth, tc, pushes, pops):
+    """Earliest cycle the head's pops are there and its pushes have room; -1 while that
+    depends on a push or pop not known yet."""
+    ready = 0
+    for q in range(4):
+        if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
+            needed = tc[q, _T_POPPED]
+            if needed >= tc[q, _T_PUSHED]:
+                return -1
+            ready = max(ready, pushes[q, needed] + 1)
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            needed = tc[q, _T_PROMISED] - depth
+            if needed >= 0:
+                if needed >= tc[q, _T_POPPED]:
+                    return -1
+                ready = max(ready, pops[q, needed] + 1)
+    return ready
+
+
+@njit(cache=True, _nrt=False)
+def _take(unit, flags, time, tc, pops):
+    for q in range(4):
+        if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
+            pops[q, tc[q, _T_POPPED]] = time
+            tc[q, _T_POPPED] += 1
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            tc[q, _T_PROMISED] += 1
+            tc[q, _T_PENDING] += 1
+
+
+@njit(cache=True, _nrt=False)
+def _push(unit, flags, time, tc, pushes):
+    for q in range(4):
+        if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
+            tc[q, _T_PENDING] -= 1
+            j = tc[q, _T_PUSHED]
+            while j > 0 and pushes[q, j - 1] > time:
+                pushes[q, j] = pushes[q, j - 1]
+                j -= 1
+            pushes[q, j] = time
+            tc[q, _T_PUSHED] += 1
+
+
+@njit(cache=True, _nrt=False)
+def _span(spans, counts, unit, start, end):
+    """Record [start, end) for ``unit`` (starts increase per unit; a span starting where
+    the last one did extends it)."""
+    if end <= start:
+        return
+    c = counts[unit]
+    if c and spans[unit, c - 1, 0] == start:
+        if end > spans[unit, c - 1, 1]:
+            spans[unit, c - 1, 1] = end
+        return
+    spans[unit, c, 0] = start
+    spans[unit, c, 1] = end
+    counts[unit] = c + 1
+
+
+@njit(cache=True)
+def _union3(spans, counts):
+    """Cycles covered by the spans of the three units (each unit's sorted): a merge."""
+    at = np.zeros(4, np.int64)
+    total = 0
+    reach = -_INF
+    while True:
+        best = -1
+        start = _INF
+        for u in range(1, 4):
+            if at[u] < counts[u] and spans[u, at[u], 0] < start:
+                best, start = u, spans[u, at[u], 0]
+        if best < 0:
+            return total
+        end = spans[best, at[best], 1]
+        at[best] += 1
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
+    """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
+    (status, info, extra, counters, grant)."""
+    counters = np.zeros(12, np.int64)
+    count = code.shape[0] // 2
+    ins = np.empty((count, _COLUMNS), np.int64)
+    bad = _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins)
+    if bad >= 0:
+        return BAD_WORD, bad, 0, counters, 0
+    size = count + 1
+    units = np.empty((4, size), np.int64)
+    for i in range(count):
+        actor = ins[i, _F_ACTOR]
+        if actor >= 0:
+            units[actor, ins[i, _F_POSITION]] = i
+    takes = np.empty((4, size), np.int64)
+    dispatched = np.full(size, -1, np.int64)
+    word_end = np.full(size, -1, np.int64)
+    pushes = np.empty((4, size), np.int64)
+    pops = np.empty((4, size), np.int64)
+    stall_token = np.empty((4, size, 2), np.int64)
+    stall_dma = np.empty((4, size, 2), np.int64)
+    state = np.zeros((18, 4), np.int64)
+    status, info, extra = _run(params, ins, units, takes, dispatched, word_end, pushes, pops,
+                               stall_token, stall_dma, counters, state,
+                               np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
+                               np.zeros(1, np.float64), np.zeros(3, np.float64))
+    if status != OK:
+        return status, info, extra, counters, 0
+    counters[4] = _union3(stall_token, state[4])
+    counters[5] = _union3(stall_dma, state[5])
+    return OK, 0, 0, counters, extra
+
+
+@njit(cache=True, _nrt=False)
+def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_token,
+         stall_dma, counters, state, ch, out, fr, share):
+    """The steps of every unit and the front end, in time order (`_simulate`); ``state``,
+    ``ch`` and ``out`` are zeroed scratch arrays."""
+    rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
+        params[4]
+    instr_base, window = params[5], params[6]
+    latency, ahead, slack = params[8], params[9], params[10]
+    w_ahead, w_slack, w_response, w_latency = params[11], params[12], params[13], params[14]
+    count = ins.shape[0]
+    ch[_CH_GRANT] = params[7]
+    ch[_CH_HOLDER] = -1
+    fr[_FR_RATE] = 1.0
+    for client in range(4):
+        ch[_CH_LAST + client] = -1
+    tc = state[0:4]
+    token_counts = state[4]
+    dma_counts = state[5]
+    queued = state[6]
+    taken_count = state[7]
+    idle_from = state[8]
+    settle_event = state[9]
+    busy_total = state[10]
+    busy_reach = state[11]
+    busy_reach[:] = -_INF
+    retired = state[12]
+    stall_queue = 0
+    bytes_written = 0
+    # Front end.
+    asked = 0
+    fetch_free = 1
+    index = 0
+    earliest = 0
+    waiting_idle = False
+    fe_now = 0
+    idle_start = 0
+    # Load unit.
+    ld_front_free = 0
+    ld_last_ar = -1
+    ld_retire = -1
+    # Compute unit.
+    pipe = 2 + rows + cols
+    bank_ready = rows + cols - 2
+    cu_fsm_free = 0
+    loader_free = 0
+    drain_end = -1
+    front = 0
+    last_input0 = -1
+    last_input1 = -1
+    matmul_last = -1
+    preload_from = 0
+    cu_last_ar = -1
+    # Store unit.
+    st_fsm_free = 0
+    output_empty = 0
+    aw_free = 0
+    aw_next = 0
+    w_end = -1
+    line_free = -1
+    answered = -1
+    resp_gate = -_INF
+    wr_gate = -_INF
+    stage_gate = -_INF
+    path_raw = False
+    st_last_ar = -1
+    # Candidates: take cycle of each unit's head (-1: not known yet), its token gate.
+    cand = state[13]
+    cand[:] = -1
+    cand_gate = state[14]
+    cand_ready = state[15]
+    cand_struct = state[16]
+    dirty = state[17]
+    dirty[:] = 1
+    cycles = -1
+
+    while True:
+        # -- candidates of the units ---------------------------------------------------
+        for u in range(1, 4):
+            if not dirty[u]:
+                continue
+            dirty[u] = 0
+            cand[u] = -1
+            position = taken_count[u]
+            if position >= queued[u]:
+                continue
+            i = units[u, position]
+            visible = dispatched[i] + FIFO_LATENCY
+            if position:
+                visible = max(visible, takes[u, position - 1] + 1)
+            kind = ins[i, _F_KIND]
+            if u == _LOAD:
+                gate = max(visible, ld_front_free)
+                structural = gate
+            elif u == _COMPUTE:
+                if kind == _K_PRELOAD:
+                    structural = max(visible, loader_free, preload_from)
+                elif kind == _K_MATMUL and ins[i, _F_N]:
+                    structural = max(visible, loader_free, cu_fsm_free)
+                else:
+                    structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
+                gate = max(visible, cu_fsm_free)
+            else:
+                gate = max(visible, st_fsm_free)
+                switches = kind == _K_STORE and (ins[i, _F_MODE] == 1) != path_raw
+                if kind in (_K_LOADQ, _K_CONFIG) or switches:
+                    structural = max(gate, output_empty)
+                else:
+                    structural = gate
+            ready = _token_ready(u, ins[i, _F_FLAGS], token_depth, tc, pushes, pops)
+            if ready < 0:
+                continue
+            cand[u] = max(structural, ready)
+            cand_gate[u] = gate
+            cand_ready[u] = ready
+            cand_struct[u] = structural
+        # -- the front end's next step -------------------------------------------------
+        fe_time = _INF
+        fe_blocked = False
+        fetch_at = _INF
+        dispatch_at = _INF
+        if waiting_idle:
+            settled = True
+            for u in range(1, 4):
+                if taken_count[u] != queued[u]:
+                    settled = False
+            if settled:
+                fe_time = fe_now
+                for u in range(1, 4):
+                    fe_time = max(fe_time, settle_event[u])
+            else:
+                fe_blocked = True
+        else:
+            if asked < count:
+                if asked < FETCH_FIFO_DEPTH:
+                    credit = 1
+                elif asked - FETCH_FIFO_DEPTH < index:
+                    credit = dispatched[asked - FETCH_FIFO_DEPTH] + 1
+                else:
+                    credit = _INF
+                fetch_at = max(fetch_free, credit, fe_now)
+            if index < asked:
+                visible = word_end[index] + 1 + FIFO_LATENCY
+                if index:
+                    visible = max(visible, dispatched[index - 1] + 1)
+                dispatch_at = max(visible, earliest, fe_now)
+                u = ins[index, _F_ACTOR]
+                if u >= 0:
+                    position = ins[index, _F_POSITION]
+                    if position >= queue_depth:
+                        if position - queue_depth < taken_count[u]:
+                            dispatch_at = max(dispatch_at,
+                                              takes[u, position - queue_depth] + 1)
+                        else:
+                            dispatch_at = _INF
+            elif index >= count:
+                return PROGRAM_END, count, 0
+            fe_time = min(fetch_at, dispatch_at)
+            if fe_time == _INF:
+                fe_blocked = True
+        # -- the earliest step -----------------------------------------------------------
+        actor = -1
+        best = _INF
+        if not fe_blocked:
+            actor, best = _FE, fe_time
+        for u in range(1, 4):
+            if cand[u] >= 0 and cand[u] < best:
+                actor, best = u, cand[u]
+        if actor < 0:
+            heads = count
+            for u in range(1, 4):
+                if taken_count[u] < queued[u]:
+                    heads = min(heads, units[u, taken_count[u]])
+            if heads == count:
+                return DEADLOCK_EMPTY, 0, 0
+            return DEADLOCK, heads, 0
+
+        if actor == _FE:
+            now = fe_time
+            fe_now = now
+            dirty[_FE] = 1
+            if waiting_idle:
+                waiting_idle = False
+                settle = idle_start
+                for u in range(1, 4):
+                    settle = max(settle, idle_from[u])
+                if ins[index - 1, _F_KIND] == _K_HALT:
+                    left = 0
+                    for q in range(4):
+                        if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
+                            left |= 1 << q
+                    if left:
+                        return TOKENS_LEFT, index - 1, left
+                    quiet = -_INF
+                    for j in range(asked):
+                        if word_end[j] > quiet:
+                            quiet = word_end[j]
+                    cycles = max(settle + 1, quiet + 2) + 1
+                    break
+                earliest = settle + 1
+                continue
+            if fetch_at <= now:
+                low, high = 0, index          # words dispatched before now
+                while low < high:
+                    middle = (low + high) // 2
+                    if dispatched[middle] < now:
+                        low = middle + 1
+                    else:
+                        high = middle
+                ask = min(count, low + FETCH_FIFO_DEPTH) - asked
+                fetch_free = _fetch(ch, fr, now, asked, ask, instr_base, bus, latency, ahead,
+                                    slack, word_end, share)
+                asked += ask
+                continue
+            # Dispatch word `index` now.
+            visible = word_end[index] + 1 + FIFO_LATENCY
+            if index:
+                visible = max(visible, dispatched[index - 1] + 1)
+            dispatched[index] = now
+            stall_queue += now - visible
+            u = ins[index, _F_ACTOR]
+            index += 1
+            if u >= 0:
+                queued[u] += 1
+                if queued[u] == taken_count[u] + 1:
+                    dirty[u] = 1
+            else:
+                waiting_idle = True
+                idle_start = now + 1
+            continue
+
+        # -- a unit takes its head -----------------------------------------------------
+        u = actor
+        take = best
+        position = taken_count[u]
+        i = units[u, position]
+        flags = ins[i, _F_FLAGS]
+        kind = ins[i, _F_KIND]
+        n = ins[i, _F_N]
+        gate = cand_gate[u]
+        ready = cand_ready[u]
+        tstall = min(ready, take) if ready > gate and take > gate else gate
+        if u == _STORE and cand_struct[u] > gate and take > gate:
+            tstall = max(tstall, min(cand_struct[u], take))
+        _span(stall_token, token_counts, u, gate, tstall)
+        takes[u, position] = take
+        taken_count[u] = position + 1
+        _take(u, flags, take, tc, pops)
+        settle_event[u] = take
+        finish = take
+        finish_busy = take
+        busy_last = take
+        if u == _LOAD:
+            accepted = take + 2
+            if n:
+                accepted = max(accepted, ld_last_ar)
+            handoff = max(accepted + 1, ld_retire + 1)
+            data_start = handoff + 2 + ins[i, _F_PAD_LO]
+            ld_front_free = handoff + 1
+            if n:
+                _read(ch, fr, _LOAD, accepted, n, window + ins[i, _F_DRAM], ins[i, _F_STRIDE],
+                      ins[i, _F_LEN], data_start, bus, latency, ahead, slack, out, share)
+                ld_last_ar = out[0]
+                consumed = out[2]
+                waited = consumed - data_start + 1 - n
+                if waited > 0:
+                    _span(stall_dma, dma_counts, _LOAD, data_start, data_start + waited)
+                finish = consumed + 2 + ins[i, _F_PAD_HI]
+                settle_event[u] = out[0]
+            else:
+                finish = data_start + 1 + ins[i, _F_PAD_HI]
+            ld_retire = finish
+            idle_from[u] = max(idle_from[u], finish + 1, handoff + 1)
+        elif u == _COMPUTE:
+            if kind == _K_PRELOAD:
+                back = 1 - front
+                first = take + 2
+                last_back = last_input1 if back else last_input0
+                if last_back >= 0:
+                    first = max(first, last_back + bank_ready)
+                streaming_until = matmul_last + 1 if matmul_last >= take else 0
+                finish = max(first + ins[i, _F_K] - 1, streaming_until)
+                if flags & _PUSH_NEXT:
+                    finish = max(finish, drain_end + 1)
+                loader_free = finish + 1
+                front = back
+                busy_last = finish
+            elif kind == _K_MATMUL:
+                if n:
+                    matmul_last = take + n
+                    if front:
+                        last_input1 = take + n + 1
+                    else:
+                        last_input0 = take + n + 1
+                    cu_fsm_free = take + n + 1
+                    drain_end = take + n + pipe
+                    finish = drain_end
+                else:
+                    matmul_last = take + 1
+                    cu_fsm_free = take + 2
+                    finish = take + 1
+                preload_from = take + 1
+                busy_last = matmul_last
+            elif kind == _K_ALU:
+                finish = take + 2 + ALU_LATENCY + n if n else take + 2
+                cu_fsm_free = finish + 1
+                preload_from = finish + 1
+                busy_last = finish
+            else:  # loadacc
+                if n:
+                    accepted = max(take + 2, cu_last_ar)
+                    size_of = 1 if ins[i, _F_TYPE] == 1 else 4
+                    _read(ch, fr, _COMPUTE, accepted, n, window + ins[i, _F_DRAM],
+                          ins[i, _F_STRIDE], ins[i, _F_LEN] * size_of, -1, bus, latency,
+                          ahead, slack, out, share)
+                    cu_last_ar = out[0]
+                    end = out[1]
+                    finish = end + 1
+                    drain_end = max(drain_end, end + 2)
+                    waited = end - accepted + 1 - n
+                    if waited > 0:
+                        _span(stall_dma, dma_counts, _COMPUTE, accepted + 1,
+                              accepted + 1 + waited)
+                    settle_event[u] = out[0]
+                else:
+                    finish = take + 2
+                cu_fsm_free = finish + 1
+                preload_from = finish + 1
+                busy_last = finish
+            idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
+            finish_busy = busy_last
+        else:
+            if kind == _K_STORE:
+                path_raw = ins[i, _F_MODE] == 1
+            if kind == _K_CONFIG:
+                finish = take + 1
+            elif kind == _K_LOADQ:
+                accepted = max(take + 2, st_last_ar)
+                length = 4 * ins[i, _F_LEN]
+                _read(ch, fr, _STORE, accepted, 3, window + ins[i, _F_DRAM], length, length, -1,
+                      bus, latency, ahead, slack, out, share)
+                st_last_ar = out[0]
+                end = out[1]
+                finish = end + 1
+                _span(stall_dma, dma_counts, _STORE, accepted + 1,
+                      accepted + 1 + max(0, end - accepted - 2))
+                settle_event[u] = out[0]
+            elif n == 0:
+                finish = take + 2
+                if flags & _PUSH_PREV:
+                    finish = max(finish + 1, output_empty)
+            else:
+                raw = ins[i, _F_MODE] == 1
+                length = max(1, ins[i, _F_LEN] * (4 if raw else 1))
+                bytes_written += n * ins[i, _F_LEN] * (4 if raw else 1)
+                accepted = max(take + 2, aw_free)
+                addr = window + ins[i, _F_DRAM]
+                offset = addr % bus
+                rest = ins[i, _F_STRIDE] % bus
+                whole = (length - 1) // bus
+                part = (length - 1) % bus
+                total = _beats(n, offset, rest, whole, part, bus)
+                b0 = _beats(1, offset, rest, whole, part, bus)
+                b_last = total - _beats(n - 1, offset, rest, whole, part, bus)
+                aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
+                if raw:
+                    taken0 = max(accepted + 2, line_free)
+                    line0 = taken0
+                else:
+                    taken0 = max(accepted + 2, stage_gate)
+                    line0 = max(taken0 + OUTPUT_STAGE_LATENCY, line_free)
+                end0 = max(line0 + 1, aw0 + 1, w_end + 1) + b0 - 1
+                answered0 = max(end0 + w_response, aw0 + w_latency, answered + 1)
+                # Write addresses: one a cycle, at most WRITE_RESPONSES bursts without a
+                # response, at most `w_ahead` bursts ahead of their last beat.
+                offset_aw = n - 1
+                if w_latency > 0:
+                    paced = ((n - 1) // WRITE_RESPONSES) * (w_latency + 1) \
+                        + (n - 1) % WRITE_RESPONSES
+                    if paced > offset_aw:
+                        offset_aw = paced
+                aw_last = aw0 + offset_aw
+                if n > WRITE_RESPONSES:
+                    gate_r = end0 + _beats(n - WRITE_RESPONSES, offset, rest, whole, part,
+                                           bus) - b0 + w_response + 1
+                    if gate_r > aw_last:
+                        aw_last = gate_r
+                if w_ahead > 0 and n > w_ahead:
+                    gate_w = end0 + _beats(n - w_ahead, offset, rest, whole, part, bus) \
+                        - b0 - w_slack
+                    if gate_w > aw_last:
+                        aw_last = gate_w
+                end_last = max(end0 + total - b0, aw_last + b_last)
+                answered = max(end_last + w_response, aw_last + w_latency,
+                               answered0 + n - 1)
+                if raw:
+                    taken_last = max(taken0 + n - 1, end_last - b_last)
+                elif n > 5:
+                    taken_last = max(taken0 + n - 1, end_last - (total - _beats(
+                        n - 5, offset, rest, whole, part, bus)))
+                else:
+                    taken_last = taken0 + n - 1
+                aw_next = aw_last + 1
+                aw_free = aw_last
+                w_end = end_last
+                line_free = end_last
+                finish = taken_last
+                output_empty = answered + 1
+                if flags & _PUSH_PREV:
+                    finish = max(finish + 1, output_empty)
+                # Gates the next store's first rows see.
+                if w_ahead > 0:
+                    wr_gate = end_last - (total - _beats(max(1, n - w_ahead + 1), offset,
+                                                         rest, whole, part, bus)) - w_slack
+                span = answered - answered0
+                if n >= WRITE_RESPONSES:
+                    resp_gate = answered - span * (WRITE_RESPONSES - 1) // (n - 1) + 1
+                else:
+                    resp_gate = answered0 - (WRITE_RESPONSES - n) + 1
+                stage_gate = max(taken_last + OUTPUT_STAGE_LATENCY, end_last - b_last) - 3
+            st_fsm_free = finish + 1
+            finish_busy = finish
+            idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
+        if u == _LOAD:
+            finish_busy = finish
+        # Busy: the union of [take + 1, finish_busy], takes in order.
+        start = take + 1
+        stop = finish_busy + 1
+        if stop > start and stop > busy_reach[u]:
+            busy_total[u] += stop - max(start, busy_reach[u])
+            busy_reach[u] = stop
+        retired[u] += 1
+        _push(u, flags, finish, tc, pushes)
+        dirty[u] = 1
+        for q in range(4):
+            if _Q_PRODUCER[q] == u and flags & _Q_PUSH[q]:
+                dirty[_Q_CONSUMER[q]] = 1
+            if _Q_CONSUMER[q] == u and flags & _Q_POP[q]:
+                dirty[_Q_PRODUCER[q]] = 1
+
+    counters[0] = cycles
+    for u in range(1, 4):
+        counters[u] = busy_total[u]
+    counters[6] = stall_queue
+    counters[7] = ch[_CH_BEATS] * bus
+    counters[8] = bytes_written
+    for u in range(1, 4):
+        counters[8 + u] = retired[u]
+    return OK, 0, ch[_CH_GRANT]
+
+
+# -- Python side ------------------------------------------------------------------------------
+
+def _word(code: np.ndarray, index: int) -> int:
+    lo, hi = code[2 * index: 2 * index + 2].view(np.uint64)
+    return int(lo) | int(hi) << 64
+
+
+def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
+                 instr_base: int, window_base: int, grant: int):
+    """Run the analytic engine on ``code`` (`performance_core.words_to_code`); returns
+    (counters as an int64 array in `COUNTERS` order, grant), or raises what the exact
+    engines raise for the program."""
+    params = np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
+                       config.dram_bytes_per_cycle, instr_base, window_base, grant,
+                       memory.read_latency, memory.read_ahead, memory.read_slack,
+                       memory.write_ahead, memory.write_slack, memory.write_response,
+                       memory.write_latency], np.int64)
+    code = np.asarray(code)
+    if code.ndim != 1 or code.dtype != np.int64 or len(code) % 2:
+        raise ValueError(f"'code' must be a 1-D int64 array of word halves (words_to_code), "
+                         f"not {code.dtype} of shape {code.shape}")
+    code = np.require(code, np.int64, ["C", "A", "W"])
+    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
+    if status == OK:
+        return counters, int(end_grant)
+    if status == BAD_WORD:
+        decode(_word(code, info), index=int(info))
+        raise AssertionError(f"the compiled decoder rejected word {info}, which decodes")
+    if status == PROGRAM_END:
+        raise ProgramEndError(f"the program ended after {info} instructions without halt",
+                              index=int(info), text="<end of program>")
+    if status == TOKENS_LEFT:
+        left = [name for q, name in enumerate(_QUEUE_NAMES) if extra >> q & 1]
+        raise TokenError(f"tokens left in queues at halt: {', '.join(left)}", index=int(info),
+                         text=str(decode(_word(code, info))))
+    if status == DEADLOCK_EMPTY:
+        raise TokenError("deadlock: the performance model's units stopped with nothing "
+                         "queued", index=None)
+    raise TokenError("deadlock: waits for a token that never arrives", index=int(info),
+                     text=str(decode(_word(code, info))))
+
