@@ -1,48 +1,76 @@
 """Performance model speed: all 20 ResNet-18 conv layers on a 32x32 array, and the
-speed-up over the RTL on the same programs, for each engine of the model.
+speed-up over the RTL measured on the same programs, for each engine of the model.
 
-    .venv/bin/python benchmarks/perf_speed.py [--no-rtl] [--repeat N]
+    .venv/bin/python benchmarks/perf_speed.py [--no-rtl] [--rtl-layers NAMES] [--repeat N]
+                                              [--rerun-rtl]
 
-The model has two engines that give identical results (tests/sim/test_performance_core.py):
-``compiled`` (the default; `gemmstone.sim.performance_core`, numba) and ``python`` (the
-readable reference, `gemmstone.sim.performance._Run`).
+The model's engines are `gemmstone.sim.performance.ENGINES`: ``compiled`` (the default;
+`gemmstone.sim.performance_core`, numba) and ``python`` (the readable reference,
+`gemmstone.sim.performance._Run`) give identical results (tests/sim/test_performance_core.py,
+and checked here); any other engine (an approximate one) is reported with its cycle error
+against the compiled engine and against the RTL.
 
 1. Every ResNet-18 conv layer (benchmarks/workloads/resnet18_conv.csv, int8 out with
-   requantization, as `gemmstone.compiler.kernels.conv.emit_conv2d` emits it) on a 32x32
-   array: instructions, estimated cycles, array utilization and each engine's CPU time per
-   layer, the total, and the time per instruction. The compiled engine reads the code as
-   it lies in memory (`words_to_bytes`, done before timing, as the RTL's image load is
-   not timed either; its cost is printed); its time is the mean of ``--repeat`` passes.
-   The first call in a process loads the compiled core from numba's cache
-   (~/.cache/gemmstone/numba), or compiles it when the cache is cold: printed apart.
-2. Speed-up over the RTL on the same programs: some of those layers, compiled for the
-   16x16 preset, run on the Verilated accelerator with the in-simulation DRAM
-   (`gemmstone.hw.sim_top`, C++ only, no Python per cycle, -O3; the fastest RTL
-   simulation the project has) and on the model with that DRAM's timing
-   (`performance_memory.sim_dram`). Speed-up = the simulator's CPU seconds from START
-   until the accelerator is idle (`RunResult.run_cpu_seconds`: no build, start-up or
-   image load counted) / the model's CPU seconds for the same program. CPU time, not
-   wall time, so other jobs on the machine do not skew it.
-3. The speed-up on the 32x32 programs of (1), which are too long to simulate here: the
-   RTL's time is estimated from its measured cycles per CPU second on 16x16 (an
-   upper bound on its speed: a 32x32 array simulates slower per cycle), so the figure
-   is a lower bound.
+   requantization, as `gemmstone.compiler.kernels.conv.emit_conv2d` emits it) on `CONFIG`
+   (32x32): instructions, estimated cycles, array utilization and each engine's CPU time
+   per layer, the total, and the time per instruction. Every engine but ``python`` reads
+   the code as it lies in memory (`words_to_bytes`, done before timing, as the RTL's
+   image load is not timed either; its cost is printed), ``python`` the word list; the
+   time is the mean of ``--repeat`` passes (one pass for ``python``). Each engine's first
+   call in the process (the compiled core loads from numba's cache,
+   ~/.cache/gemmstone/numba, or compiles when the cache is cold) is printed apart.
+2. The same 20 programs on the RTL: the Verilated accelerator for `CONFIG` with the
+   in-simulation DRAM (`gemmstone.hw.sim_top`, `gemmstone.hw.sim_dram`), built as the
+   ``rtl`` backend's native simulator (`gemmstone.driver.backends.rtl_native`: C++ only,
+   no VPI or Python per cycle, -O3, reset branches merged; the fastest RTL simulation the
+   project has) and driven through `gemmstone.driver.Device`. Its DRAM runs at
+   ``CONFIG.dram_latency`` with no bandwidth throttle (one bus beat of
+   ``dram_bytes_per_cycle`` bytes per cycle each way); the model gets that memory's
+   timing, `performance_memory.sim_dram(CONFIG.dram_latency)`, and the run's bus
+   addresses. Per layer: RTL CYCLES, the simulator's CPU seconds from START until the
+   accelerator is idle (its process's CPU time from /proc; no build, start-up or image
+   load counted), the model's cycles and error, each engine's CPU time and speed-up
+   (RTL CPU s / model CPU s), and the totals. CPU time, not wall time, so other jobs on
+   the machine skew it less. Every RTL output is checked against the numpy reference
+   (`gemmstone.compiler.reference.conv2d_int8`).
+
+RTL runs are kept in ``~/.cache/gemmstone/perf_speed/rtl-<build>.json`` (one file per RTL
+build, i.e. per Verilog, harness and compiler, keyed within by the layer's name and a
+digest of its program, inputs and DRAM latency): a re-run after a change to the model
+does not simulate the RTL again (``--rerun-rtl`` does); a change to the compiler that
+changes a program simulates that program anew. A cold RTL build for 32x32 takes minutes
+(cached by content hash under ~/.cache/gemmstone/verilator); the output says what was
+built, found cached and simulated.
+
+Measured 2026-11-26 03:00 UTC (2 cores shared with other jobs, load 3-4; CPU times vary
+by some 10-30% between runs): the 20 layers, 55,729 instructions, 3,333,065 RTL cycles,
+took 87.4 CPU s on the RTL (38k cycles per CPU s; 96 + 204 CPU s, 5 min, to build it
+cold) and 28.0 CPU ms on the compiled engine (3,119x), 3.68 s on the Python reference
+(24x), 16.2 ms on the analytic engine (5,389x); compiled and Python cycles within 0.02%
+of the RTL on every layer (total -0.0004%), analytic within 1.23% (conv1).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
+import datetime
+import hashlib
+import json
+import os
+import resource
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gemmstone.compiler import reference
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
 from gemmstone.compiler.kernels.gemm import pack_qparams
-from gemmstone.config import AcceleratorConfig, preset
+from gemmstone.config import AcceleratorConfig
 from gemmstone.isa.encoding import words_to_bytes
 from gemmstone.sim.performance import ENGINES, PerformanceModel
 from gemmstone.sim.performance_memory import sim_dram
@@ -51,30 +79,53 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = ROOT / "benchmarks" / "workloads" / "resnet18_conv.csv"
 CONFIG = AcceleratorConfig(rows=32, cols=32, spad_kib=512, acc_kib=256,
                            dram_bytes_per_cycle=32, dram_mib=256)
-#: Layers run on the RTL for the measured speed-up (full size, 16x16).
-RTL_LAYERS = ("layer2.0.downsample", "layer3.0.downsample", "layer4.0.downsample",
-              "layer4.0.conv1")
-RTL_DRAM_BYTES = 8 << 20
-RTL_LATENCY = 20
+#: Requantization of every layer: bias 0, multiplier 2^20, shift 28 (an output step of
+#: 256 accumulator units).
+MULT, SHIFT = 1 << 20, 28
+#: The engines that must agree exactly (the reference and its compiled twin); any other
+#: engine is compared with ``compiled`` and the RTL.
+EXACT = ("compiled", "python")
+
+
+def rtl_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/gemmstone/perf_speed`` (``~/.cache/gemmstone/perf_speed``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gemmstone" / "perf_speed"
 
 
 def conv_program(config: AcceleratorConfig, layer: dict, rng=None):
-    """The program of one conv layer (int8 out, requantized); with ``rng``, also random
-    inputs for it."""
+    """(program, inputs, weights) of one conv layer (int8 out, requantized); the weights
+    and inputs are random from ``rng``."""
     h, w, cin, cout, k, s, p = (int(layer[key]) for key in
                                 ("h_in", "w_in", "c_in", "c_out", "kernel", "stride", "pad"))
     builder = ProgramBuilder(config)
     x = builder.buffer("x", (h, w, cin))
     rng = rng or np.random.default_rng(0)
-    weights = builder.buffer("w", (k * k * cin, cout),
-                             data=rng.integers(-128, 128, (k * k * cin, cout), dtype=np.int8))
-    qparams = pack_qparams(np.zeros(cout, np.int32), np.full(cout, 1 << 20, np.int32),
-                           np.full(cout, 28, np.int32), config.cols)
+    weights = rng.integers(-128, 128, (k * k * cin, cout), dtype=np.int8)
+    w_buf = builder.buffer("w", (k * k * cin, cout), data=weights)
+    qparams = pack_qparams(np.zeros(cout, np.int32), np.full(cout, MULT, np.int32),
+                           np.full(cout, SHIFT, np.int32), config.cols)
     q = builder.buffer("q", 3 * cout, "int32", data=qparams)
     out = builder.buffer("out", (int(layer["h_out"]), int(layer["w_out"]), cout))
-    emit_conv2d(builder, x, weights, out, q, kernel_size=k, stride=s, padding=p)
+    emit_conv2d(builder, x, w_buf, out, q, kernel_size=k, stride=s, padding=p)
     inputs = {"x": rng.integers(-128, 128, (h, w, cin), dtype=np.int8)}
-    return builder.finish(), inputs
+    return builder.finish(), inputs, weights
+
+
+def expected_output(layer: dict, inputs: dict, weights: np.ndarray) -> np.ndarray:
+    """The numpy reference of a `conv_program` layer's output."""
+    k, cin, cout = (int(layer[key]) for key in ("kernel", "c_in", "c_out"))
+    return reference.conv2d_int8(inputs["x"], weights.reshape(k, k, cin, cout),
+                                 stride=int(layer["stride"]), padding=int(layer["pad"]),
+                                 bias=np.zeros(cout, np.int32),
+                                 mult=np.full(cout, MULT, np.int32),
+                                 shift=np.full(cout, SHIFT, np.int32))
+
+
+def engine_input(engine: str, program, code: bytes):
+    """What ``engine`` is timed on: the Python reference takes the word list (its own
+    format), every other engine the code as it lies in memory."""
+    return program.words if engine == "python" else code
 
 
 def timed(model: PerformanceModel, code, repeat: int = 1, **kwargs):
@@ -85,44 +136,76 @@ def timed(model: PerformanceModel, code, repeat: int = 1, **kwargs):
     return result, (time.process_time() - cpu) / repeat
 
 
-def first_call() -> float:
-    """CPU seconds of the compiled engine's first call in this process (loading the core
-    from numba's cache, or compiling it when the cache is cold)."""
-    started = time.process_time()
-    PerformanceModel(CONFIG, cache=False).run(words_to_bytes([0xA]))  # a lone halt
-    return time.process_time() - started
+def time_engines(models: dict, program, code: bytes, repeat: int, name: str, **bases):
+    """Each engine's (result, CPU seconds) on one program: ``repeat`` passes (one for
+    ``python``). Raises SystemExit if the exact engines disagree."""
+    results, cpu = {}, {}
+    for engine, model in models.items():
+        results[engine], cpu[engine] = timed(model, engine_input(engine, program, code),
+                                             1 if engine == "python" else repeat, **bases)
+    exact = [results[engine] for engine in EXACT if engine in results]
+    for other in exact[1:]:
+        if other.counters != exact[0].counters:
+            raise SystemExit(f"{name}: the engines {' and '.join(EXACT)} disagree: "
+                             f"{exact[0].counters} != {other.counters}")
+    return results, cpu
 
 
-def resnet18(layers: list[dict], repeat: int) -> tuple[int, dict[str, float]]:
-    print(f"ResNet-18 conv layers on {CONFIG.describe()}; CPU time per engine")
-    print(f"{'layer':22s} {'instrs':>7s} {'cycles':>10s} {'util':>6s} "
-          f"{'compiled ms':>11s} {'python s':>8s}")
+def error(estimate: int, truth: int) -> float:
+    """Relative error of ``estimate`` against ``truth``."""
+    return (estimate - truth) / truth
+
+
+def first_calls() -> dict[str, float]:
+    """CPU seconds of each engine's first call in this process (for the compiled core:
+    loading it from numba's cache, or compiling it when the cache is cold)."""
+    seconds = {}
+    for engine in ENGINES:
+        started = time.process_time()
+        PerformanceModel(CONFIG, cache=False, engine=engine).run(words_to_bytes([0xA]))  # halt
+        seconds[engine] = time.process_time() - started
+    return seconds
+
+
+def resnet18(layers: list[dict], repeat: int) -> None:
+    approximate = [engine for engine in ENGINES if engine not in EXACT]
+    print(f"ResNet-18 conv layers on {CONFIG.describe()}; model CPU time per engine "
+          f"(code and window at address 0)")
+    header = f"{'layer':22s} {'instrs':>7s} {'cycles':>10s} {'util':>6s}"
+    header += "".join(f" {engine + ' ms':>12s}" for engine in ENGINES)
+    header += "".join(f" {engine + ' err':>13s}" for engine in approximate)
+    print(header)
     models = {engine: PerformanceModel(CONFIG, cache=False, engine=engine)
               for engine in ENGINES}
     cpu = dict.fromkeys(ENGINES, 0.0)
-    instrs = cycles = 0
+    totals = dict.fromkeys(ENGINES, 0)
+    instrs = 0
     programs = [conv_program(CONFIG, layer)[0] for layer in layers]
     converted = time.process_time()
     codes = [words_to_bytes(program.words) for program in programs]
     converted = time.process_time() - converted
     for layer, program, code in zip(layers, programs, codes, strict=True):
-        result, compiled = timed(models["compiled"], code, repeat)
-        reference, python = timed(models["python"], program.words)
-        if reference.counters != result.counters:
-            raise SystemExit(f"{layer['name']}: the engines disagree: {reference.counters} "
-                             f"!= {result.counters}")
-        util = int(layer["macs"]) / (result.cycles * CONFIG.macs_per_cycle)
-        print(f"{layer['name']:22s} {len(program.words):7d} {result.cycles:10d} {util:6.1%} "
-              f"{compiled * 1e3:11.3f} {python:8.3f}")
-        cpu["compiled"] += compiled
-        cpu["python"] += python
-        instrs, cycles = instrs + len(program.words), cycles + result.cycles
-    print(f"{'total':22s} {instrs:7d} {cycles:10d} {'':6s} {cpu['compiled'] * 1e3:11.3f} "
-          f"{cpu['python']:8.3f}")
+        results, seconds = time_engines(models, program, code, repeat, layer["name"])
+        cycles = results["compiled"].cycles
+        util = int(layer["macs"]) / (cycles * CONFIG.macs_per_cycle)
+        line = f"{layer['name']:22s} {len(program.words):7d} {cycles:10d} {util:6.1%}"
+        line += "".join(f" {seconds[engine] * 1e3:12.3f}" for engine in ENGINES)
+        line += "".join(f" {error(results[engine].cycles, cycles):+13.2%}"
+                        for engine in approximate)
+        print(line)
+        instrs += len(program.words)
+        for engine in ENGINES:
+            cpu[engine] += seconds[engine]
+            totals[engine] += results[engine].cycles
+    cycles = totals["compiled"]
+    line = f"{'total':22s} {instrs:7d} {cycles:10d} {'':6s}"
+    line += "".join(f" {cpu[engine] * 1e3:12.3f}" for engine in ENGINES)
+    line += "".join(f" {error(totals[engine], cycles):+13.2%}" for engine in approximate)
+    print(line)
     for engine in ENGINES:
         print(f"{engine}: {cpu[engine] / instrs * 1e9:,.0f} ns (CPU) per instruction, "
               f"{cycles / cpu[engine]:,.0f} simulated cycles per CPU second")
-    print(f"compiled engine: mean of {repeat} passes; the code as bytes "
+    print(f"every engine but python: mean of {repeat} passes; the code as bytes "
           f"(words_to_bytes of the 20 programs' word lists, not timed above): "
           f"{converted * 1e3:.1f} ms")
     cached = PerformanceModel(CONFIG)
@@ -131,75 +214,220 @@ def resnet18(layers: list[dict], repeat: int) -> tuple[int, dict[str, float]]:
         cached.run(code)
     print(f"with the run cache (a layer equal to an earlier one is not simulated again): "
           f"{(time.process_time() - started) * 1e3:.2f} CPU ms for the 20 layers")
-    return cycles, cpu
 
 
-def rtl_speedup(layers: list[dict]) -> float:
-    from gemmstone.hw.sim_top import build_sim_top, program_run, run_programs, window_buffer
+# -- the RTL ------------------------------------------------------------------------------
 
-    config = preset("base")
-    chosen = [layer for layer in layers if layer["name"] in RTL_LAYERS]
-    programs = [conv_program(config, layer, np.random.default_rng(1)) for layer in chosen]
-    rtl = build_sim_top(config, dram_bytes=RTL_DRAM_BYTES, optimize=True)
-    runs = [program_run(layer["name"], program, inputs, latency=RTL_LATENCY)
-            for layer, (program, inputs) in zip(chosen, programs, strict=True)]
-    with tempfile.TemporaryDirectory(prefix="gemmstone-perf-speed-") as workdir:
-        results = run_programs(rtl, config, runs, workdir)
-    models = {engine: PerformanceModel(config, sim_dram(RTL_LATENCY), cache=False,
-                                       engine=engine) for engine in ENGINES}
-    print(f"\nThe same programs on the RTL and the model: {config.describe()}; RTL = "
-          f"Verilated sim_top -O3 with the in-simulation DRAM (latency {RTL_LATENCY})")
-    print(f"{'layer':22s} {'instrs':>7s} {'RTL cycles':>10s} {'model':>8s} {'RTL cpu s':>9s} "
-          f"{'compiled s':>10s} {'speed-up':>9s} {'python s':>8s} {'speed-up':>8s}")
-    rtl_cpu = rtl_cycles = 0
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid`` so far, from the kernel's nanosecond run time of each
+    of its threads (/proc/PID/task/*/schedstat); /proc/PID/stat's clock ticks if absent."""
+    try:
+        return sum(int((task / "schedstat").read_text().split()[0])
+                   for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_key(name: str, program, inputs: dict, latency: int) -> str:
+    """What a cached RTL run is keyed by (with the build): the layer's name and a digest of
+    its program container, its inputs and the DRAM latency. The name keeps equal layers
+    (layer1's four convs are one program) apart: each is simulated and timed, as each is
+    on the model."""
+    digest = hashlib.sha256(program.to_bytes())
+    for buffer in sorted(inputs):
+        digest.update(f"\0{buffer}\0".encode())
+        digest.update(np.ascontiguousarray(inputs[buffer]).tobytes())
+    digest.update(f"\0latency={latency}".encode())
+    return f"{name}:{digest.hexdigest()[:32]}"
+
+
+def build_rtl():
+    """The native simulator for `CONFIG` (`rtl_native.build_server`), built if not cached;
+    prints what it took."""
+    from gemmstone.driver.backends.rtl_native import build_server
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = build_server(CONFIG)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    build_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    what = "built" if server.built else "found in the cache"
+    print(f"RTL: native sim_top for {CONFIG.rows}x{CONFIG.cols} {what} ({server.directory}): "
+          f"{wall:.1f} s wall, {cpu:.1f} CPU s here + {build_cpu:.1f} CPU s in Verilator "
+          f"and the C++ compiler (Verilog generation included)")
+    return server
+
+
+def load_cache(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())["runs"]
+    except (ValueError, KeyError):
+        print(f"(ignoring the unreadable RTL cache {path})")
+        return {}
+
+
+def save_cache(path: Path, build: str, runs: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"build": build, "config": CONFIG.describe(),
+                                   "runs": runs}, indent=1, sort_keys=True))
+    os.replace(partial, path)
+
+
+def simulate(chosen: list[dict], cases: list[tuple], keys: list[str], runs: dict,
+             cache: Path, build: str) -> None:
+    """Run the ``chosen`` layers' programs on the RTL, one device for all, each program
+    loaded and freed in turn (so each starts at the same addresses); record each run in
+    ``runs`` by `run_key`, saved to ``cache`` after every layer."""
+    from gemmstone.driver import Device
+
+    started = time.perf_counter()
+    with Device(CONFIG, "rtl", timeout=24 * 3600) as device:
+        pid = device.backend.simulator_pid
+        print(f"RTL simulator started in {time.perf_counter() - started:.1f} s (pid {pid})",
+              flush=True)
+        for layer, (program, inputs, weights), key in zip(chosen, cases, keys,
+                                                             strict=True):
+            loaded = device.load(program)
+            for name, value in inputs.items():
+                loaded.write(name, value)
+            cpu, wall = process_cpu_seconds(pid), time.perf_counter()
+            counters = device.run(loaded)
+            cpu, wall = process_cpu_seconds(pid) - cpu, time.perf_counter() - wall
+            out = loaded.read("out")
+            bases = loaded.code.address, loaded.window.address
+            loaded.free()
+            if not np.array_equal(out, expected_output(layer, inputs, weights)):
+                raise SystemExit(f"{layer['name']}: the RTL's output differs from the numpy "
+                                 f"reference")
+            runs[key] = {
+                "layer": layer["name"], "instrs": len(program.words), "counters": counters,
+                "cpu_seconds": cpu, "wall_seconds": wall, "instr_base": bases[0],
+                "window_base": bases[1], "latency": CONFIG.dram_latency,
+                "output_checked": True, "load_average": os.getloadavg()[0],
+                "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            }
+            save_cache(cache, build, runs)
+            print(f"  {layer['name']:22s} {counters['cycles']:10,d} cycles  {cpu:8.2f} CPU s  "
+                  f"{wall:8.2f} s wall  {counters['cycles'] / cpu:9,.0f} cycles/CPU s",
+                  flush=True)
+
+
+def rtl_compare(layers: list[dict], names: list[str], repeat: int, rerun: bool) -> None:
+    unknown = sorted(set(names) - {layer["name"] for layer in layers})
+    if unknown:
+        raise SystemExit(f"--rtl-layers: no ResNet-18 conv layer is called "
+                         f"{', '.join(unknown)}")
+    chosen = [layer for layer in layers if layer["name"] in names]
+    server = build_rtl()
+    build = server.directory.name
+    cache = rtl_cache_dir() / f"rtl-{build}.json"
+    runs = {} if rerun else load_cache(cache)
+    cases = [conv_program(CONFIG, layer, np.random.default_rng(1)) for layer in chosen]
+    keys = [run_key(layer["name"], program, inputs, CONFIG.dram_latency)
+               for layer, (program, inputs, _) in zip(chosen, cases, strict=True)]
+    missing = [index for index, key in enumerate(keys) if key not in runs]
+    print(f"RTL results: {len(chosen) - len(missing)} of {len(chosen)} layers from {cache}"
+          + (" (measured earlier on this build: the RTL is not simulated again; "
+             "--rerun-rtl does)" if len(missing) < len(chosen) else "")
+          + (f", {len(missing)} simulated now:" if missing else ""), flush=True)
+    if missing:
+        simulate([chosen[i] for i in missing], [cases[i] for i in missing],
+                 [keys[i] for i in missing], runs, cache, build)
+
+    latency = CONFIG.dram_latency
+    models = {engine: PerformanceModel(CONFIG, sim_dram(latency), cache=False, engine=engine)
+              for engine in ENGINES}
+    print(f"\nThe same programs on the RTL and on the model: {CONFIG.describe()}; RTL = "
+          f"Verilated sim_top, native C++ harness, -O3, in-simulation DRAM at latency "
+          f"{latency}, unthrottled; model memory sim_dram({latency}); CPU time")
+    header = (f"{'layer':22s} {'instrs':>6s} {'RTL cycles':>10s} {'RTL cpu s':>9s} "
+              f"{'model cyc':>10s} {'error':>7s}")
+    for engine in ENGINES:
+        header += f" {engine[:8] + ' ms':>11s} {'speed-up':>9s}"
+        if engine not in EXACT:
+            header += f" {'err':>7s} {'vs comp':>7s}"
+    print(header)
+    rtl_cpu = rtl_cycles = model_cycles = 0
     model_cpu = dict.fromkeys(ENGINES, 0.0)
-    for layer, (program, _), run, result in zip(chosen, programs, runs, results, strict=True):
-        if result.registers["ERROR_CODE"]:
-            raise SystemExit(f"{layer['name']}: the RTL run faulted: {result.registers}")
-        window_buffer(result.memory, program.buffers["out"])  # the run produced its output
-        code = words_to_bytes(program.words)
-        cpu = {}
-        for engine, model in models.items():
-            estimate, cpu[engine] = timed(model, code if engine == "compiled" else
-                                          program.words, 5 if engine == "compiled" else 1,
-                                          instr_base=run.instr_base,
-                                          window_base=run.window_base)
+    cycles_total = dict.fromkeys(ENGINES, 0)
+    worst = dict.fromkeys(ENGINES, (0.0, ""))
+    for layer, (program, _, _), key in zip(chosen, cases, keys, strict=True):
+        run = runs[key]
+        if run["latency"] != latency:
+            raise SystemExit(f"{layer['name']}: the cached RTL run has latency "
+                             f"{run['latency']}, not {latency}")
+        truth, seconds = run["counters"]["cycles"], run["cpu_seconds"]
+        results, cpu = time_engines(models, program, words_to_bytes(program.words), repeat,
+                                    layer["name"], instr_base=run["instr_base"],
+                                    window_base=run["window_base"])
+        cycles = results["compiled"].cycles
+        line = (f"{layer['name']:22s} {len(program.words):6d} {truth:10d} {seconds:9.2f} "
+                f"{cycles:10d} {error(cycles, truth):+7.2%}")
+        for engine in ENGINES:
+            line += f" {cpu[engine] * 1e3:11.3f} {seconds / cpu[engine]:8,.0f}x"
+            if engine not in EXACT:
+                line += (f" {error(results[engine].cycles, truth):+7.2%}"
+                         f" {error(results[engine].cycles, cycles):+7.2%}")
             model_cpu[engine] += cpu[engine]
-        seconds = result.run_cpu_seconds
-        print(f"{layer['name']:22s} {len(program.words):7d} {result.registers['CYCLES']:10d} "
-              f"{estimate.cycles:8d} {seconds:9.3f} {cpu['compiled']:10.5f} "
-              f"{seconds / cpu['compiled']:8,.0f}x {cpu['python']:8.3f} "
-              f"{seconds / cpu['python']:7,.0f}x")
+            cycles_total[engine] += results[engine].cycles
+            if abs(error(results[engine].cycles, truth)) >= abs(worst[engine][0]):
+                worst[engine] = (error(results[engine].cycles, truth), layer["name"])
+        print(line)
         rtl_cpu += seconds
-        rtl_cycles += result.run_cycles
-    rate = rtl_cycles / rtl_cpu
-    print(f"{'total':22s} {'':7s} {'':10s} {'':8s} {rtl_cpu:9.3f} {model_cpu['compiled']:10.5f} "
-          f"{rtl_cpu / model_cpu['compiled']:8,.0f}x {model_cpu['python']:8.3f} "
-          f"{rtl_cpu / model_cpu['python']:7,.0f}x")
-    print(f"RTL: {rate:,.0f} simulated cycles per CPU second on 16x16")
-    return rate
+        rtl_cycles += truth
+        model_cycles += cycles
+    line = (f"{'total':22s} {sum(len(case[0].words) for case in cases):6d} {rtl_cycles:10d} "
+            f"{rtl_cpu:9.2f} {model_cycles:10d} {error(model_cycles, rtl_cycles):+7.2%}")
+    for engine in ENGINES:
+        line += f" {model_cpu[engine] * 1e3:11.3f} {rtl_cpu / model_cpu[engine]:8,.0f}x"
+        if engine not in EXACT:
+            line += (f" {error(cycles_total[engine], rtl_cycles):+7.2%}"
+                     f" {error(cycles_total[engine], model_cycles):+7.2%}")
+    print(line)
+    scope = ("all 20 ResNet-18 conv layers" if len(chosen) == len(layers)
+             else f"{len(chosen)} of the 20 ResNet-18 conv layers ({', '.join(names)})")
+    print(f"\nMeasured on the same programs, {scope} on {CONFIG.rows}x{CONFIG.cols}: "
+          f"RTL {rtl_cycles:,} cycles in {rtl_cpu:,.2f} CPU s "
+          f"({rtl_cycles / rtl_cpu:,.0f} cycles per CPU s)")
+    for engine in ENGINES:
+        print(f"  {engine:9s} model {model_cpu[engine] * 1e3:10.2f} CPU ms: speed-up "
+              f"{rtl_cpu / model_cpu[engine]:10,.0f}x (target 10,000x); worst cycle error "
+              f"vs RTL {worst[engine][0]:+.2%} ({worst[engine][1]})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rtl", action="store_true", help="only the model's timings")
+    parser.add_argument("--rtl-layers", default="",
+                        help="comma-separated layer names to compare with the RTL "
+                             "(default: all 20)")
     parser.add_argument("--repeat", type=int, default=5,
-                        help="passes of the compiled engine per layer (mean)")
+                        help="passes per layer of every engine but python (mean; default 5)")
+    parser.add_argument("--rerun-rtl", action="store_true",
+                        help="simulate the RTL again instead of using its cached results")
     args = parser.parse_args()
-    jit = first_call()
-    print(f"compiled engine, first call in this process (numba cache load or compile): "
-          f"{jit:.2f} CPU s\n")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
+    command = " ".join(shlex.quote(arg) for arg in [".venv/bin/python", *sys.argv])
+    calls = first_calls()
+    print("first call in this process (for the compiled engine: numba cache load or "
+          "compile): " + ", ".join(f"{engine} {seconds:.2f} CPU s"
+                                   for engine, seconds in calls.items()) + "\n")
     layers = list(csv.DictReader(WORKLOADS.open()))
-    cycles, cpu = resnet18(layers, args.repeat)
-    if args.no_rtl:
-        return
-    rate = rtl_speedup(layers)
-    rtl = cycles / rate
-    print(f"\n20 ResNet-18 convs on 32x32 ({cycles:,} cycles): the RTL, at most {rate:,.0f} "
-          f"cycles per CPU s (its speed on 16x16), needs at least {rtl:,.1f} CPU s")
-    for engine in ENGINES:
-        print(f"  {engine:8s} model {cpu[engine] * 1e3:9.2f} CPU ms: speed-up at least "
-              f"{rtl / cpu[engine]:10,.0f}x (target 10,000x)")
+    resnet18(layers, args.repeat)
+    if not args.no_rtl:
+        names = ([name.strip() for name in args.rtl_layers.split(",") if name.strip()]
+                 or [layer["name"] for layer in layers])
+        print()
+        rtl_compare(layers, names, args.repeat, args.rerun_rtl)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\nload average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
+    print(f"command: {command}")
 
 
 if __name__ == "__main__":
