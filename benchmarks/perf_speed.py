@@ -318,10 +318,6 @@ def simulate(chosen: list[dict], cases: list[tuple], keys: list[str], runs: dict
 
 
 def rtl_compare(layers: list[dict], names: list[str], repeat: int, rerun: bool) -> None:
-    unknown = sorted(set(names) - {layer["name"] for layer in layers})
-    if unknown:
-        raise SystemExit(f"--rtl-layers: no ResNet-18 conv layer is called "
-                         f"{', '.join(unknown)}")
     chosen = [layer for layer in layers if layer["name"] in names]
     server = build_rtl()
     build = server.directory.name
@@ -414,15 +410,19 @@ def main() -> None:
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, not {args.repeat}")
     command = " ".join(shlex.quote(arg) for arg in [".venv/bin/python", *sys.argv])
+    layers = list(csv.DictReader(WORKLOADS.open()))
+    names = ([name.strip() for name in args.rtl_layers.split(",") if name.strip()]
+             or [layer["name"] for layer in layers])
+    unknown = sorted(set(names) - {layer["name"] for layer in layers})
+    if unknown:
+        parser.error(f"--rtl-layers: no ResNet-18 conv layer is called {', '.join(unknown)} "
+                     f"(the names are those of {WORKLOADS.relative_to(ROOT)})")
     calls = first_calls()
     print("first call in this process (for the compiled engine: numba cache load or "
           "compile): " + ", ".join(f"{engine} {seconds:.2f} CPU s"
                                    for engine, seconds in calls.items()) + "\n")
-    layers = list(csv.DictReader(WORKLOADS.open()))
     resnet18(layers, args.repeat)
     if not args.no_rtl:
-        names = ([name.strip() for name in args.rtl_layers.split(",") if name.strip()]
-                 or [layer["name"] for layer in layers])
         print()
         rtl_compare(layers, names, args.repeat, args.rerun_rtl)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
