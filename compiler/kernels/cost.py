@@ -13,11 +13,16 @@ The costs follow the RTL as the calibrated performance model (`gemmstone.sim.per
 times it, not bytes over bandwidth alone:
 
 - DMA: every DRAM line is its own burst and the load unit takes at most one line per
-  cycle, so a LOAD of ``n`` lines of ``len`` bytes costs ``n * ceil(len / bw)`` cycles
-  (at least one per line however wide the bus) plus `LOAD_OVERHEAD` (the hand-off between
-  two LOADs), and at least half a DRAM round trip (two LOADs are in flight at most: a
-  convolution's short row gathers are latency-bound); zero padding lines cost a cycle.
-  Instruction fetch (one line per word), LOADQ and LOADACC share the read channel.
+  cycle, so a LOAD of ``n`` lines of ``len`` bytes streams ``n * ceil(len / bw)`` cycles
+  (at least one per line however wide the bus); zero padding lines cost a cycle. A
+  weight LOAD adds `LOAD_OVERHEAD`. A gathered A tile's LOADs (one per output row a
+  tile touches) follow each other: each costs its data plus `HANDOFF`, or half its round
+  trip (two LOADs are in flight at most: DRAM latency, its data, `LOAD_ROUND_TRIP` and
+  the instruction words fetched between two), whichever is longer.
+  Instruction fetch (one line per word), LOADQ and LOADACC share the read channel: they
+  fill the load unit's hand-offs and round trips, so the loads take the longer of the
+  load unit's time and the channel's (every beat read); a slot's round trip (below)
+  waits for both in turn.
   STORE writes one burst per row.
 - compute: a k step's MATMUL streams ``block_m`` lines while the next PRELOAD fills the
   shadow weights; a PRELOAD into a weight bank waits for the array to let go of the
@@ -45,6 +50,7 @@ count as a tie, decided by the DRAM traffic (then taller tiles).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,7 +59,7 @@ from gemmstone.config import AcceleratorConfig
 
 __all__ = ["estimate_cycles", "choose_tiling", "choose_plan", "candidate_plans", "Plan",
            "block_limit", "interleaved_blocks", "residual_rows", "weight_lead", "traffic_bytes",
-           "LOAD_OVERHEAD", "TIE_TOLERANCE"]
+           "LOAD_OVERHEAD", "HANDOFF", "LOAD_ROUND_TRIP", "TIE_TOLERANCE"]
 
 _MAX_BLOCK_M = (1 << 12) - 1
 _MAX_GROUP = 16      # k steps per weight LOAD at most (gemm._MAX_GROUP)
@@ -61,6 +67,12 @@ _WORD_BYTES = 16     # an instruction word is one fetched line
 #: Cycles a LOAD adds to its lines when LOADs follow each other (the load unit's back
 #: hands over and re-arms between two; measured on the performance model: 5-7).
 LOAD_OVERHEAD = 6
+#: Cycles between two gathered A LOADs that stream back to back (the back retires one,
+#: hands over and starts the next one's lines; measured on the performance model: 4).
+HANDOFF = 4
+#: Cycles a LOAD's round trip takes besides the DRAM latency, its data and the words
+#: fetched meanwhile (measured on the performance model at latencies 10-60: 9).
+LOAD_ROUND_TRIP = 9
 #: Estimates this close (relative) to the cheapest are a tie, decided by DRAM traffic.
 TIE_TOLERANCE = 0.01
 _RESIDUAL_SHARE = 4  # a residual's multiplier rows take at most 1 / 4 of the accumulator
@@ -161,9 +173,6 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     bw, lat = c.dram_bytes_per_cycle, c.dram_latency
     word = _beats(_WORD_BYTES, bw)
     pipe = c.rows + c.cols + 2                  # last input to its accumulator write
-    # Two LOADs are in flight at most (the front hands a LOAD over once the back retired
-    # the one before): a short LOAD costs half a DRAM round trip.
-    short = (lat + 8) / 2
     look = max(1, c.queue_depth // (2 + 2 * residual))   # steps dispatch runs ahead
     steps = len(k_sizes)
     kinds = Counter(k_sizes)                    # k step sizes: usually one or two
@@ -184,29 +193,49 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     # Multipliers reloaded per tile (one block of rows for several column blocks).
     reload = residual and mult_blocks == 1 and n > c.cols
 
-    def a_panel(mb: int) -> float:
-        """Cycles the load unit takes for the A tiles of every step of an m tile."""
-        loads = a_loads if a_gather is None else mb / a_gather[0] + 1
-        a_load = 0.0
+    def gather_loads(mb: int) -> float:
+        """LOADs of a tile's gathered A tile per step: one per run of output pixels it
+        touches. Tiles start at multiples of ``block_m``; where runs are output rows
+        (a whole number of pixels), those starts fall on run boundaries every
+        ``gcd(block_m, run)`` pixels, so a tile cuts ``1 - gcd / run`` runs more on
+        average than ``mb / run``."""
+        run = a_gather[0]
+        cut = 1 - math.gcd(block_m, int(run)) / run if float(run).is_integer() else 1
+        return mb / run + cut
+
+    def a_panel(mb: int) -> tuple[float, float]:
+        """Cycles the load unit takes for the A tiles of every step of an m tile, and
+        the read channel's cycles for them (padding lines take none)."""
+        loads = a_loads if a_gather is None else gather_loads(mb)
+        # Two LOADs are in flight at most (the front hands a LOAD over once the back
+        # retired the one before): a short LOAD costs half its round trip, which takes
+        # the fetch of the step's words (its LOADs, PRELOAD and MATMUL) in turn.
+        fetch = (loads + 2) / loads * word
+        unit = bus = 0.0
         for kk, count in kinds.items():
-            lines = mb * (fill * _beats(kk, bw) + 1 - fill)
-            a_load += count * loads * max(lines / loads + LOAD_OVERHEAD, short)
-        return a_load
+            lines = mb * (fill * _beats(kk, bw) + 1 - fill) / loads
+            unit += count * loads * max(lines + HANDOFF,
+                                        (lat + lines + LOAD_ROUND_TRIP + fetch) / 2)
+            bus += count * mb * fill * _beats(kk, bw)
+        return unit, bus
 
     def tile(mb: int, nc: int, with_a: bool, cold: bool, prefetch: float = 0.0) -> float:
         """Cycles of one tile of ``mb`` x ``nc`` (``with_a``: it loads the A tiles;
-        ``cold``: nothing of it could load ahead; ``prefetch``: load cycles of the next
-        m tile's panel it carries)."""
-        loads = a_loads if a_gather is None else mb / a_gather[0] + 1
+        ``cold``: nothing of it could load ahead; ``prefetch``: the part of the next m
+        tile's panel it loads)."""
+        loads = a_loads if a_gather is None else gather_loads(mb)
         w_load = ksum * _beats(nc, bw) + groups * LOAD_OVERHEAD
-        a_load = a_panel(mb) if with_a else 0.0
+        a_load, a_bus = a_panel(mb) if with_a else (0.0, 0.0)
+        next_load, next_bus = (prefetch * part for part in a_panel(mb))
         alus = -(-mb // mult_rows) if residual else 0
         mult = (lat + 4 + mult_rows * _beats(4 * nc, bw)) if reload else 0
         words = (2 * steps + groups + (steps * loads if with_a else 0) + 2
                  + (1 + alus + reload if residual else 0))
         loadq = 3 * _beats(4 * nc, bw) if out_bytes == 1 else 0
         extra_read = loadq + (mb * _beats(nc, bw) + mult if residual else 0)
-        load = w_load + a_load + words * word + extra_read + prefetch
+        other = words * word + extra_read  # reads of the channel's other clients
+        unit = w_load + a_load + next_load
+        load = max(unit, ksum * _beats(nc, bw) + a_bus + next_bus + other)
         step = {kk: max(mb + 2, kk + 3, (mb + kk + c.rows + c.cols - 1) / 2) for kk in kinds}
         compute = sum(count * step[kk] for kk, count in kinds.items())
         if residual:  # after the drain, LOADACC int8 of the rows, then the ALU passes
@@ -220,8 +249,9 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
         w_wait = max(0.0, lat + 2 * LOAD_OVERHEAD + group_lines * _beats(nc, bw)
                      - (look + lead) * per_step)
         chunks = steps if with_a and not a_panels else groups
-        # A slot's round trip: its load, the DRAM latency, PRELOAD, compute, drain.
-        trip = (load + compute + chunks * (lat + kmax + 3 + pipe)) / nbuf
+        # A slot's round trip: its load and the other reads, the DRAM latency, PRELOAD,
+        # compute, drain.
+        trip = (unit + other + compute + chunks * (lat + kmax + 3 + pipe)) / nbuf
         acc_trip = (compute + pipe + store + lat) / nbuf
         time = max(load, compute + groups * w_wait, store, trip, acc_trip)
         if cold:  # it starts once the array is done: the first step's data, the drain
@@ -238,25 +268,26 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
             rest = count - 1 if first_block else count
             if spread and first_block and (a_panels == 1 or index == 0):
                 # The panel loads over the first `spread` column blocks, interleaved.
-                share = a_panel(mb) / spread
+                share = 1 / spread
                 again = m_count - 1 if index == 0 else m_count  # later m tiles (one panel)
                 total += tile(mb, nc, False, True, share) + (spread - 1) * tile(
                     mb, nc, False, False, share) + (rest - spread + 1) * tile(mb, nc, False,
                                                                              False)
                 if again and a_panels == 1:
                     # A later m tile's first part loads only once the last one is done.
-                    total += again * (share + tile(mb, nc, False, True, share) + (
-                        spread - 1) * tile(mb, nc, False, False, share) + (
-                            rest - spread + 1) * tile(mb, nc, False, False))
+                    total += again * (share * a_panel(mb)[0] + tile(
+                        mb, nc, False, True, share) + (spread - 1) * tile(
+                            mb, nc, False, False, share) + (rest - spread + 1) * tile(
+                                mb, nc, False, False))
                 elif again:  # two panels: the later m tiles' panels are prefetched
-                    share = a_panel(mb) / max(1, blocks - 1)
+                    share = 1 / max(1, blocks - 1)
                     total += again * (tile(mb, nc, False, False)
                                       + rest * tile(mb, nc, False, False, share))
                 continue
             if a_panels == 2:
                 # The next m tile's panel loads during this one's column blocks 1.. (or
                 # its only block), so no first column block waits for its A tiles.
-                share = a_panel(mb) / max(1, blocks - 1) if m_count + index > 1 else 0.0
+                share = 1 / max(1, blocks - 1) if m_count + index > 1 else 0.0
                 total += rest * tile(mb, nc, False, False, share) * m_count
                 if first_block:
                     total += tile(mb, nc, False, False, share if blocks == 1 else 0.0) * (

@@ -17,7 +17,7 @@ from gemmstone.config import AcceleratorConfig
 
 __all__ = ["lower", "graph_hash", "prepare_for_lowering", "COMPILER_VERSION"]
 
-COMPILER_VERSION = "gemmstone-lowering-7"  # part of the cache key: bump when output changes
+COMPILER_VERSION = "gemmstone-lowering-8"  # part of the cache key: bump when output changes
 
 
 def graph_hash(graph: Graph) -> str:
