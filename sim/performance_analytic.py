@@ -72,7 +72,6 @@ from gemmstone.sim.performance_core import (
     _F_N,
     _F_PAD_HI,
     _F_PAD_LO,
-    _F_POSITION,
     _F_STRIDE,
     _F_TYPE,
     _K_ALU,
@@ -115,7 +114,21 @@ _CH_OWN = 5
 _CH_LAST = 9
 _CH_DEBT = 13
 _CH_HOLDER = 17
-_CH_SIZE = 18
+_CH_QUIET = 18          # last beat of every word fetched so far
+_CH_SIZE = 19
+# Dispatch times and fetched words are kept for the last `_RING` words only (the fetch FIFO
+# reaches FETCH_FIFO_DEPTH words ahead of dispatch).
+_RING = 2 * FETCH_FIFO_DEPTH
+_RING_MASK = _RING - 1
+assert _RING & _RING_MASK == 0
+#: Words decoded at a time (the core's decoder, into a buffer of this many rows).
+_CHUNK = 512
+#: Stall spans kept apart before the oldest half is counted for good.
+_SPANS = 256
+# Columns of a unit queue entry: the decoded row, then the word's index and dispatch cycle.
+_Q_INDEX = _COLUMNS
+_Q_DISPATCHED = _COLUMNS + 1
+_Q_WIDTH = _COLUMNS + 2
 # Floats (`fr`): cycles per line of the command whose data holds the channel.
 _FR_RATE = 0
 
@@ -182,12 +195,27 @@ def _beats(lines, offset, rest, whole, part, bus):
     line takes ``whole + 1`` beats, one more when it crosses a beat boundary."""
     if lines <= 0:
         return 0
+    if rest == 0:
+        return lines * (whole + 1 + (1 if offset + part >= bus else 0))
     crossing = (_floor_sum(lines, bus, rest, offset + part)
                 - _floor_sum(lines, bus, rest, offset))
     return lines * (whole + 1) + crossing
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
+def _line_beats(index, offset, rest, whole, part, bus):
+    """Beats of line ``index`` (see `_beats`)."""
+    return whole + 1 + (1 if (offset + index * rest) % bus + part >= bus else 0)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _share_of(k, total, n):
+    """Beats of the first ``k`` of ``n`` lines of ``total`` beats, as their share (where
+    an estimate is enough: gates and paces, not the beats counted)."""
+    return total * k // n if k > 0 else 0
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _gate_offset(k, ahead, ahead_cost, flight_cost):
     """Cycles from a command's first burst address to its ``k``-th when the memory's
     acceptance queue (``ahead`` bursts, refilled ``ahead_cost`` cycles after it fills)
@@ -201,7 +229,7 @@ def _gate_offset(k, ahead, ahead_cost, flight_cost):
     return paced if paced > offset else offset
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _share(ch, fr, client, h0, latency, ahead, share):
     """When another reader's command holds the data channel past ``h0 + latency``, the
     round robin puts this reader's bursts between its bursts: fills ``share`` with the
@@ -224,7 +252,7 @@ def _share(ch, fr, client, h0, latency, ahead, share):
     return True
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, latency,
           ahead, slack, out, share):
     """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
@@ -238,7 +266,7 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     whole = (length - 1) // bus
     part = (length - 1) % bus
     total = _beats(n, offset, rest, whole, part, bus)
-    last = total - _beats(n - 1, offset, rest, whole, part, bus)
+    last = _line_beats(n - 1, offset, rest, whole, part, bus)
     mean = total // n
     h0 = max(accepted + 1, ch[_CH_OWN + client])
     if ch[_CH_GRANT] != client:
@@ -253,11 +281,11 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     h_last = h0 + _gate_offset(n - 1, ahead, ahead_cost, latency + mean)
     # The acceptance queue and the lines in flight wait for data behind earlier beats.
     if ahead > 0 and n - 1 >= ahead:
-        gate = d0 + _beats(n - ahead, offset, rest, whole, part, bus) - 1 - slack
+        gate = d0 + _share_of(n - ahead, total, n) - 1 - slack
         if gate > h_last:
             h_last = gate
     if n - 1 >= _FLIGHT:
-        gate = d0 + _beats(n - _FLIGHT, offset, rest, whole, part, bus)
+        gate = d0 + _share_of(n - _FLIGHT, total, n)
         if gate > h_last:
             h_last = gate
     data_end = d0 + total - 1
@@ -295,12 +323,11 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     if ahead > 0:
         # The next burst waits for the last beat of the burst `ahead` before it.
         if n >= ahead:
-            ch[_CH_AHEAD] = end - (total - _beats(n - ahead + 1, offset, rest, whole, part,
-                                                  bus)) - slack
+            ch[_CH_AHEAD] = end - (total - _share_of(n - ahead + 1, total, n)) - slack
         else:
             ch[_CH_AHEAD] = d0 - (ahead - n) - slack
-    ch[_CH_OWN + client] = end - (total - _beats(n - _FLIGHT + 1, offset, rest, whole,
-                                                 part, bus)) + 1 if n >= _FLIGHT else 0
+    ch[_CH_OWN + client] = end - (total - _share_of(n - _FLIGHT + 1, total, n)) + 1 \
+        if n >= _FLIGHT else 0
     ch[_CH_BEATS] += total
     ch[_CH_GRANT] = client
     ch[_CH_LAST + client] = h_last
@@ -309,18 +336,19 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     out[2] = taken
 
 
-@njit(cache=True, _nrt=False)
-def _fetch(ch, fr, accepted, first, words, base, bus, latency, ahead, slack, word_end,
-           share):
-    """Reserve the read channel for a fetch of ``words`` words from word ``first`` (at
-    ``base``): its bursts go between those of a command in progress (round robin), its
-    data beats between that command's, whose later reservations move back by them.
-    Fills ``word_end``; returns the last address handshake."""
-    offset = (base + first * _WORD) % bus
-    rest = _WORD % bus
-    whole = (_WORD - 1) // bus
-    part = (_WORD - 1) % bus
-    total = _beats(words, offset, rest, whole, part, bus)
+@njit(cache=True, _nrt=False, inline="always")
+def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end, share,
+           shape):
+    """Reserve the read channel for a fetch of ``words`` words from word ``first``: its
+    bursts go between those of a command in progress (round robin), its data beats
+    between that command's, whose later reservations move back by them. Fills
+    ``word_end``; returns the last address handshake. ``shape``: a word's bytes past
+    whole beats, its whole beats, and the offset of the next word fetched in a beat
+    (fetches follow each other through the code, so that offset carries on)."""
+    rest = shape[0]
+    whole = shape[1]
+    part = _WORD - 1 - whole * bus
+    start = shape[2]
     h0 = accepted + 1
     if ch[_CH_GRANT] != 0:
         h0 += 1
@@ -340,19 +368,37 @@ def _fetch(ch, fr, accepted, first, words, base, bus, latency, ahead, slack, wor
         d0 = max(h0 + latency, ch[_CH_DATA])
         rate = 0.0
         others = 0.0
-    mean = total // words
-    ahead_cost = latency + mean - 1 - slack
+    ahead_cost = latency + whole - slack
     end = -1
     h = h0
-    before = 0
+    beats = 0
+    group = 0          # bursts since the acceptance queue last filled
+    base_paced = 0     # `_gate_offset` at the last fill, kept without divisions
+    quiet = ch[_CH_QUIET]
     for j in range(words):
-        h = h0 + _gate_offset(j, ahead, ahead_cost, latency + mean) + (j if j < alternate
-                                                                      else alternate)
-        beats = _beats(j + 1, offset, rest, whole, part, bus)
-        end = max(d0 + beats - 1 + int(min(j, others) * rate),
-                  h + latency + beats - before - 1)
-        before = beats
-        word_end[first + j] = end
+        if j:
+            group += 1
+            if ahead > 0 and group == ahead:
+                group = 0
+                base_paced += ahead_cost
+        paced = base_paced + group
+        h = h0 + max(j, paced) + (j if j < alternate else alternate)
+        line = whole + 1 + (1 if start + part >= bus else 0)
+        start += rest
+        if start >= bus:
+            start -= bus
+        beats += line
+        end = d0 + beats - 1
+        if shared:
+            end += int(min(j, others) * rate)
+        if h + latency + line - 1 > end:
+            end = h + latency + line - 1
+        word_end[(first + j) & _RING_MASK] = end
+        if end > quiet:
+            quiet = end
+    shape[2] = start
+    ch[_CH_QUIET] = quiet
+    total = beats
     if ch[_CH_AR] < h + 1:
         ch[_CH_AR] = h + 1
     if shared:
@@ -371,9 +417,12 @@ def _fetch(ch, fr, accepted, first, words, base, bus, latency, ahead, slack, wor
 
 
 # -- token queues --------------------------------------------------------------------------
+# Push and pop times live in rings (`mask` + 1 entries per queue): a queue holds at most
+# token_depth tokens, so pops look back at most that far and pushes run at most that far
+# ahead of the pops.
 
-@njit(cache=True, _nrt=False)
-def _token_ready(unit, flags, depth, tc, pushes, pops):
+@njit(cache=True, _nrt=False, inline="always")
+def _token_ready(unit, flags, depth, tc, pushes, pops, mask):
     """Earliest cycle the head's pops are there and its pushes have room; -1 while that
     depends on a push or pop not known yet."""
     ready = 0
@@ -382,75 +431,94 @@ def _token_ready(unit, flags, depth, tc, pushes, pops):
             needed = tc[q, _T_POPPED]
             if needed >= tc[q, _T_PUSHED]:
                 return -1
-            ready = max(ready, pushes[q, needed] + 1)
+            ready = max(ready, pushes[q, needed & mask] + 1)
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
             needed = tc[q, _T_PROMISED] - depth
             if needed >= 0:
                 if needed >= tc[q, _T_POPPED]:
                     return -1
-                ready = max(ready, pops[q, needed] + 1)
+                ready = max(ready, pops[q, needed & mask] + 1)
     return ready
 
 
-@njit(cache=True, _nrt=False)
-def _take(unit, flags, time, tc, pops):
+@njit(cache=True, _nrt=False, inline="always")
+def _take(unit, flags, time, tc, pops, mask):
     for q in range(4):
         if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
-            pops[q, tc[q, _T_POPPED]] = time
+            pops[q, tc[q, _T_POPPED] & mask] = time
             tc[q, _T_POPPED] += 1
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
             tc[q, _T_PROMISED] += 1
             tc[q, _T_PENDING] += 1
 
 
-@njit(cache=True, _nrt=False)
-def _push(unit, flags, time, tc, pushes):
+@njit(cache=True, _nrt=False, inline="always")
+def _push(unit, flags, time, tc, pushes, mask):
+    """Record the pushes of ``unit``'s instruction at ``time``, in time order among the
+    pushes not popped yet (the exact model keeps them sorted)."""
     for q in range(4):
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
             tc[q, _T_PENDING] -= 1
             j = tc[q, _T_PUSHED]
-            while j > 0 and pushes[q, j - 1] > time:
-                pushes[q, j] = pushes[q, j - 1]
+            low = tc[q, _T_POPPED]
+            while j > low and pushes[q, (j - 1) & mask] > time:
+                pushes[q, j & mask] = pushes[q, (j - 1) & mask]
                 j -= 1
-            pushes[q, j] = time
+            pushes[q, j & mask] = time
             tc[q, _T_PUSHED] += 1
 
 
-@njit(cache=True, _nrt=False)
-def _span(spans, counts, unit, start, end):
-    """Record [start, end) for ``unit`` (starts increase per unit; a span starting where
-    the last one did extends it)."""
+# -- stall counters ------------------------------------------------------------------------
+
+@njit(cache=True, _nrt=False, inline="always")
+def _stall(spans, meta, start, end):
+    """Add [start, end) to the union of stall spans: disjoint sorted segments in
+    ``spans`` (``meta``: their count, cycles of segments counted for good). Spans arrive
+    roughly in time order, so a new one merges with the last few segments; when the
+    array is full, its older half is counted for good."""
     if end <= start:
         return
-    c = counts[unit]
-    if c and spans[unit, c - 1, 0] == start:
-        if end > spans[unit, c - 1, 1]:
-            spans[unit, c - 1, 1] = end
-        return
-    spans[unit, c, 0] = start
-    spans[unit, c, 1] = end
-    counts[unit] = c + 1
+    count = meta[0]
+    j = count
+    while j > 0 and spans[j - 1, 0] > end:
+        j -= 1
+    low = j
+    while low > 0 and spans[low - 1, 1] >= start:
+        low -= 1
+        if spans[low, 0] < start:
+            start = spans[low, 0]
+        if spans[low, 1] > end:
+            end = spans[low, 1]
+    # Segments low .. j - 1 merge into the new one; j .. count - 1 move to low + 1.
+    shift = low + 1 - j
+    if shift > 0:
+        for k in range(count - 1, j - 1, -1):
+            spans[k + shift, 0] = spans[k, 0]
+            spans[k + shift, 1] = spans[k, 1]
+    elif shift < 0:
+        for k in range(j, count):
+            spans[k + shift, 0] = spans[k, 0]
+            spans[k + shift, 1] = spans[k, 1]
+    spans[low, 0] = start
+    spans[low, 1] = end
+    count += shift
+    if count >= spans.shape[0] - 1:
+        half = count // 2
+        for k in range(half):
+            meta[1] += spans[k, 1] - spans[k, 0]
+        for k in range(half, count):
+            spans[k - half, 0] = spans[k, 0]
+            spans[k - half, 1] = spans[k, 1]
+        count -= half
+    meta[0] = count
 
 
-@njit(cache=True)
-def _union3(spans, counts):
-    """Cycles covered by the spans of the three units (each unit's sorted): a merge."""
-    at = np.zeros(4, np.int64)
-    total = 0
-    reach = -_INF
-    while True:
-        best = -1
-        start = _INF
-        for u in range(1, 4):
-            if at[u] < counts[u] and spans[u, at[u], 0] < start:
-                best, start = u, spans[u, at[u], 0]
-        if best < 0:
-            return total
-        end = spans[best, at[best], 1]
-        at[best] += 1
-        if end > reach:
-            total += end - max(start, reach)
-            reach = end
+@njit(cache=True, _nrt=False)
+def _stall_total(spans, meta):
+    total = meta[1]
+    for k in range(meta[0]):
+        total += spans[k, 1] - spans[k, 0]
+    return total
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -458,67 +526,87 @@ def _union3(spans, counts):
 @njit(cache=True)
 def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
-    (status, info, extra, counters, grant)."""
+    (status, info, extra, counters, grant). Memory does not grow with the program: words
+    are decoded a chunk at a time, and every other record is a ring as deep as the
+    hardware's queues."""
+    queue_depth, token_depth = params[3], params[2]
+    slots = 4
+    while slots < queue_depth + 2:
+        slots *= 2
+    token_slots = 4
+    while token_slots < 2 * token_depth + 4:
+        token_slots *= 2
     counters = np.zeros(12, np.int64)
-    count = code.shape[0] // 2
-    ins = np.empty((count, _COLUMNS), np.int64)
-    bad = _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins)
-    if bad >= 0:
-        return BAD_WORD, bad, 0, counters, 0
-    size = count + 1
-    units = np.empty((4, size), np.int64)
-    for i in range(count):
-        actor = ins[i, _F_ACTOR]
-        if actor >= 0:
-            units[actor, ins[i, _F_POSITION]] = i
-    takes = np.empty((4, size), np.int64)
-    dispatched = np.full(size, -1, np.int64)
-    word_end = np.full(size, -1, np.int64)
-    pushes = np.empty((4, size), np.int64)
-    pops = np.empty((4, size), np.int64)
-    stall_token = np.empty((4, size, 2), np.int64)
-    stall_dma = np.empty((4, size, 2), np.int64)
-    state = np.zeros((18, 4), np.int64)
-    status, info, extra = _run(params, ins, units, takes, dispatched, word_end, pushes, pops,
-                               stall_token, stall_dma, counters, state,
-                               np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
-                               np.zeros(1, np.float64), np.zeros(3, np.float64))
+    status, info, extra = _run(
+        code, params, kind_of, actor_of, reserved, tokens, fields, enums,
+        np.empty((_CHUNK, _COLUMNS), np.int64), np.empty((4, slots, _Q_WIDTH), np.int64),
+        np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
+        np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
+        np.empty((2, _SPANS, 2), np.int64), np.zeros((2, 2), np.int64), counters,
+        np.zeros((14, 4), np.int64), np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
+        np.zeros(1, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64))
     if status != OK:
         return status, info, extra, counters, 0
-    counters[4] = _union3(stall_token, state[4])
-    counters[5] = _union3(stall_dma, state[5])
     return OK, 0, 0, counters, extra
 
 
 @njit(cache=True, _nrt=False)
-def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_token,
-         stall_dma, counters, state, ch, out, fr, share):
-    """The steps of every unit and the front end, in time order (`_simulate`); ``state``,
-    ``ch`` and ``out`` are zeroed scratch arrays."""
+def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, ins):
+    """Decode the words from ``start`` on (the exact engines decode every word before they
+    run): the index of the first word that does not decode, or -1."""
+    count = code.shape[0] // 2
+    while start < count:
+        stop = min(count, start + _CHUNK)
+        bad = _decode(code[2 * start:2 * stop], kind_of, actor_of, reserved, tokens, fields,
+                      enums, ins)
+        if bad >= 0:
+            return start + bad
+        start = stop
+    return -1
+
+
+@njit(cache=True, _nrt=False)
+def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, queue,
+         takes, dispatched, word_end, pushes, pops, spans, span_meta, counters, state, ch,
+         out, fr, share, fetch_shape):
+    """The steps of the front end and the three units, in time order (`_simulate`); the
+    arrays after ``enums`` are scratch."""
     rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
         params[4]
     instr_base, window = params[5], params[6]
     latency, ahead, slack = params[8], params[9], params[10]
     w_ahead, w_slack, w_response, w_latency = params[11], params[12], params[13], params[14]
-    count = ins.shape[0]
+    count = code.shape[0] // 2
+    slot_mask = queue.shape[1] - 1
+    token_mask = pushes.shape[1] - 1
     ch[_CH_GRANT] = params[7]
     ch[_CH_HOLDER] = -1
-    fr[_FR_RATE] = 1.0
+    ch[_CH_QUIET] = -_INF
     for client in range(4):
         ch[_CH_LAST + client] = -1
+    fr[_FR_RATE] = 1.0
+    fetch_shape[0] = _WORD % bus
+    fetch_shape[1] = (_WORD - 1) // bus
+    fetch_shape[2] = instr_base % bus
     tc = state[0:4]
-    token_counts = state[4]
-    dma_counts = state[5]
-    queued = state[6]
-    taken_count = state[7]
-    idle_from = state[8]
-    settle_event = state[9]
-    busy_total = state[10]
-    busy_reach = state[11]
+    queued = state[4]
+    taken_count = state[5]
+    idle_from = state[6]
+    settle_event = state[7]
+    busy_total = state[8]
+    busy_reach = state[9]
     busy_reach[:] = -_INF
-    retired = state[12]
+    retired = state[10]
+    cand = state[11]
+    cand[:] = -1
+    cand_gate = state[12]
+    cand_ready = state[13]
+    dirty_load = dirty_compute = dirty_store = True
     stall_queue = 0
     bytes_written = 0
+    # Decoded words: rows `decoded_from` .. `decoded_to` - 1 of the program in `ins`.
+    decoded_from = 0
+    decoded_to = 0
     # Front end.
     asked = 0
     fetch_free = 1
@@ -527,6 +615,7 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
     waiting_idle = False
     fe_now = 0
     idle_start = 0
+    last_dispatch = -1
     # Load unit.
     ld_front_free = 0
     ld_last_ar = -1
@@ -556,212 +645,225 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
     stage_gate = -_INF
     path_raw = False
     st_last_ar = -1
-    # Candidates: take cycle of each unit's head (-1: not known yet), its token gate.
-    cand = state[13]
-    cand[:] = -1
-    cand_gate = state[14]
-    cand_ready = state[15]
-    cand_struct = state[16]
-    dirty = state[17]
-    dirty[:] = 1
+    st_struct = 0
     cycles = -1
+    status = OK
+    info = 0
+    extra = 0
 
     while True:
-        # -- candidates of the units ---------------------------------------------------
+        # -- candidates of the units: the take cycle of each head (-1: not known yet) ----
         for u in range(1, 4):
-            if not dirty[u]:
-                continue
-            dirty[u] = 0
+            if u == _LOAD:
+                if not dirty_load:
+                    continue
+                dirty_load = False
+            elif u == _COMPUTE:
+                if not dirty_compute:
+                    continue
+                dirty_compute = False
+            else:
+                if not dirty_store:
+                    continue
+                dirty_store = False
             cand[u] = -1
             position = taken_count[u]
             if position >= queued[u]:
                 continue
-            i = units[u, position]
-            visible = dispatched[i] + FIFO_LATENCY
+            entry = queue[u, position & slot_mask]
+            visible = entry[_Q_DISPATCHED] + FIFO_LATENCY
             if position:
-                visible = max(visible, takes[u, position - 1] + 1)
-            kind = ins[i, _F_KIND]
+                visible = max(visible, takes[u, (position - 1) & slot_mask] + 1)
+            kind = entry[_F_KIND]
             if u == _LOAD:
                 gate = max(visible, ld_front_free)
                 structural = gate
             elif u == _COMPUTE:
                 if kind == _K_PRELOAD:
                     structural = max(visible, loader_free, preload_from)
-                elif kind == _K_MATMUL and ins[i, _F_N]:
+                elif kind == _K_MATMUL and entry[_F_N]:
                     structural = max(visible, loader_free, cu_fsm_free)
                 else:
                     structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
                 gate = max(visible, cu_fsm_free)
             else:
                 gate = max(visible, st_fsm_free)
-                switches = kind == _K_STORE and (ins[i, _F_MODE] == 1) != path_raw
+                switches = kind == _K_STORE and (entry[_F_MODE] == 1) != path_raw
                 if kind in (_K_LOADQ, _K_CONFIG) or switches:
                     structural = max(gate, output_empty)
                 else:
                     structural = gate
-            ready = _token_ready(u, ins[i, _F_FLAGS], token_depth, tc, pushes, pops)
+                st_struct = structural
+            ready = _token_ready(u, entry[_F_FLAGS], token_depth, tc, pushes, pops,
+                                 token_mask)
             if ready < 0:
                 continue
             cand[u] = max(structural, ready)
             cand_gate[u] = gate
             cand_ready[u] = ready
-            cand_struct[u] = structural
-        # -- the front end's next step -------------------------------------------------
-        fe_time = _INF
-        fe_blocked = False
-        fetch_at = _INF
-        dispatch_at = _INF
-        if waiting_idle:
-            settled = True
-            for u in range(1, 4):
-                if taken_count[u] != queued[u]:
-                    settled = False
-            if settled:
-                fe_time = fe_now
-                for u in range(1, 4):
-                    fe_time = max(fe_time, settle_event[u])
-            else:
-                fe_blocked = True
-        else:
-            if asked < count:
-                if asked < FETCH_FIFO_DEPTH:
-                    credit = 1
-                elif asked - FETCH_FIFO_DEPTH < index:
-                    credit = dispatched[asked - FETCH_FIFO_DEPTH] + 1
-                else:
-                    credit = _INF
-                fetch_at = max(fetch_free, credit, fe_now)
-            if index < asked:
-                visible = word_end[index] + 1 + FIFO_LATENCY
-                if index:
-                    visible = max(visible, dispatched[index - 1] + 1)
-                dispatch_at = max(visible, earliest, fe_now)
-                u = ins[index, _F_ACTOR]
-                if u >= 0:
-                    position = ins[index, _F_POSITION]
-                    if position >= queue_depth:
-                        if position - queue_depth < taken_count[u]:
-                            dispatch_at = max(dispatch_at,
-                                              takes[u, position - queue_depth] + 1)
-                        else:
-                            dispatch_at = _INF
-            elif index >= count:
-                return PROGRAM_END, count, 0
-            fe_time = min(fetch_at, dispatch_at)
-            if fe_time == _INF:
-                fe_blocked = True
-        # -- the earliest step -----------------------------------------------------------
-        actor = -1
         best = _INF
-        if not fe_blocked:
-            actor, best = _FE, fe_time
+        actor = -1
         for u in range(1, 4):
             if cand[u] >= 0 and cand[u] < best:
                 actor, best = u, cand[u]
-        if actor < 0:
-            heads = count
-            for u in range(1, 4):
-                if taken_count[u] < queued[u]:
-                    heads = min(heads, units[u, taken_count[u]])
-            if heads == count:
-                return DEADLOCK_EMPTY, 0, 0
-            return DEADLOCK, heads, 0
-
-        if actor == _FE:
-            now = fe_time
-            fe_now = now
-            dirty[_FE] = 1
+        # -- the front end: its steps up to the units' next (ties: the front end first) --
+        fe_ran = False
+        stop = False
+        while True:
+            fetch_at = _INF
+            dispatch_at = _INF
             if waiting_idle:
+                if taken_count[1] != queued[1] or taken_count[2] != queued[2] or \
+                        taken_count[3] != queued[3]:
+                    break
+                now = max(fe_now, settle_event[1], settle_event[2], settle_event[3])
+                if now > best:
+                    break
+                fe_now = now
+                fe_ran = True
                 waiting_idle = False
-                settle = idle_start
-                for u in range(1, 4):
-                    settle = max(settle, idle_from[u])
-                if ins[index - 1, _F_KIND] == _K_HALT:
+                settle = max(idle_start, idle_from[1], idle_from[2], idle_from[3])
+                if ins[index - 1 - decoded_from, _F_KIND] == _K_HALT:
                     left = 0
                     for q in range(4):
                         if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
                             left |= 1 << q
                     if left:
-                        return TOKENS_LEFT, index - 1, left
-                    quiet = -_INF
-                    for j in range(asked):
-                        if word_end[j] > quiet:
-                            quiet = word_end[j]
-                    cycles = max(settle + 1, quiet + 2) + 1
+                        status, info, extra = TOKENS_LEFT, index - 1, left
+                    cycles = max(settle + 1, ch[_CH_QUIET] + 2) + 1
+                    stop = True
                     break
                 earliest = settle + 1
                 continue
+            if asked < count:
+                if asked < FETCH_FIFO_DEPTH:
+                    credit = 1
+                elif asked - FETCH_FIFO_DEPTH < index:
+                    credit = dispatched[(asked - FETCH_FIFO_DEPTH) & _RING_MASK] + 1
+                else:
+                    credit = _INF
+                fetch_at = max(fetch_free, credit, fe_now)
+            u = -1
+            if index < asked:
+                if index >= decoded_to:
+                    # The next chunk of words (the core's decoder; positions are ours).
+                    decoded_from = index
+                    decoded_to = min(count, index + _CHUNK)
+                    bad = _decode(code[2 * decoded_from:2 * decoded_to], kind_of, actor_of,
+                                  reserved, tokens, fields, enums, ins)
+                    if bad >= 0:
+                        return BAD_WORD, decoded_from + bad, 0
+                row = index - decoded_from
+                visible = max(word_end[index & _RING_MASK] + 1 + FIFO_LATENCY,
+                              last_dispatch + 1)
+                dispatch_at = max(visible, earliest, fe_now)
+                u = ins[row, _F_ACTOR]
+                if u >= 0:
+                    position = queued[u]
+                    if position >= queue_depth:
+                        if position - queue_depth < taken_count[u]:
+                            dispatch_at = max(dispatch_at, takes[u, (position - queue_depth)
+                                                                 & slot_mask] + 1)
+                        else:
+                            dispatch_at = _INF
+            elif index >= count:
+                status, info = PROGRAM_END, count
+                stop = True
+                break
+            now = min(fetch_at, dispatch_at)
+            if now > best or now == _INF:
+                break
+            fe_now = now
+            fe_ran = True
             if fetch_at <= now:
-                low, high = 0, index          # words dispatched before now
-                while low < high:
-                    middle = (low + high) // 2
-                    if dispatched[middle] < now:
-                        low = middle + 1
-                    else:
-                        high = middle
-                ask = min(count, low + FETCH_FIFO_DEPTH) - asked
-                fetch_free = _fetch(ch, fr, now, asked, ask, instr_base, bus, latency, ahead,
-                                    slack, word_end, share)
+                # Words dispatched before now: dispatch times rise, only the last may be now.
+                before = index - 1 if index and last_dispatch >= now else index
+                ask = min(count, before + FETCH_FIFO_DEPTH) - asked
+                fetch_free = _fetch(ch, fr, now, asked, ask, bus, latency, ahead, slack,
+                                    word_end, share, fetch_shape)
                 asked += ask
                 continue
             # Dispatch word `index` now.
-            visible = word_end[index] + 1 + FIFO_LATENCY
-            if index:
-                visible = max(visible, dispatched[index - 1] + 1)
-            dispatched[index] = now
+            dispatched[index & _RING_MASK] = now
+            last_dispatch = now
             stall_queue += now - visible
-            u = ins[index, _F_ACTOR]
             index += 1
-            if u >= 0:
-                queued[u] += 1
-                if queued[u] == taken_count[u] + 1:
-                    dirty[u] = 1
-            else:
+            if u < 0:
                 waiting_idle = True
                 idle_start = now + 1
+                continue
+            position = queued[u]
+            entry = queue[u, position & slot_mask]
+            for column in range(_COLUMNS):
+                entry[column] = ins[row, column]
+            entry[_Q_INDEX] = index - 1
+            entry[_Q_DISPATCHED] = now
+            queued[u] = position + 1
+            if position == taken_count[u]:
+                # A new head: its take is known before the front end goes on.
+                if u == _LOAD:
+                    dirty_load = True
+                elif u == _COMPUTE:
+                    dirty_compute = True
+                else:
+                    dirty_store = True
+                break
+        if stop:
+            break
+        if fe_ran:
             continue
+        if actor < 0:
+            heads = count
+            for u in range(1, 4):
+                if taken_count[u] < queued[u]:
+                    heads = min(heads, queue[u, taken_count[u] & slot_mask, _Q_INDEX])
+            if heads == count:
+                status = DEADLOCK_EMPTY
+            else:
+                status, info = DEADLOCK, heads
+            break
 
         # -- a unit takes its head -----------------------------------------------------
         u = actor
         take = best
         position = taken_count[u]
-        i = units[u, position]
-        flags = ins[i, _F_FLAGS]
-        kind = ins[i, _F_KIND]
-        n = ins[i, _F_N]
+        entry = queue[u, position & slot_mask]
+        flags = entry[_F_FLAGS]
+        kind = entry[_F_KIND]
+        n = entry[_F_N]
         gate = cand_gate[u]
         ready = cand_ready[u]
-        tstall = min(ready, take) if ready > gate and take > gate else gate
-        if u == _STORE and cand_struct[u] > gate and take > gate:
-            tstall = max(tstall, min(cand_struct[u], take))
-        _span(stall_token, token_counts, u, gate, tstall)
-        takes[u, position] = take
+        stall_to = min(ready, take) if ready > gate and take > gate else gate
+        if u == _STORE and st_struct > gate and take > gate:
+            stall_to = max(stall_to, min(st_struct, take))
+        _stall(spans[0], span_meta[0], gate, stall_to)
+        takes[u, position & slot_mask] = take
         taken_count[u] = position + 1
-        _take(u, flags, take, tc, pops)
+        _take(u, flags, take, tc, pops, token_mask)
         settle_event[u] = take
         finish = take
-        finish_busy = take
         busy_last = take
         if u == _LOAD:
             accepted = take + 2
             if n:
                 accepted = max(accepted, ld_last_ar)
             handoff = max(accepted + 1, ld_retire + 1)
-            data_start = handoff + 2 + ins[i, _F_PAD_LO]
+            data_start = handoff + 2 + entry[_F_PAD_LO]
             ld_front_free = handoff + 1
             if n:
-                _read(ch, fr, _LOAD, accepted, n, window + ins[i, _F_DRAM], ins[i, _F_STRIDE],
-                      ins[i, _F_LEN], data_start, bus, latency, ahead, slack, out, share)
+                _read(ch, fr, _LOAD, accepted, n, window + entry[_F_DRAM], entry[_F_STRIDE],
+                      entry[_F_LEN], data_start, bus, latency, ahead, slack, out, share)
                 ld_last_ar = out[0]
                 consumed = out[2]
                 waited = consumed - data_start + 1 - n
                 if waited > 0:
-                    _span(stall_dma, dma_counts, _LOAD, data_start, data_start + waited)
-                finish = consumed + 2 + ins[i, _F_PAD_HI]
+                    _stall(spans[1], span_meta[1], data_start, data_start + waited)
+                finish = consumed + 2 + entry[_F_PAD_HI]
                 settle_event[u] = out[0]
             else:
-                finish = data_start + 1 + ins[i, _F_PAD_HI]
+                finish = data_start + 1 + entry[_F_PAD_HI]
             ld_retire = finish
+            busy_last = finish
             idle_from[u] = max(idle_from[u], finish + 1, handoff + 1)
         elif u == _COMPUTE:
             if kind == _K_PRELOAD:
@@ -771,7 +873,7 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                 if last_back >= 0:
                     first = max(first, last_back + bank_ready)
                 streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                finish = max(first + ins[i, _F_K] - 1, streaming_until)
+                finish = max(first + entry[_F_K] - 1, streaming_until)
                 if flags & _PUSH_NEXT:
                     finish = max(finish, drain_end + 1)
                 loader_free = finish + 1
@@ -801,9 +903,9 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
             else:  # loadacc
                 if n:
                     accepted = max(take + 2, cu_last_ar)
-                    size_of = 1 if ins[i, _F_TYPE] == 1 else 4
-                    _read(ch, fr, _COMPUTE, accepted, n, window + ins[i, _F_DRAM],
-                          ins[i, _F_STRIDE], ins[i, _F_LEN] * size_of, -1, bus, latency,
+                    size_of = 1 if entry[_F_TYPE] == 1 else 4
+                    _read(ch, fr, _COMPUTE, accepted, n, window + entry[_F_DRAM],
+                          entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, latency,
                           ahead, slack, out, share)
                     cu_last_ar = out[0]
                     end = out[1]
@@ -811,8 +913,7 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                     drain_end = max(drain_end, end + 2)
                     waited = end - accepted + 1 - n
                     if waited > 0:
-                        _span(stall_dma, dma_counts, _COMPUTE, accepted + 1,
-                              accepted + 1 + waited)
+                        _stall(spans[1], span_meta[1], accepted + 1, accepted + 1 + waited)
                     settle_event[u] = out[0]
                 else:
                     finish = take + 2
@@ -820,40 +921,39 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                 preload_from = finish + 1
                 busy_last = finish
             idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
-            finish_busy = busy_last
         else:
             if kind == _K_STORE:
-                path_raw = ins[i, _F_MODE] == 1
+                path_raw = entry[_F_MODE] == 1
             if kind == _K_CONFIG:
                 finish = take + 1
             elif kind == _K_LOADQ:
                 accepted = max(take + 2, st_last_ar)
-                length = 4 * ins[i, _F_LEN]
-                _read(ch, fr, _STORE, accepted, 3, window + ins[i, _F_DRAM], length, length, -1,
-                      bus, latency, ahead, slack, out, share)
+                length = 4 * entry[_F_LEN]
+                _read(ch, fr, _STORE, accepted, 3, window + entry[_F_DRAM], length, length,
+                      -1, bus, latency, ahead, slack, out, share)
                 st_last_ar = out[0]
                 end = out[1]
                 finish = end + 1
-                _span(stall_dma, dma_counts, _STORE, accepted + 1,
-                      accepted + 1 + max(0, end - accepted - 2))
+                _stall(spans[1], span_meta[1], accepted + 1,
+                       accepted + 1 + max(0, end - accepted - 2))
                 settle_event[u] = out[0]
             elif n == 0:
                 finish = take + 2
                 if flags & _PUSH_PREV:
                     finish = max(finish + 1, output_empty)
             else:
-                raw = ins[i, _F_MODE] == 1
-                length = max(1, ins[i, _F_LEN] * (4 if raw else 1))
-                bytes_written += n * ins[i, _F_LEN] * (4 if raw else 1)
+                raw = entry[_F_MODE] == 1
+                length = max(1, entry[_F_LEN] * (4 if raw else 1))
+                bytes_written += n * entry[_F_LEN] * (4 if raw else 1)
                 accepted = max(take + 2, aw_free)
-                addr = window + ins[i, _F_DRAM]
+                addr = window + entry[_F_DRAM]
                 offset = addr % bus
-                rest = ins[i, _F_STRIDE] % bus
+                rest = entry[_F_STRIDE] % bus
                 whole = (length - 1) // bus
                 part = (length - 1) % bus
                 total = _beats(n, offset, rest, whole, part, bus)
-                b0 = _beats(1, offset, rest, whole, part, bus)
-                b_last = total - _beats(n - 1, offset, rest, whole, part, bus)
+                b0 = _line_beats(0, offset, rest, whole, part, bus)
+                b_last = _line_beats(n - 1, offset, rest, whole, part, bus)
                 aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
                 if raw:
                     taken0 = max(accepted + 2, line_free)
@@ -873,13 +973,12 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                         offset_aw = paced
                 aw_last = aw0 + offset_aw
                 if n > WRITE_RESPONSES:
-                    gate_r = end0 + _beats(n - WRITE_RESPONSES, offset, rest, whole, part,
-                                           bus) - b0 + w_response + 1
+                    gate_r = end0 + _share_of(n - WRITE_RESPONSES, total, n) - b0 \
+                        + w_response + 1
                     if gate_r > aw_last:
                         aw_last = gate_r
                 if w_ahead > 0 and n > w_ahead:
-                    gate_w = end0 + _beats(n - w_ahead, offset, rest, whole, part, bus) \
-                        - b0 - w_slack
+                    gate_w = end0 + _share_of(n - w_ahead, total, n) - b0 - w_slack
                     if gate_w > aw_last:
                         aw_last = gate_w
                 end_last = max(end0 + total - b0, aw_last + b_last)
@@ -888,8 +987,8 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                 if raw:
                     taken_last = max(taken0 + n - 1, end_last - b_last)
                 elif n > 5:
-                    taken_last = max(taken0 + n - 1, end_last - (total - _beats(
-                        n - 5, offset, rest, whole, part, bus)))
+                    taken_last = max(taken0 + n - 1,
+                                     end_last - (total - _share_of(n - 5, total, n)))
                 else:
                     taken_last = taken0 + n - 1
                 aw_next = aw_last + 1
@@ -902,8 +1001,8 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                     finish = max(finish + 1, output_empty)
                 # Gates the next store's first rows see.
                 if w_ahead > 0:
-                    wr_gate = end_last - (total - _beats(max(1, n - w_ahead + 1), offset,
-                                                         rest, whole, part, bus)) - w_slack
+                    wr_gate = end_last - (total - _share_of(max(1, n - w_ahead + 1), total,
+                                                            n)) - w_slack
                 span = answered - answered0
                 if n >= WRITE_RESPONSES:
                     resp_gate = answered - span * (WRITE_RESPONSES - 1) // (n - 1) + 1
@@ -911,28 +1010,44 @@ def _run(params, ins, units, takes, dispatched, word_end, pushes, pops, stall_to
                     resp_gate = answered0 - (WRITE_RESPONSES - n) + 1
                 stage_gate = max(taken_last + OUTPUT_STAGE_LATENCY, end_last - b_last) - 3
             st_fsm_free = finish + 1
-            finish_busy = finish
+            busy_last = finish
             idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
-        if u == _LOAD:
-            finish_busy = finish
-        # Busy: the union of [take + 1, finish_busy], takes in order.
+        # Busy: the union of [take + 1, busy_last], takes in order.
         start = take + 1
-        stop = finish_busy + 1
+        stop = busy_last + 1
         if stop > start and stop > busy_reach[u]:
             busy_total[u] += stop - max(start, busy_reach[u])
             busy_reach[u] = stop
         retired[u] += 1
-        _push(u, flags, finish, tc, pushes)
-        dirty[u] = 1
+        _push(u, flags, finish, tc, pushes, token_mask)
+        if u == _LOAD:
+            dirty_load = True
+        elif u == _COMPUTE:
+            dirty_compute = True
+        else:
+            dirty_store = True
         for q in range(4):
-            if _Q_PRODUCER[q] == u and flags & _Q_PUSH[q]:
-                dirty[_Q_CONSUMER[q]] = 1
-            if _Q_CONSUMER[q] == u and flags & _Q_POP[q]:
-                dirty[_Q_PRODUCER[q]] = 1
+            if (_Q_PRODUCER[q] == u and flags & _Q_PUSH[q]) or \
+                    (_Q_CONSUMER[q] == u and flags & _Q_POP[q]):
+                other = _Q_CONSUMER[q] if _Q_PRODUCER[q] == u else _Q_PRODUCER[q]
+                if other == _LOAD:
+                    dirty_load = True
+                elif other == _COMPUTE:
+                    dirty_compute = True
+                else:
+                    dirty_store = True
 
+    # Every word decodes in the exact engines before they run: a bad one wins.
+    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, fields, enums, ins)
+    if bad >= 0:
+        return BAD_WORD, bad, 0
+    if status != OK:
+        return status, info, extra
     counters[0] = cycles
     for u in range(1, 4):
         counters[u] = busy_total[u]
+    counters[4] = _stall_total(spans[0], span_meta[0])
+    counters[5] = _stall_total(spans[1], span_meta[1])
     counters[6] = stall_queue
     counters[7] = ch[_CH_BEATS] * bus
     counters[8] = bytes_written
