@@ -2,9 +2,9 @@
 
 ResNet-18 (1000 classes, random weights and batch-norm statistics, seed 0) is compiled
 for a preset (default base 16x16) at 224x224 (`--size`), and each accelerator program is
-timed on the performance model (`gemmstone.sim.performance`) with the rtl backend's
-memory, the in-simulation DRAM at ``config.dram_latency`` (`sim_dram`; the model is
-calibrated within 2% of the RTL there). The total is the sum of the programs' CYCLES,
+timed on the performance model (`gemmstone.sim.performance`) with its default memory, the
+rtl backend's: the in-simulation DRAM at ``config.dram_latency`` (the model is calibrated
+within 2% of the RTL there). The total is the sum of the programs' CYCLES,
 what the rtl backend counts for one inference (host steps take no accelerator cycles).
 
 Per layer, each accelerator op is lowered alone (one program per op) and timed the same
@@ -35,7 +35,6 @@ from gemmstone.compiler.passes import PassManager
 from gemmstone.compiler.quantization import quantize
 from gemmstone.config import preset
 from gemmstone.sim.performance import PerformanceModel
-from gemmstone.sim.performance_memory import sim_dram
 
 
 def main() -> None:
@@ -57,7 +56,7 @@ def main() -> None:
     cpu = time.process_time()
     compiled = compile_model(graph, config, samples=[(x,)])
     print(f"compile: {time.process_time() - cpu:.2f} s CPU")
-    timing = PerformanceModel(config, sim_dram(config.dram_latency))
+    timing = PerformanceModel(config)
 
     macs = compiled.report["totals"]["macs"]
     cpu = time.process_time()

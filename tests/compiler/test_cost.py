@@ -1,7 +1,8 @@
 """The tiling cost model against the performance model: the plan `choose_plan` picks must
 run within a few percent of the best plan of its candidate set, as
-`gemmstone.sim.performance.estimate` times them (in-simulation DRAM at the config's
-latency, as the sweeps use), and a wider DRAM bus must never yield a slower program."""
+`gemmstone.sim.performance.estimate` times them (its default memory: the in-simulation
+DRAM at the config's latency, as the sweeps use), and a wider DRAM bus must never yield a
+slower program."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from gemmstone.compiler.kernels.cost import (
 )
 from gemmstone.config import preset
 from gemmstone.sim.performance import estimate
-from gemmstone.sim.performance_memory import sim_dram
 from gemmstone.sim.sweep.workloads import BERT_BASE_GEMM, RESNET18_CONV
 
 NEAR_BEST = 1.05  # the pick may be this much slower than the best candidate
@@ -48,7 +48,7 @@ def conv_program(config, h, w, cin, cout, kernel, stride, pad, **plan):
 
 
 def cycles(config, program) -> int:
-    return estimate(program, config, memory=sim_dram(config.dram_latency)).cycles
+    return estimate(program, config).cycles
 
 
 def matmul_of(config, kind, shape):

@@ -40,7 +40,8 @@ def test_outputs_equal_func_and_counters_equal_the_estimate(name):
             for key, value in func.execute(program, inputs).items():
                 np.testing.assert_array_equal(outputs[key], value)
             np.testing.assert_array_equal(outputs["out"], expected["out"])
-            # The default memory is the rtl backend's: the in-simulation DRAM.
+            # The default memory is the rtl backend's: the in-simulation DRAM (named here:
+            # the test is that the backend's default is this timing).
             wanted = estimate(program, config, memory=sim_dram(config.dram_latency)).counters
             assert perf.counters() == {k.lower(): v for k, v in wanted.items()}
             assert wanted["CYCLES"] > wanted["RETIRED_COMPUTE"] > 0
@@ -55,7 +56,7 @@ def test_counters_are_timed_at_the_run_addresses_and_repeat():
         first = device.run(loaded)
         second = device.run(loaded)
         timed = device.backend.last_estimate.counters
-        at = PerformanceModel(TINY, sim_dram(TINY.dram_latency)).run(
+        at = PerformanceModel(TINY).run(
             program.words, instr_base=loaded.code.address,
             window_base=loaded.window.address).counters
     assert first == second == {k.lower(): v for k, v in at.items()} == {

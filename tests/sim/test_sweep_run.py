@@ -10,7 +10,6 @@ from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels import emit_gemm
 from gemmstone.config import PRESETS
 from gemmstone.sim.performance import estimate
-from gemmstone.sim.performance_memory import sim_dram
 from gemmstone.sim.sweep.grid import FIELDS, Grid, parse_grid
 from gemmstone.sim.sweep.plots import write_plots
 from gemmstone.sim.sweep.run import COLUMNS, TIMING_COLUMNS, run_sweep
@@ -26,14 +25,16 @@ def _grid(**axes) -> Grid:
 
 
 def _gemm_cycles(config, m: int, n: int, k: int) -> dict:
-    """The performance model's counters of the kernel library's GEMM, built here."""
+    """The performance model's counters of the kernel library's GEMM, built here (its
+    default memory, the in-simulation DRAM at the config's latency, is the sweep's
+    ``"dram"``)."""
     builder = ProgramBuilder(config)
     a = builder.buffer("a", (m, k))
     b = builder.buffer("b", (k, n))
     q = builder.buffer("q", 3 * n, "int32")
     out = builder.buffer("out", (m, n))
     emit_gemm(builder, a, b, out, q)
-    return estimate(builder.finish(), config, memory=sim_dram(config.dram_latency)).counters
+    return estimate(builder.finish(), config).counters
 
 
 def _without_timing(rows: list[dict]) -> list[dict]:
