@@ -154,12 +154,12 @@ _T_PUSHED, _T_PENDING, _T_PROMISED, _T_POPPED = range(4)
 _E_TIME, _E_SEQ, _E_LIVE, _E_BLOCKED = range(4)
 # Scalars shared by the helpers (`g`).
 (_G_NOW, _G_SEQ, _G_FE_WORD, _G_FE_UNIT, _G_FE_IDLE, _G_FE_FETCH, _G_GRANT, _G_NEXT_AR,
- _G_DATA_END, _G_BEATS, _G_STALL_TOKEN, _G_STALL_DMA, _G_ERROR) = range(13)
-_GLOBALS = 13
+ _G_DATA_END, _G_BEATS, _G_STALL_TOKEN, _G_STALL_DMA, _G_ERROR, _G_BURSTS) = range(14)
+_GLOBALS = 14
 # Read command slots, one per client (rows of `rc`).
 (_C_ACTIVE, _C_EXISTS, _C_LINES, _C_READY, _C_DONE, _C_LAST_AR, _C_LAST_END, _C_PREV_END,
- _C_FIRST_TAKE, _C_OWNER, _C_PERIOD, _C_HELD) = range(12)
-_SLOTS = 12
+ _C_FIRST_TAKE, _C_OWNER, _C_PERIOD, _C_HELD, _C_PHASE, _C_BURSTS) = range(14)
+_SLOTS = 14
 # Per unit (rows of `unit_state`, columns 1..3 = actors).
 _U_QUEUED, _U_TAKEN, _U_SETTLED, _U_IDLE_FROM, _U_RETIRED, _U_BUSY = range(6)
 # Per load (rows of `loads`).
@@ -343,6 +343,25 @@ def _ring_last(ring):
     return ring[2 + (at - capacity if at >= capacity else at)]
 
 
+@njit(cache=True, _nrt=False)
+def _pow2_at_least(size):
+    """The smallest power of two >= ``size``: the capacity of an ends ring."""
+    capacity = 1
+    while capacity < size:
+        capacity *= 2
+    return capacity
+
+
+@njit(cache=True, _nrt=False)
+def _end_before(ends, count, back):
+    """The ``back``-th last of ``count`` burst ends recorded in the ring ``ends`` (a power of
+    two long, entry ``i`` at ``i & (len - 1)``, at least ``back``, -_INF where never
+    written): the first item of a deque with a maxlen of ``back`` once it is full, -_INF
+    before. The count lives with the caller, so recording an end is one store, without
+    the start and length bookkeeping of `_ring_push`."""
+    return ends[(count - back) & (ends.shape[0] - 1)]
+
+
 @njit(cache=True)
 def _union(starts, ends, count):
     """Cycles covered by the half-open intervals [starts[i], ends[i]), i < count."""
@@ -478,6 +497,7 @@ def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, fi
         if start >= bus:
             start -= bus
     rc[_C_PERIOD, client] = period
+    rc[_C_PHASE, client] = 0
     rc[_C_ACTIVE, client] = 1
     rc[_C_EXISTS, client] = 1
     rc[_C_LINES, client] = lines
@@ -531,18 +551,21 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     rc = np.zeros((_SLOTS, 4), np.int64)
     rc[_C_HELD, :] = -1
     steps = np.zeros((4, bus), np.int64)
-    recent = np.zeros(2 + max(1, read_ahead), np.int64)
-    in_flight = np.zeros((4, 2 + READER_LINES_IN_FLIGHT), np.int64)
+    # Burst ends of the channel (`ReadChannel.recent`, and the window a steady-state
+    # check compares) and of each client (`ReadChannel.in_flight`), counted in
+    # g[_G_BURSTS] and rc[_C_BURSTS]; handshakes of a stream (one period back).
     window_lines = max(read_ahead, READER_LINES_IN_FLIGHT)
-    scratch = 6 * window_lines + 2 * bus + 8
-    s_ends = np.empty(scratch, np.int64)
-    s_handshakes = np.empty(scratch, np.int64)
+    # They start at -_INF: the entry a gate reads before a ring has seen enough bursts
+    # (a deque not full yet) is then one never written, and holds back nothing.
+    history = np.full(_pow2_at_least(window_lines + bus + 2), -_INF, np.int64)
+    in_flight = np.full((4, _pow2_at_least(READER_LINES_IN_FLIGHT)), -_INF, np.int64)
+    s_handshakes = np.zeros(_pow2_at_least(bus + 2), np.int64)
     w_recent = np.zeros(2 + max(1, write_ahead), np.int64)
     responses = np.zeros(2 + _RESPONSES, np.int64)
     stage_out = np.zeros(2 + _OUTPUT_LATENCY, np.int64)
     status, info, extra, cycles, stall_queue, bytes_written = _events(
         params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy, stall_token,
-        stall_dma, loads, rc, steps, recent, in_flight, s_ends, s_handshakes, w_recent,
+        stall_dma, loads, rc, steps, history, in_flight, s_handshakes, w_recent,
         responses, stage_out, g, ev, us)
     if status != OK:
         return status, info, extra, counters, 0
@@ -563,7 +586,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
 # owned by `_simulate`); it would cost more than the model's own arithmetic.
 @njit(cache=True, _nrt=False)
 def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy,
-            stall_token, stall_dma, loads, rc, steps, recent, in_flight, s_ends, s_handshakes,
+            stall_token, stall_dma, loads, rc, steps, history, in_flight, s_handshakes,
             w_recent, responses, stage_out, g, ev, us):
     """The event loop over every actor. Returns (status, info, extra, cycles, queue
     stall cycles, bytes written)."""
@@ -1077,7 +1100,14 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 st_pc = 0
 
         else:  # the read channel
+            # The next event of the other actors changes only when one is scheduled
+            # (which counts g[_G_SEQ] up): found again only then, not for every line.
+            horizon = _INF
+            horizon_seq = -1
             while True:
+                if g[_G_SEQ] != horizon_seq:
+                    horizon = _horizon(ev)
+                    horizon_seq = g[_G_SEQ]
                 now = g[_G_NOW]
                 # next_handshake
                 client = -1
@@ -1100,28 +1130,31 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         if rc[_C_ACTIVE, grant] and rc[_C_READY, grant] <= t:
                             break
                         for offset in range(1, 5):
-                            candidate = (grant + offset) % 4
+                            candidate = (grant + offset) & 3
                             if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
                                 grant = candidate
                                 break
                         t += 1
-                if read_ahead and recent[1] == read_ahead:
-                    gate = _ring_first(recent) - read_slack
+                if read_ahead:
+                    gate = _end_before(history, g[_G_BURSTS], read_ahead) - read_slack
                     if gate > t:
                         t = gate
-                flight = in_flight[grant]
-                if flight[1] == READER_LINES_IN_FLIGHT and _ring_first(flight) + 1 > t:
-                    t = _ring_first(flight) + 1
+                gate = _end_before(in_flight[grant], rc[_C_BURSTS, grant],
+                                   READER_LINES_IN_FLIGHT) + 1
+                if gate > t:
+                    t = gate
                 client = grant
                 if t > now:
-                    if t >= _horizon(ev):
+                    if t >= horizon:
                         wanted = t
                         break
                     g[_G_NOW] = t
                     now = t
                 # accept
                 line = rc[_C_DONE, client]
-                beats = steps[client, line % rc[_C_PERIOD, client]]
+                phase = rc[_C_PHASE, client]
+                beats = steps[client, phase]
+                rc[_C_PHASE, client] = 0 if phase + 1 == rc[_C_PERIOD, client] else phase + 1
                 start = t + read_latency
                 if start <= g[_G_DATA_END]:
                     start = g[_G_DATA_END] + 1
@@ -1156,15 +1189,16 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 rc[_C_PREV_END, client] = end
                 g[_G_DATA_END] = end
                 g[_G_BEATS] += beats
-                if read_ahead:
-                    _ring_push(recent, end)
-                _ring_push(in_flight[client], end)
+                history[g[_G_BURSTS] & (history.shape[0] - 1)] = end
+                g[_G_BURSTS] += 1
+                in_flight[client, rc[_C_BURSTS, client] & (in_flight.shape[1] - 1)] = end
+                rc[_C_BURSTS, client] += 1
                 rc[_C_DONE, client] = line + 1
                 rc[_C_READY, client] = t + 1
                 g[_G_NEXT_AR] = t + 1
                 g[_G_GRANT] = client
                 for offset in range(1, 4):
-                    candidate = (client + offset) % 4
+                    candidate = (client + offset) & 3
                     if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
                         g[_G_GRANT] = candidate
                         break
@@ -1175,9 +1209,12 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     if client != _FETCH or g[_G_FE_FETCH]:
                         _wake(ev, g, client)
                 elif client != _FETCH:
-                    _stream(client, _horizon(ev), rc[_C_LINES, client] - 1, rc, steps, g,
-                            recent, in_flight[client], read_ahead, read_slack, read_latency,
-                            s_ends, s_handshakes)
+                    if g[_G_SEQ] != horizon_seq:
+                        horizon = _horizon(ev)
+                        horizon_seq = g[_G_SEQ]
+                    _stream(client, horizon, rc[_C_LINES, client] - 1, rc, steps, g,
+                            history, in_flight[client], read_ahead, read_slack, read_latency,
+                            s_handshakes)
         if g[_G_ERROR]:
             return g[_G_ERROR], 0, 0, 0, 0, 0
         if wanted == _STOP:
@@ -1199,9 +1236,40 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
     return OK, 0, 0, cycles, stall_queue, bytes_written
 
 @njit(cache=True, _nrt=False)
-def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, latency,
-            ends, handshakes):
-    """`ReadChannel.stream` for a unit's command with no per-line consumer."""
+def _steady(history, bursts, handshakes, stepped, window, period, lines, horizon):
+    """`performance_memory._steady` on the rings: (periods, shift) to take at once, or
+    (0, 0). The last ``window`` of ``bursts`` channel ends and the last of ``stepped``
+    handshakes are compared with those one ``period`` earlier."""
+    mask = history.shape[0] - 1
+    last = handshakes[(stepped - 1) & (handshakes.shape[0] - 1)]
+    shift = last - handshakes[(stepped - 1 - period) & (handshakes.shape[0] - 1)]
+    if shift <= 0:
+        return 0, 0
+    for j in range(bursts - window, bursts):
+        if history[j & mask] - history[(j - period) & mask] != shift:
+            return 0, 0
+    periods = lines // period
+    if horizon != _INF:
+        periods = min(periods, (horizon - last) // shift)
+    return periods, shift
+
+
+@njit(cache=True, _nrt=False)
+def _shift_tail(ring, count, size, jump):
+    """Add ``jump`` to the last ``size`` of the ``count`` entries of a ring (`_end_before`)."""
+    mask = ring.shape[0] - 1
+    for j in range(count - size, count):
+        ring[j & mask] += jump
+
+
+@njit(cache=True, _nrt=False)
+def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, latency,
+            handshakes):
+    """`ReadChannel.stream` for a unit's command with no per-line consumer. ``history``
+    and ``own`` are the channel's and the client's rings of burst ends (`_end_before`),
+    ``handshakes`` a ring of this call's handshakes. The counts stay in locals, and the
+    steady-state check is a call between runs of lines: a line is a few additions and
+    maxima, and its loop must keep its state in registers."""
     for other in range(4):
         if other != client and rc[_C_ACTIVE, other]:
             return
@@ -1212,116 +1280,85 @@ def _stream(client, horizon, stop, rc, steps, g, recent, lines, ahead, slack, la
     period_beats = 0
     for j in range(period):
         period_beats += steps[client, j]
+    mask = history.shape[0] - 1
+    own_mask = own.shape[0] - 1
+    handshake_mask = handshakes.shape[0] - 1
+    bursts = g[_G_BURSTS]
+    own_bursts = rc[_C_BURSTS, client]
     next_ar = max(g[_G_NEXT_AR], rc[_C_READY, client])
     data_end = g[_G_DATA_END]
     beats = 0
     first_take = rc[_C_FIRST_TAKE, client]
     held = rc[_C_HELD, client]
-    full_recent = ahead > 0 and recent[1] == ahead
-    full_lines = lines[1] == READER_LINES_IN_FLIGHT
+    phase = rc[_C_PHASE, client]
     handshake = -1
     window = max(ahead, READER_LINES_IN_FLIGHT)
-    n_ends = 0
-    n_handshakes = 0
+    # Lines stepped in this call: a check compares only those (the last `window` ends of
+    # the channel are then all this client's, and so are the client's last ones).
+    stepped = 0
     check_at = window + period + 1 if stop - line > window + 2 * period else _INF
-    phase = line % period
     while line < stop:
-        if n_ends >= check_at:
-            # _steady(ends, handshakes, window, period, stop - line, horizon)
-            periods = 0
-            shift = handshakes[n_handshakes - 1] - handshakes[n_handshakes - 1 - period]
-            if shift > 0:
-                steady = True
-                for j in range(n_ends - window, n_ends):
-                    if ends[j] - ends[j - period] != shift:
-                        steady = False
-                        break
-                if steady:
-                    periods = (stop - line) // period
-                    if horizon != _INF:
-                        periods = min(periods,
-                                      (horizon - handshakes[n_handshakes - 1]) // shift)
+        if stepped >= check_at:
+            check_at = stepped + window
+            periods, shift = _steady(history, bursts, handshakes, stepped, window, period,
+                                     stop - line, horizon)
             if periods > 0:
+                # Later checks and gates read from the last window + period ends and
+                # handshakes on: those are shifted in place.
                 jump = periods * shift
-                keep = window + period
-                for j in range(keep):
-                    ends[j] = ends[n_ends - keep + j] + jump
-                n_ends = keep
-                for j in range(period + 1):
-                    handshakes[j] = handshakes[n_handshakes - period - 1 + j] + jump
-                n_handshakes = period + 1
-                for j in range(n_ends - max(1, ahead), n_ends):
-                    if ahead:
-                        _ring_push(recent, ends[j])
-                for j in range(n_ends - READER_LINES_IN_FLIGHT, n_ends):
-                    _ring_push(lines, ends[j])
-                data_end = ends[n_ends - 1]
+                _shift_tail(history, bursts, window + period, jump)
+                _shift_tail(own, own_bursts, READER_LINES_IN_FLIGHT, jump)
+                _shift_tail(handshakes, stepped, period + 1, jump)
+                data_end += jump
                 if first_take >= 0:
                     held = data_end + 1
-                handshake = handshakes[n_handshakes - 1]
+                handshake += jump
                 next_ar = handshake + 1
                 line += periods * period
                 beats += periods * period_beats
-                check_at = n_ends + window
                 continue
-            check_at = n_ends + window
-            if n_ends > 4 * window + period:     # keep what a check needs
-                keep = window + period
-                for j in range(keep):
-                    ends[j] = ends[n_ends - keep + j]
-                n_ends = keep
-                for j in range(period + 1):
-                    handshakes[j] = handshakes[n_handshakes - period - 1 + j]
-                n_handshakes = period + 1
-                check_at = n_ends + window
-        t = next_ar
-        if full_recent:
-            gate = _ring_first(recent) - slack
+        # Lines one by one up to the next check.
+        last = min(stop, line + check_at - stepped) if check_at != _INF else stop
+        while line < last:
+            t = next_ar
+            if ahead:
+                gate = history[(bursts - ahead) & mask] - slack
+                if gate > t:
+                    t = gate
+            gate = own[(own_bursts - READER_LINES_IN_FLIGHT) & own_mask] + 1
             if gate > t:
                 t = gate
-        elif ahead and recent[1] == ahead:
-            full_recent = True
-            gate = _ring_first(recent) - slack
-            if gate > t:
-                t = gate
-        if full_lines:
-            gate = _ring_first(lines) + 1
-            if gate > t:
-                t = gate
-        elif lines[1] == READER_LINES_IN_FLIGHT:
-            full_lines = True
-            gate = _ring_first(lines) + 1
-            if gate > t:
-                t = gate
-        if t > horizon:
-            break
-        b = steps[client, phase]
-        phase += 1
-        if phase == period:
-            phase = 0
-        first = t + latency
-        if first <= data_end:
-            first = data_end + 1
-        data_end = first + b - 1
-        if first_take >= 0:
-            if data_end < held:
-                data_end = held
-            held = data_end + 1 if line or data_end >= first_take else first_take
-        beats += b
-        if ahead:
-            _ring_push(recent, data_end)
-        _ring_push(lines, data_end)
-        if check_at != _INF:
-            ends[n_ends] = data_end
-            n_ends += 1
-            handshakes[n_handshakes] = t
-            n_handshakes += 1
-        handshake = t
-        next_ar = t + 1
-        line += 1
+            if t > horizon:
+                stop = line   # leaves both loops
+                break
+            b = steps[client, phase]
+            phase += 1
+            if phase == period:
+                phase = 0
+            first = t + latency
+            if first <= data_end:
+                first = data_end + 1
+            data_end = first + b - 1
+            if first_take >= 0:
+                if data_end < held:
+                    data_end = held
+                held = data_end + 1 if line or data_end >= first_take else first_take
+            beats += b
+            history[bursts & mask] = data_end
+            bursts += 1
+            own[own_bursts & own_mask] = data_end
+            own_bursts += 1
+            handshakes[stepped & handshake_mask] = t
+            stepped += 1
+            handshake = t
+            next_ar = t + 1
+            line += 1
     if handshake < 0:
         return
     g[_G_DATA_END] = data_end
+    g[_G_BURSTS] = bursts
+    rc[_C_BURSTS, client] = own_bursts
+    rc[_C_PHASE, client] = phase
     rc[_C_HELD, client] = held
     g[_G_BEATS] += beats
     g[_G_NEXT_AR] = next_ar
