@@ -473,7 +473,7 @@ def _stall(spans, g, slot, start, end):
     g[slot] = count + 1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, first_take,
             owner):
     """A new read command of ``client`` (`ReadCommand` and `line_pattern`)."""
@@ -593,7 +593,6 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
     rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
         params[4]
     instr_base, window = params[5], params[6]
-    read_latency, read_ahead, read_slack = params[8], params[9], params[10]
     write_ahead, write_slack, write_response, write_latency = params[11], params[12], \
         params[13], params[14]
     count = ins.shape[0]
@@ -1100,121 +1099,9 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 st_pc = 0
 
         else:  # the read channel
-            # The next event of the other actors changes only when one is scheduled
-            # (which counts g[_G_SEQ] up): found again only then, not for every line.
-            horizon = _INF
-            horizon_seq = -1
-            while True:
-                if g[_G_SEQ] != horizon_seq:
-                    horizon = _horizon(ev)
-                    horizon_seq = g[_G_SEQ]
-                now = g[_G_NOW]
-                # next_handshake
-                client = -1
-                pending = _INF
-                several = False
-                for c in range(4):
-                    if rc[_C_ACTIVE, c]:
-                        if client >= 0:
-                            several = True
-                        client = c
-                        if rc[_C_READY, c] < pending:
-                            pending = rc[_C_READY, c]
-                if client < 0:
-                    wanted = _NONE
-                    break
-                t = max(g[_G_NEXT_AR], pending)
-                grant = g[_G_GRANT]
-                if several or not rc[_C_ACTIVE, grant]:
-                    while True:
-                        if rc[_C_ACTIVE, grant] and rc[_C_READY, grant] <= t:
-                            break
-                        for offset in range(1, 5):
-                            candidate = (grant + offset) & 3
-                            if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
-                                grant = candidate
-                                break
-                        t += 1
-                if read_ahead:
-                    gate = _end_before(history, g[_G_BURSTS], read_ahead) - read_slack
-                    if gate > t:
-                        t = gate
-                gate = _end_before(in_flight[grant], rc[_C_BURSTS, grant],
-                                   READER_LINES_IN_FLIGHT) + 1
-                if gate > t:
-                    t = gate
-                client = grant
-                if t > now:
-                    if t >= horizon:
-                        wanted = t
-                        break
-                    g[_G_NOW] = t
-                    now = t
-                # accept
-                line = rc[_C_DONE, client]
-                phase = rc[_C_PHASE, client]
-                beats = steps[client, phase]
-                rc[_C_PHASE, client] = 0 if phase + 1 == rc[_C_PERIOD, client] else phase + 1
-                start = t + read_latency
-                if start <= g[_G_DATA_END]:
-                    start = g[_G_DATA_END] + 1
-                end = start + beats - 1
-                first_take = rc[_C_FIRST_TAKE, client]
-                if first_take >= 0:
-                    held = rc[_C_HELD, client]
-                    if end < held:
-                        end = held
-                    rc[_C_HELD, client] = end + 1 if line or end >= first_take else first_take
-                if client == _FETCH:
-                    word = rc[_C_OWNER, _FETCH] + line
-                    word_end[word] = end
-                    if word == g[_G_FE_WORD]:
-                        _wake(ev, g, _FETCH)
-                elif client == _LOAD and line == rc[_C_LINES, _LOAD] - 1:
-                    # The last line of a LOAD (`_Run._load_line`).
-                    position = rc[_C_OWNER, _LOAD]
-                    consumed = rc[_C_HELD, _LOAD]
-                    data_start = loads[_L_DATA_START, position]
-                    waited = consumed - data_start + 1 - rc[_C_LINES, _LOAD]
-                    if waited > 0:
-                        _stall(stall_dma, g, _G_STALL_DMA, data_start, data_start + waited)
-                    li = units[_LOAD, position]
-                    retire = consumed + 2 + ins[li, _F_PAD_HI]
-                    loads[_L_RETIRE, position] = retire
-                    _busy(_LOAD, loads[_L_TAKE, position] + 1, retire, us, busy)
-                    us[_U_RETIRED, _LOAD] += 1
-                    _push(_LOAD, ins[li, _F_FLAGS], retire, tc, pushes, ev, g)
-                    _settle(_LOAD, max(retire + 1, loads[_L_HANDOFF, position] + 1), us, ev, g)
-                    _wake(ev, g, _LOAD)
-                rc[_C_PREV_END, client] = end
-                g[_G_DATA_END] = end
-                g[_G_BEATS] += beats
-                history[g[_G_BURSTS] & (history.shape[0] - 1)] = end
-                g[_G_BURSTS] += 1
-                in_flight[client, rc[_C_BURSTS, client] & (in_flight.shape[1] - 1)] = end
-                rc[_C_BURSTS, client] += 1
-                rc[_C_DONE, client] = line + 1
-                rc[_C_READY, client] = t + 1
-                g[_G_NEXT_AR] = t + 1
-                g[_G_GRANT] = client
-                for offset in range(1, 4):
-                    candidate = (client + offset) & 3
-                    if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
-                        g[_G_GRANT] = candidate
-                        break
-                if rc[_C_DONE, client] >= rc[_C_LINES, client]:
-                    rc[_C_LAST_AR, client] = t
-                    rc[_C_LAST_END, client] = end
-                    rc[_C_ACTIVE, client] = 0
-                    if client != _FETCH or g[_G_FE_FETCH]:
-                        _wake(ev, g, client)
-                elif client != _FETCH:
-                    if g[_G_SEQ] != horizon_seq:
-                        horizon = _horizon(ev)
-                        horizon_seq = g[_G_SEQ]
-                    _stream(client, horizon, rc[_C_LINES, client] - 1, rc, steps, g,
-                            history, in_flight[client], read_ahead, read_slack, read_latency,
-                            s_handshakes)
+            wanted = _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma,
+                                   loads, rc, steps, history, in_flight, s_handshakes, g, ev,
+                                   us)
         if g[_G_ERROR]:
             return g[_G_ERROR], 0, 0, 0, 0, 0
         if wanted == _STOP:
@@ -1234,6 +1121,128 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
             return DEADLOCK_EMPTY, 0, 0, 0, 0, 0
         return DEADLOCK, heads, 0, 0, 0, 0
     return OK, 0, 0, cycles, stall_queue, bytes_written
+
+@njit(cache=True, _nrt=False, inline="always")
+def _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma, loads, rc, steps,
+                  history, in_flight, s_handshakes, g, ev, us):
+    """The read channel's actor (`_Run._memory`): bursts are accepted one by one (and in
+    runs by `_stream`) until the next one falls at or after the next event of another
+    actor. Returns the cycle to wake at, or _NONE with no command in progress."""
+    read_latency, read_ahead, read_slack = params[8], params[9], params[10]
+    # The next event of the other actors changes only when one is scheduled
+    # (which counts g[_G_SEQ] up): found again only then, not for every line.
+    horizon = _INF
+    horizon_seq = -1
+    while True:
+        if g[_G_SEQ] != horizon_seq:
+            horizon = _horizon(ev)
+            horizon_seq = g[_G_SEQ]
+        now = g[_G_NOW]
+        # next_handshake
+        client = -1
+        pending = _INF
+        several = False
+        for c in range(4):
+            if rc[_C_ACTIVE, c]:
+                if client >= 0:
+                    several = True
+                client = c
+                if rc[_C_READY, c] < pending:
+                    pending = rc[_C_READY, c]
+        if client < 0:
+            return _NONE
+        t = max(g[_G_NEXT_AR], pending)
+        grant = g[_G_GRANT]
+        if several or not rc[_C_ACTIVE, grant]:
+            while True:
+                if rc[_C_ACTIVE, grant] and rc[_C_READY, grant] <= t:
+                    break
+                for offset in range(1, 5):
+                    candidate = (grant + offset) & 3
+                    if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
+                        grant = candidate
+                        break
+                t += 1
+        if read_ahead:
+            gate = _end_before(history, g[_G_BURSTS], read_ahead) - read_slack
+            if gate > t:
+                t = gate
+        gate = _end_before(in_flight[grant], rc[_C_BURSTS, grant],
+                           READER_LINES_IN_FLIGHT) + 1
+        if gate > t:
+            t = gate
+        client = grant
+        if t > now:
+            if t >= horizon:
+                return t
+            g[_G_NOW] = t
+            now = t
+        # accept
+        line = rc[_C_DONE, client]
+        phase = rc[_C_PHASE, client]
+        beats = steps[client, phase]
+        rc[_C_PHASE, client] = 0 if phase + 1 == rc[_C_PERIOD, client] else phase + 1
+        start = t + read_latency
+        if start <= g[_G_DATA_END]:
+            start = g[_G_DATA_END] + 1
+        end = start + beats - 1
+        first_take = rc[_C_FIRST_TAKE, client]
+        if first_take >= 0:
+            held = rc[_C_HELD, client]
+            if end < held:
+                end = held
+            rc[_C_HELD, client] = end + 1 if line or end >= first_take else first_take
+        if client == _FETCH:
+            word = rc[_C_OWNER, _FETCH] + line
+            word_end[word] = end
+            if word == g[_G_FE_WORD]:
+                _wake(ev, g, _FETCH)
+        elif client == _LOAD and line == rc[_C_LINES, _LOAD] - 1:
+            # The last line of a LOAD (`_Run._load_line`).
+            position = rc[_C_OWNER, _LOAD]
+            consumed = rc[_C_HELD, _LOAD]
+            data_start = loads[_L_DATA_START, position]
+            waited = consumed - data_start + 1 - rc[_C_LINES, _LOAD]
+            if waited > 0:
+                _stall(stall_dma, g, _G_STALL_DMA, data_start, data_start + waited)
+            li = units[_LOAD, position]
+            retire = consumed + 2 + ins[li, _F_PAD_HI]
+            loads[_L_RETIRE, position] = retire
+            _busy(_LOAD, loads[_L_TAKE, position] + 1, retire, us, busy)
+            us[_U_RETIRED, _LOAD] += 1
+            _push(_LOAD, ins[li, _F_FLAGS], retire, tc, pushes, ev, g)
+            _settle(_LOAD, max(retire + 1, loads[_L_HANDOFF, position] + 1), us, ev, g)
+            _wake(ev, g, _LOAD)
+        rc[_C_PREV_END, client] = end
+        g[_G_DATA_END] = end
+        g[_G_BEATS] += beats
+        history[g[_G_BURSTS] & (history.shape[0] - 1)] = end
+        g[_G_BURSTS] += 1
+        in_flight[client, rc[_C_BURSTS, client] & (in_flight.shape[1] - 1)] = end
+        rc[_C_BURSTS, client] += 1
+        rc[_C_DONE, client] = line + 1
+        rc[_C_READY, client] = t + 1
+        g[_G_NEXT_AR] = t + 1
+        g[_G_GRANT] = client
+        for offset in range(1, 4):
+            candidate = (client + offset) & 3
+            if rc[_C_ACTIVE, candidate] and rc[_C_READY, candidate] <= t:
+                g[_G_GRANT] = candidate
+                break
+        if rc[_C_DONE, client] >= rc[_C_LINES, client]:
+            rc[_C_LAST_AR, client] = t
+            rc[_C_LAST_END, client] = end
+            rc[_C_ACTIVE, client] = 0
+            if client != _FETCH or g[_G_FE_FETCH]:
+                _wake(ev, g, client)
+        elif client != _FETCH:
+            if g[_G_SEQ] != horizon_seq:
+                horizon = _horizon(ev)
+                horizon_seq = g[_G_SEQ]
+            _stream(client, horizon, rc[_C_LINES, client] - 1, rc, steps, g,
+                    history, in_flight[client], read_ahead, read_slack, read_latency,
+                    s_handshakes)
+
 
 @njit(cache=True, _nrt=False)
 def _steady(history, bursts, handshakes, stepped, window, period, lines, horizon):
@@ -1262,7 +1271,7 @@ def _shift_tail(ring, count, size, jump):
         ring[j & mask] += jump
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, latency,
             handshakes):
     """`ReadChannel.stream` for a unit's command with no per-line consumer. ``history``
