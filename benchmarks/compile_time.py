@@ -1,5 +1,9 @@
 """Compile time of ResNet-18 and the BERT-style encoder block, and accelerator vs host ops.
 
+Both models come from the model registry (`gemmstone.compiler.models.registry`: seed-0
+random weights; ResNet-18 with 1000 classes, the encoder block with hidden size 768 and
+12 heads), with seeded random inputs.
+
 Measures the frontend (`from_torch`: torch.export and the conversion to the IR) and
 `compile_model` (passes + calibration + quantization + lowering: partition, memory plan,
 tiling, program encoding), without the cache; the target (<= 5 s each) is for their sum.
@@ -22,7 +26,7 @@ import torch
 
 from gemmstone.compiler.compile import compile_model
 from gemmstone.compiler.frontends.torch_fx import from_torch
-from gemmstone.compiler.models import EncoderBlock, randomize_batch_norm, resnet18
+from gemmstone.compiler.models.registry import build
 from gemmstone.config import preset
 
 
@@ -32,14 +36,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="ResNet-18 input resolution")
     args = parser.parse_args()
     config = preset(args.preset)
-    torch.manual_seed(0)
-    models = {
-        f"resnet18 {args.size}x{args.size}": (
-            randomize_batch_norm(resnet18(num_classes=1000)).eval(),
-            torch.randn(1, 3, args.size, args.size)),
-        "encoder 768/12 heads, seq 128": (EncoderBlock(768, 12).eval(),
-                                          torch.randn(1, 128, 768)),
-    }
+    models = {f"resnet18 {args.size}x{args.size}": _model("resnet18", args.size),
+              "encoder 768/12 heads, seq 128": _model("encoder", 128)}
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(f"config: {config.describe()}")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -64,6 +62,12 @@ def main() -> None:
               f"{totals['accelerator_ops']} accelerator ops in {totals['programs']} programs, "
               f"{totals['host_ops']} host ops, {totals['instructions']:,} instructions, "
               f"~{totals['cycles']:,} estimated cycles")
+
+
+def _model(name: str, size: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The registry's model and a seeded random input of its shape."""
+    model, shape = build(name, size=size, seed=0)
+    return model, torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
 if __name__ == "__main__":

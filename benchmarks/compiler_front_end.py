@@ -1,6 +1,7 @@
 """Compile-time benchmark of the compiler's front half on the in-repo models.
 
-For ResNet-18 (224x224), MobileNetV2 (224x224) and a BERT-base encoder block (seq 128):
+For the model registry's (`gemmstone.compiler.models.registry`: seed-0 random weights, 1000
+classes) ResNet-18 (224x224), MobileNetV2 (224x224) and BERT-base encoder block (seq 128):
 torch.export + conversion, the default pass pipeline, int8 calibration + quantization,
 and the count of accelerator vs host ops after quantization. Lowering to programs is not
 included (it does not exist yet).
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from gemmstone.compiler.frontends.torch_fx import from_torch
-from gemmstone.compiler.models import EncoderBlock, mobilenet_v2, randomize_batch_norm, resnet18
+from gemmstone.compiler.models.registry import build
 from gemmstone.compiler.ops import ACCELERATOR_OPS, Op
 from gemmstone.compiler.passes import PassManager
 from gemmstone.compiler.quantization import quantize
@@ -31,9 +32,10 @@ _BOOKKEEPING = {Op.INPUT, Op.OUTPUT, Op.CONSTANT}
 def _models(quick: bool):
     image = 32 if quick else 224
     seq = 16 if quick else 128
-    yield "resnet18", randomize_batch_norm(resnet18()), (1, 3, image, image)
-    yield "mobilenet_v2", randomize_batch_norm(mobilenet_v2()), (1, 3, image, image)
-    yield "bert_encoder_block", EncoderBlock(768, 12).eval(), (1, seq, 768)
+    for label, name, size in (("resnet18", "resnet18", image),
+                              ("mobilenet_v2", "mobilenetv2", image),
+                              ("bert_encoder_block", "encoder", seq)):
+        yield (label, *build(name, size=size, seed=0))
 
 
 def main() -> None:

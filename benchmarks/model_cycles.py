@@ -1,6 +1,7 @@
 """Cycles of ResNet-18 (batch 1) per layer on the performance model.
 
-ResNet-18 (1000 classes, random weights and batch-norm statistics, seed 0) is compiled
+ResNet-18 (the model registry's, `gemmstone.compiler.models.registry`: 1000 classes,
+random weights and batch-norm statistics, seed 0) is compiled
 for a preset (default base 16x16) at 224x224 (`--size`), and each accelerator program is
 timed on the performance model (`gemmstone.sim.performance`) with its default memory, the
 rtl backend's: the in-simulation DRAM at ``config.dram_latency`` (the model is calibrated
@@ -30,7 +31,7 @@ from gemmstone.compiler.frontends.torch_fx import from_torch
 from gemmstone.compiler.lowering.emit import lower_group
 from gemmstone.compiler.lowering.lower import prepare_for_lowering
 from gemmstone.compiler.lowering.partition import AcceleratorGroup, schedule
-from gemmstone.compiler.models import randomize_batch_norm, resnet18
+from gemmstone.compiler.models.registry import build
 from gemmstone.compiler.passes import PassManager
 from gemmstone.compiler.quantization import quantize
 from gemmstone.config import preset
@@ -48,10 +49,8 @@ def main() -> None:
     peak = config.rows * config.cols
     print(f"command: .venv/bin/python {' '.join(sys.argv)}")
     print(f"ResNet-18, batch 1, {args.size}x{args.size}, {config.describe()}")
-    torch.manual_seed(0)
-    model = randomize_batch_norm(resnet18(num_classes=1000)).eval()
-    x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size)) \
-        .astype(np.float32)
+    model, shape = build("resnet18", size=args.size, seed=0)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     graph = from_torch(model, (torch.from_numpy(x),), name="resnet18")
     cpu = time.process_time()
     compiled = compile_model(graph, config, samples=[(x,)])

@@ -1,6 +1,7 @@
 """Wall time of one ResNet-18 inference (batch 1) through the driver, per backend.
 
-ResNet-18 (1000 classes, random weights, random batch-norm statistics) on a 224x224 input
+ResNet-18 (the model registry's, `gemmstone.compiler.models.registry`: 1000 classes,
+random weights and batch-norm statistics, seed 0) on a 224x224 input
 is compiled for the base 16x16 preset (cached on disk: the first run compiles) and run
 through the Device API (`gemmstone.driver.loaded_model.LoadedModel`) on each backend: the
 functional model first, the Verilated RTL last. Printed per backend: time to open the
@@ -26,7 +27,7 @@ import torch
 
 from gemmstone.compiler.compile import compile_model, default_cache_dir
 from gemmstone.compiler.frontends.torch_fx import from_torch
-from gemmstone.compiler.models import randomize_batch_norm, resnet18
+from gemmstone.compiler.models.registry import build
 from gemmstone.config import preset
 from gemmstone.driver import Device
 from gemmstone.driver.loaded_model import LoadedModel
@@ -52,10 +53,9 @@ def main() -> None:
     print(f"command: .venv/bin/python {' '.join(sys.argv)}")
     print(f"ResNet-18, batch 1, {args.size}x{args.size}, {config.describe()}")
 
-    torch.manual_seed(0)
-    model = randomize_batch_norm(resnet18(num_classes=1000)).eval()
+    model, shape = build("resnet18", size=args.size, seed=0)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 3, args.size, args.size)).astype(np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
     calibration = [(rng.standard_normal(x.shape).astype(np.float32),) for _ in range(2)]
     calibration.append((x,))
     with torch.no_grad():

@@ -5,6 +5,7 @@ A name gives a module in eval mode with seeded weights and the shape of its inpu
 
     module, shape = build("resnet18", size=32, batch=2, num_classes=10, seed=0)
     module(torch.randn(shape))          # shape == (2, 3, 32, 32)
+    small, _ = build("mobilenetv2", size=32, num_classes=10, width_mult=0.35)
 
 Random weights come from ``seed`` (PyTorch's default initialization, then random
 batch-norm statistics, see `randomize_batch_norm`) without touching the caller's global
@@ -48,6 +49,9 @@ class ModelInfo:
         True if ``num_classes`` cannot change.
     trainable : bool
         True if ``build(..., trained=True)`` gives trained weights.
+    scalable : bool
+        True if ``build(..., width_mult=...)`` scales its channels (MobileNetV2's width
+        multiplier).
     """
 
     name: str
@@ -58,7 +62,8 @@ class ModelInfo:
     default_classes: int | None
     fixed_classes: bool
     trainable: bool
-    _make: Callable[[int | None], nn.Module]
+    scalable: bool
+    _make: Callable[..., nn.Module]
     _sample_shape: Callable[[int], tuple[int, ...]]
 
 
@@ -74,10 +79,10 @@ def _resnet18(classes: int | None) -> nn.Module:
     return resnet18(num_classes=classes)
 
 
-def _mobilenetv2(classes: int | None) -> nn.Module:
+def _mobilenetv2(classes: int | None, width_mult: float = 1.0) -> nn.Module:
     from gemmstone.compiler.models.mobilenet import mobilenet_v2
 
-    return mobilenet_v2(num_classes=classes)
+    return mobilenet_v2(num_classes=classes, width_mult=width_mult)
 
 
 def _encoder(classes: int | None) -> nn.Module:
@@ -89,13 +94,14 @@ def _encoder(classes: int | None) -> nn.Module:
 #: Model name -> `ModelInfo`, in the order help texts list them.
 MODELS: dict[str, ModelInfo] = {info.name: info for info in (
     ModelInfo("digits", "DigitsCNN on scikit-learn's 8x8 digits (trainable in seconds)",
-              8, "image size", True, 10, True, True, _digits, lambda size: (1, size, size)),
+              8, "image size", True, 10, True, True, False, _digits,
+              lambda size: (1, size, size)),
     ModelInfo("resnet18", "ResNet-18, random weights", 224, "image size", False, 1000, False,
-              False, _resnet18, lambda size: (3, size, size)),
+              False, False, _resnet18, lambda size: (3, size, size)),
     ModelInfo("mobilenetv2", "MobileNetV2, random weights", 224, "image size", False, 1000,
-              False, False, _mobilenetv2, lambda size: (3, size, size)),
+              False, False, True, _mobilenetv2, lambda size: (3, size, size)),
     ModelInfo("encoder", "BERT-base encoder block (hidden 768, 12 heads), random weights",
-              128, "sequence length", False, None, True, False, _encoder,
+              128, "sequence length", False, None, True, False, False, _encoder,
               lambda size: (size, 768)),
 )}
 
@@ -136,7 +142,8 @@ def input_shape(name: str, *, size: int | None = None, batch: int = 1) -> tuple[
 
 
 def build(name: str, *, size: int | None = None, batch: int = 1, num_classes: int | None = None,
-          seed: int = 0, trained: bool = False) -> tuple[nn.Module, tuple[int, ...]]:
+          seed: int = 0, trained: bool = False,
+          width_mult: float | None = None) -> tuple[nn.Module, tuple[int, ...]]:
     """Build repo model ``name`` in eval mode and the shape of one input batch.
 
     Parameters
@@ -154,6 +161,9 @@ def build(name: str, *, size: int | None = None, batch: int = 1, num_classes: in
     trained : bool
         Train the model (digits only; cached per process and seed, each call gets its
         own copy).
+    width_mult : float, optional
+        Channel width multiplier (`ModelInfo.scalable` models only; default 1.0): tests
+        use a narrow MobileNetV2 to run fast.
 
     Returns
     -------
@@ -178,6 +188,15 @@ def build(name: str, *, size: int | None = None, batch: int = 1, num_classes: in
         if info.fixed_classes and num_classes != info.default_classes:
             raise ValueError(f"{name}: 'num_classes' is fixed at {info.default_classes}, "
                              f"not {num_classes}")
+    options = {}
+    if width_mult is not None:
+        if not info.scalable:
+            raise ValueError(f"{name}: 'width_mult' does not apply (scalable: "
+                             f"{', '.join(n for n, i in MODELS.items() if i.scalable)})")
+        if type(width_mult) not in (int, float) or not width_mult > 0:
+            raise ValueError(f"{name}: 'width_mult' must be a positive number, "
+                             f"not {width_mult!r}")
+        options["width_mult"] = float(width_mult)
     if trained:
         if not info.trainable:
             raise ValueError(f"{name}: no trained weights (trainable: "
@@ -190,7 +209,7 @@ def build(name: str, *, size: int | None = None, batch: int = 1, num_classes: in
     # Fork the random state so the caller's global torch RNG is not changed.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = info._make(num_classes or info.default_classes)
+        module = info._make(num_classes or info.default_classes, **options)
     return randomize_batch_norm(module, seed=seed).eval(), shape
 
 

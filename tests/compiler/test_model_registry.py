@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gemmstone.compiler.models import load_digits_split, resnet18
+from gemmstone.compiler.models import load_digits_split, mobilenet_v2, resnet18
 from gemmstone.compiler.models.registry import MODELS, build, input_shape, model_info
 
 
@@ -50,6 +50,19 @@ def test_default_classes_and_encoder_input():
     assert shape == (2, 16, 768) and encoder(x).shape == x.shape
 
 
+def test_width_multiplier_narrows_mobilenetv2():
+    narrow, shape = build("mobilenetv2", size=32, num_classes=10, width_mult=0.35, seed=3)
+    full, _ = build("mobilenetv2", size=32, num_classes=10, seed=3)
+    torch.manual_seed(3)
+    plain = mobilenet_v2(num_classes=10, width_mult=0.35)
+    first = next(narrow.parameters())
+    assert torch.equal(next(plain.parameters()), first)
+    assert first.shape[0] < next(full.parameters()).shape[0]
+    assert sum(p.numel() for p in narrow.parameters()) < sum(
+        p.numel() for p in full.parameters()) / 3
+    assert narrow(torch.randn(shape)).shape == (1, 10)
+
+
 def test_trained_digits_classify_held_out_images_and_are_copies():
     first, shape = build("digits", batch=5, trained=True)
     second, _ = build("digits", batch=5, trained=True)
@@ -83,6 +96,12 @@ def test_trained_digits_classify_held_out_images_and_are_copies():
                                                "integer, not 0"),
     (lambda: build("resnet18", trained=True), "resnet18: no trained weights (trainable: "
                                               "digits)"),
+    (lambda: build("resnet18", width_mult=0.5), "resnet18: 'width_mult' does not apply "
+                                                "(scalable: mobilenetv2)"),
+    (lambda: build("mobilenetv2", width_mult=0), "mobilenetv2: 'width_mult' must be a "
+                                                 "positive number, not 0"),
+    (lambda: build("mobilenetv2", width_mult="1"), "mobilenetv2: 'width_mult' must be a "
+                                                   "positive number, not '1'"),
 ])
 def test_bad_names_and_options_are_named(call, message):
     with pytest.raises(ValueError) as caught:
