@@ -121,6 +121,11 @@ _CH_SIZE = 19
 _RING = 2 * FETCH_FIFO_DEPTH
 _RING_MASK = _RING - 1
 assert _RING & _RING_MASK == 0
+#: Words the front end fetches at a time while more than `_FETCH_LOW` words wait in its
+#: FIFO (the RTL fetches as soon as there is room for one; a word fetched a few cycles
+#: later changes nothing while dispatch has enough words ahead, and saves steps).
+_FETCH_BATCH = 8
+_FETCH_LOW = 12
 #: Words decoded at a time (the core's decoder, into a buffer of this many rows).
 _CHUNK = 512
 #: Stall spans kept apart before the oldest half is counted for good.
@@ -240,7 +245,7 @@ def _share(ch, fr, client, h0, latency, ahead, share):
     served)."""
     holder = ch[_CH_HOLDER]
     free = ch[_CH_DATA]
-    if holder == client or holder < 0 or free <= h0 + latency:
+    if holder == client or holder <= 0 or free <= h0 + latency:
         return False
     rate = fr[_FR_RATE]
     cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
@@ -294,13 +299,13 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
         data_end += int(min(n - 1, share[1]) * share[2])
         h_last += min(n - 1, max(0, ch[_CH_LAST + ch[_CH_HOLDER]] - h0 + 1))
     held_end = first_take + n - 2 if first_take >= 0 and n > 1 else -1
-    # Fetch bursts that went between the bursts of this reader's last command (round
-    # robin) moved its data back by their beats: charged to this command (`_fetch`).
-    debt = ch[_CH_DEBT + client]
-    ch[_CH_DEBT + client] = 0
-    data_end += debt
+    # Bursts of other readers that went between the bursts of this reader's last command
+    # (round robin) moved its data back by their beats (`_share`). Later reservations
+    # see that in the channel's free cycle already; a reader that holds its lines for a
+    # consumer a line a cycle lost those cycles for good: charged to this command.
     if held_end >= 0:
-        held_end += debt
+        held_end += ch[_CH_DEBT + client]
+    ch[_CH_DEBT + client] = 0
     end = max(data_end, h_last + latency + last - 1)
     taken = end + 1
     if first_take >= 0:
@@ -524,7 +529,7 @@ def _stall_total(spans, meta):
 # -- the run ---------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
+def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, trace):
     """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
     (status, info, extra, counters, grant). Memory does not grow with the program: words
     are decoded a chunk at a time, and every other record is a ring as deep as the
@@ -544,7 +549,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
         np.empty((2, _SPANS, 2), np.int64), np.zeros((2, 2), np.int64), counters,
         np.zeros((14, 4), np.int64), np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
-        np.zeros(1, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64))
+        np.zeros(1, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64), trace)
     if status != OK:
         return status, info, extra, counters, 0
     return OK, 0, 0, counters, extra
@@ -568,9 +573,10 @@ def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, i
 @njit(cache=True, _nrt=False)
 def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, queue,
          takes, dispatched, word_end, pushes, pops, spans, span_meta, counters, state, ch,
-         out, fr, share, fetch_shape):
+         out, fr, share, fetch_shape, trace):
     """The steps of the front end and the three units, in time order (`_simulate`); the
-    arrays after ``enums`` are scratch."""
+    arrays after ``enums`` are scratch, but ``trace``: when it is not empty, the take
+    cycle of each instruction (for diagnostics: `take_cycles`)."""
     rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
         params[4]
     instr_base, window = params[5], params[6]
@@ -738,10 +744,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
             if asked < count:
                 if asked < FETCH_FIFO_DEPTH:
                     credit = 1
-                elif asked - FETCH_FIFO_DEPTH < index:
-                    credit = dispatched[(asked - FETCH_FIFO_DEPTH) & _RING_MASK] + 1
                 else:
-                    credit = _INF
+                    # The FIFO's room for the next word, or (while enough words wait in
+                    # it) for `_FETCH_BATCH` words: one step fetches several words.
+                    freed = asked - FETCH_FIFO_DEPTH
+                    if asked - index > _FETCH_LOW and asked + _FETCH_BATCH <= count:
+                        freed += _FETCH_BATCH - 1
+                    credit = dispatched[freed & _RING_MASK] + 1 if freed < index else _INF
                 fetch_at = max(fetch_free, credit, fe_now)
             u = -1
             if index < asked:
@@ -839,6 +848,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
         _stall(spans[0], span_meta[0], gate, stall_to)
         takes[u, position & slot_mask] = take
         taken_count[u] = position + 1
+        if trace.shape[0]:
+            trace[entry[_Q_INDEX]] = take
         _take(u, flags, take, tc, pops, token_mask)
         settle_event[u] = take
         finish = take
@@ -1064,10 +1075,11 @@ def _word(code: np.ndarray, index: int) -> int:
 
 
 def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
-                 instr_base: int, window_base: int, grant: int):
+                 instr_base: int, window_base: int, grant: int, *, trace: bool = False):
     """Run the analytic engine on ``code`` (`performance_core.words_to_code`); returns
     (counters as an int64 array in `COUNTERS` order, grant), or raises what the exact
-    engines raise for the program."""
+    engines raise for the program. With ``trace``, also the take cycle of every
+    instruction (-1: fence, halt or not reached), to compare with the exact engine's."""
     params = np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
                        config.dram_bytes_per_cycle, instr_base, window_base, grant,
                        memory.read_latency, memory.read_ahead, memory.read_slack,
@@ -1078,9 +1090,10 @@ def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
         raise ValueError(f"'code' must be a 1-D int64 array of word halves (words_to_code), "
                          f"not {code.dtype} of shape {code.shape}")
     code = np.require(code, np.int64, ["C", "A", "W"])
-    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
+    takes = np.full(len(code) // 2 if trace else 0, -1, np.int64)
+    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES, takes)
     if status == OK:
-        return counters, int(end_grant)
+        return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))
     if status == BAD_WORD:
         decode(_word(code, info), index=int(info))
         raise AssertionError(f"the compiled decoder rejected word {info}, which decodes")
