@@ -1286,9 +1286,6 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
     if line >= stop:
         return
     period = rc[_C_PERIOD, client]
-    period_beats = 0
-    for j in range(period):
-        period_beats += steps[client, j]
     mask = history.shape[0] - 1
     own_mask = own.shape[0] - 1
     handshake_mask = handshakes.shape[0] - 1
@@ -1306,6 +1303,8 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
     # the channel are then all this client's, and so are the client's last ones).
     stepped = 0
     check_at = window + period + 1 if stop - line > window + 2 * period else _INF
+    # Lines that may be taken as a block (below): no more than either ring reaches back.
+    block = min(ahead, READER_LINES_IN_FLIGHT) if ahead else READER_LINES_IN_FLIGHT
     while line < stop:
         if stepped >= check_at:
             check_at = stepped + window
@@ -1324,12 +1323,49 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
                 handshake += jump
                 next_ar = handshake + 1
                 line += periods * period
-                beats += periods * period_beats
+                for j in range(period):
+                    beats += periods * steps[client, j]
                 continue
         # Lines one by one up to the next check.
         last = min(stop, line + check_at - stepped) if check_at != _INF else stop
         while line < last:
             t = next_ar
+            # A block of lines that no gate holds back takes one handshake a cycle: one
+            # line after another without reading the rings or the horizon. A line's gates
+            # are ends of earlier bursts, each at least a cycle after the one before, so
+            # they fall behind such handshakes: the block's last line decides for all.
+            # Its gates are ends from before the block while the block is no longer than
+            # the rings reach. (From line 2 on, a held line never holds back the next.)
+            size = min(last - line, horizon - t + 1, block)
+            if size > 1 and (first_take < 0 or line >= 2):
+                at = size - 1
+                free = own[(own_bursts + at - READER_LINES_IN_FLIGHT) & own_mask] + 1 <= t + at
+                if ahead and free:
+                    free = history[(bursts + at - ahead) & mask] - slack <= t + at
+                if free:
+                    for _ in range(size):
+                        b = steps[client, phase]
+                        phase += 1
+                        if phase == period:
+                            phase = 0
+                        first = t + latency
+                        if first <= data_end:
+                            first = data_end + 1
+                        data_end = first + b - 1
+                        beats += b
+                        history[bursts & mask] = data_end
+                        bursts += 1
+                        own[own_bursts & own_mask] = data_end
+                        own_bursts += 1
+                        handshakes[stepped & handshake_mask] = t
+                        stepped += 1
+                        t += 1
+                    if first_take >= 0:
+                        held = data_end + 1
+                    handshake = t - 1
+                    next_ar = t
+                    line += size
+                    continue
             if ahead:
                 gate = history[(bursts - ahead) & mask] - slack
                 if gate > t:
