@@ -115,7 +115,9 @@ _CH_LAST = 9
 _CH_DEBT = 13
 _CH_HOLDER = 17
 _CH_QUIET = 18          # last beat of every word fetched so far
-_CH_SIZE = 19
+_CH_HOLDER_H0 = 19      # first address handshake of the holder's command
+_CH_HOLDER_D0 = 20      # its first data beat
+_CH_SIZE = 21
 # Dispatch times and fetched words are kept for the last `_RING` words only (the fetch FIFO
 # reaches FETCH_FIFO_DEPTH words ahead of dispatch).
 _RING = 2 * FETCH_FIFO_DEPTH
@@ -249,8 +251,8 @@ def _share(ch, fr, client, h0, latency, ahead, share):
         return False
     rate = fr[_FR_RATE]
     cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
-    backlog = min(free - (h0 + latency), int(cap * rate))
-    start = h0 + latency + backlog
+    accepted = min(cap, max(0, h0 - ch[_CH_HOLDER_H0]))
+    start = max(h0 + latency, min(free, ch[_CH_HOLDER_D0] + int(accepted * rate)))
     share[0] = start
     share[1] = (free - start) / rate
     share[2] = rate
@@ -325,6 +327,8 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     if end + 1 > ch[_CH_DATA] or not shared:
         ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
         ch[_CH_HOLDER] = client
+        ch[_CH_HOLDER_H0] = h0
+        ch[_CH_HOLDER_D0] = d0
     if ahead > 0:
         # The next burst waits for the last beat of the burst `ahead` before it.
         if n >= ahead:
