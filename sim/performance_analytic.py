@@ -223,16 +223,21 @@ def _share_of(k, total, n):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _gate_offset(k, ahead, ahead_cost, flight_cost):
+def _gate_offset(k, ahead, ahead_cost, flight_cost, warm):
     """Cycles from a command's first burst address to its ``k``-th when the memory's
     acceptance queue (``ahead`` bursts, refilled ``ahead_cost`` cycles after it fills)
-    and the reader's lines in flight (refilled ``flight_cost`` cycles later) pace it."""
+    and the reader's lines in flight (refilled ``flight_cost`` cycles later) pace it.
+    A reader starting cold sends a whole window of lines at once, then waits; one whose
+    last command still has lines in flight (``warm``) goes on at the steady rate."""
     offset = k
     if ahead > 0:
         paced = (k // ahead) * ahead_cost + k % ahead
         if paced > offset:
             offset = paced
-    paced = (k // _FLIGHT) * flight_cost + k % _FLIGHT
+    if warm:
+        paced = k * flight_cost // _FLIGHT
+    else:
+        paced = (k // _FLIGHT) * flight_cost + k % _FLIGHT
     return paced if paced > offset else offset
 
 
@@ -285,7 +290,8 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
         h0 = max(h0, ch[_CH_AR], ch[_CH_AHEAD])
         d0 = max(h0 + latency, ch[_CH_DATA])
     ahead_cost = latency + mean - 1 - slack
-    h_last = h0 + _gate_offset(n - 1, ahead, ahead_cost, latency + mean)
+    warm = ch[_CH_OWN + client] > accepted + 1
+    h_last = h0 + _gate_offset(n - 1, ahead, ahead_cost, latency + mean, warm)
     # The acceptance queue and the lines in flight wait for data behind earlier beats.
     if ahead > 0 and n - 1 >= ahead:
         gate = d0 + _share_of(n - ahead, total, n) - 1 - slack
@@ -329,14 +335,13 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
         ch[_CH_HOLDER] = client
         ch[_CH_HOLDER_H0] = h0
         ch[_CH_HOLDER_D0] = d0
+    # The next bursts wait for the last beat of the burst `ahead` before (the memory's
+    # queue) and of this reader's line `READER_LINES_IN_FLIGHT` before: lines ended
+    # `spacing` cycles apart.
+    spacing = max(1.0, (end - d0 + 1) / n)
     if ahead > 0:
-        # The next burst waits for the last beat of the burst `ahead` before it.
-        if n >= ahead:
-            ch[_CH_AHEAD] = end - (total - _share_of(n - ahead + 1, total, n)) - slack
-        else:
-            ch[_CH_AHEAD] = d0 - (ahead - n) - slack
-    ch[_CH_OWN + client] = end - (total - _share_of(n - _FLIGHT + 1, total, n)) + 1 \
-        if n >= _FLIGHT else 0
+        ch[_CH_AHEAD] = end - int((ahead - 1) * spacing) - slack
+    ch[_CH_OWN + client] = end - int((_FLIGHT - 1) * spacing) + 1
     ch[_CH_BEATS] += total
     ch[_CH_GRANT] = client
     ch[_CH_LAST + client] = h_last
