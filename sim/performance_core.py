@@ -316,34 +316,6 @@ def _horizon(ev):
 
 
 @njit(cache=True, _nrt=False)
-def _ring_push(ring, item):
-    """Append to a ring buffer ``[start, length, items...]`` (a deque with a maxlen)."""
-    capacity = ring.shape[0] - 2
-    start = ring[0]
-    length = ring[1]
-    if length == capacity:
-        ring[2 + start] = item
-        start += 1
-        ring[0] = 0 if start == capacity else start
-    else:
-        at = start + length   # no modulo: a division costs more than the rest of a line
-        ring[2 + (at - capacity if at >= capacity else at)] = item
-        ring[1] = length + 1
-
-
-@njit(cache=True, _nrt=False)
-def _ring_first(ring):
-    return ring[2 + ring[0]]
-
-
-@njit(cache=True, _nrt=False)
-def _ring_last(ring):
-    at = ring[0] + ring[1] - 1
-    capacity = ring.shape[0] - 2
-    return ring[2 + (at - capacity if at >= capacity else at)]
-
-
-@njit(cache=True, _nrt=False)
 def _pow2_at_least(size):
     """The smallest power of two >= ``size``: the capacity of an ends ring."""
     capacity = 1
@@ -358,7 +330,7 @@ def _end_before(ends, count, back):
     two long, entry ``i`` at ``i & (len - 1)``, at least ``back``, -_INF where never
     written): the first item of a deque with a maxlen of ``back`` once it is full, -_INF
     before. The count lives with the caller, so recording an end is one store, without
-    the start and length bookkeeping of `_ring_push`."""
+    a start and a length to keep up to date."""
     return ends[(count - back) & (ends.shape[0] - 1)]
 
 
@@ -481,15 +453,13 @@ def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, fi
         g[_G_ERROR] = READER_BUSY
         return
     length = max(1, length)
-    offset = addr % bus
-    rest = stride % bus
-    period = 1
-    if rest:
-        a, b = rest, bus
-        while b:
-            a, b = b, a % b
-        period = bus // a
-    whole, part = divmod(length - 1, bus)
+    # The bus is a power of two bytes (AcceleratorConfig checks it): masks instead of
+    # divisions, and the gcd of the stride and the bus is the stride's lowest set bit.
+    offset = addr & (bus - 1)
+    rest = stride & (bus - 1)
+    period = bus // (rest & -rest) if rest else 1
+    whole = (length - 1) // bus
+    part = (length - 1) & (bus - 1)
     start = offset
     for i in range(period):   # beats of (start + length - 1) // bus + 1, no division
         steps[client, i] = whole + 1 + (1 if start + part >= bus else 0)
@@ -560,9 +530,11 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     history = np.full(_pow2_at_least(window_lines + bus + 2), -_INF, np.int64)
     in_flight = np.full((4, _pow2_at_least(READER_LINES_IN_FLIGHT)), -_INF, np.int64)
     s_handshakes = np.zeros(_pow2_at_least(bus + 2), np.int64)
-    w_recent = np.zeros(2 + max(1, write_ahead), np.int64)
-    responses = np.zeros(2 + _RESPONSES, np.int64)
-    stage_out = np.zeros(2 + _OUTPUT_LATENCY, np.int64)
+    # The store unit's last write bursts, write responses and rows out of the output stage
+    # (`_Run._store_unit`'s deques), rings like `history`.
+    w_recent = np.full(_pow2_at_least(max(1, write_ahead)), -_INF, np.int64)
+    responses = np.full(_pow2_at_least(_RESPONSES), -_INF, np.int64)
+    stage_out = np.full(_pow2_at_least(_OUTPUT_LATENCY), -_INF, np.int64)
     status, info, extra, cycles, stall_queue, bytes_written = _events(
         params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy, stall_token,
         stall_dma, loads, rc, steps, history, in_flight, s_handshakes, w_recent,
@@ -603,6 +575,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
     # Front end (fetch and dispatch).
     fe_pc = 0
     asked = 0
+    read_before = 0     # words dispatched before the last fetch command's cycle
     fetch_free = 1
     last_fetch = False
     index = 0
@@ -641,6 +614,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
     line_free = -1
     path_raw = False
     st_position = 0
+    bursts_written = answers = rows_out = 0   # counts of the store unit's rings
     st_structural = 0
     st_gate = 0
     st_take = 0
@@ -714,14 +688,11 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                             credit = _INF
                         fetch_at = max(fetch_free, credit)
                         if fetch_at <= now:
-                            low, high = 0, index          # bisect_left(dispatched, now)
-                            while low < high:
-                                middle = (low + high) // 2
-                                if dispatched[middle] < now:
-                                    low = middle + 1
-                                else:
-                                    high = middle
-                            ask = min(count, low + _FIFO_DEPTH) - asked
+                            # bisect_left(dispatched, now, 0, index): words are dispatched
+                            # in order and time only grows, so the answer only grows too.
+                            while read_before < index and dispatched[read_before] < now:
+                                read_before += 1
+                            ask = min(count, read_before + _FIFO_DEPTH) - asked
                             _submit(rc, steps, g, _FETCH, now, ask,
                                     instr_base + asked * WORD_BYTES, WORD_BYTES, WORD_BYTES,
                                     bus, -1, asked)
@@ -1010,20 +981,24 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         bytes_written += n * length
                         # line_pattern(addr, stride, length, bus).steps, into `steps[0]`'s
                         # place: the store unit has no read command.
-                        whole, part = divmod(max(1, length) - 1, bus)
-                        start = addr % bus
-                        rest = stride % bus
+                        whole = (max(1, length) - 1) // bus
+                        part = (max(1, length) - 1) & (bus - 1)
+                        start = addr & (bus - 1)
+                        rest = stride & (bus - 1)
                         aw_ready = accepted + 1
                         taken = accepted + 1
                         line_prev = -1
-                        answered = _ring_last(responses) if responses[1] else -1
+                        answered = _end_before(responses, answers, 1) if answers else -1
                         aw = aw_next if aw_next > aw_ready else aw_ready
                         for _ in range(n):
-                            if write_ahead and w_recent[1] == write_ahead and \
-                                    _ring_first(w_recent) - write_slack > aw:
-                                aw = _ring_first(w_recent) - write_slack
-                            if responses[1] == _RESPONSES and _ring_first(responses) + 1 > aw:
-                                aw = _ring_first(responses) + 1
+                            if write_ahead:
+                                gate = _end_before(w_recent, bursts_written, write_ahead) - \
+                                    write_slack
+                                if gate > aw:
+                                    aw = gate
+                            gate = _end_before(responses, answers, _RESPONSES) + 1
+                            if gate > aw:
+                                aw = gate
                             if raw:
                                 taken += 1
                                 if line_free > taken:
@@ -1031,15 +1006,16 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                                 line_at = taken
                             else:
                                 taken += 1
-                                if stage_out[1] == _OUTPUT_LATENCY and \
-                                        _ring_first(stage_out) > taken:
-                                    taken = _ring_first(stage_out)
+                                gate = _end_before(stage_out, rows_out, _OUTPUT_LATENCY)
+                                if gate > taken:
+                                    taken = gate
                                 line_at = taken + _OUTPUT_LATENCY
                                 if line_prev + 1 > line_at:
                                     line_at = line_prev + 1
                                 if line_free > line_at:
                                     line_at = line_free
-                                _ring_push(stage_out, line_at)
+                                stage_out[rows_out & (stage_out.shape[0] - 1)] = line_at
+                                rows_out += 1
                                 line_prev = line_at
                             first_beat = line_at + 1
                             if aw + 1 > first_beat:
@@ -1051,10 +1027,12 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                             if start >= bus:
                                 start -= bus
                             line_free = w_end
-                            _ring_push(w_recent, w_end)
+                            w_recent[bursts_written & (w_recent.shape[0] - 1)] = w_end
+                            bursts_written += 1
                             answered = max(w_end + write_response, aw + write_latency,
                                            answered + 1)
-                            _ring_push(responses, answered)
+                            responses[answers & (responses.shape[0] - 1)] = answered
+                            answers += 1
                             aw += 1
                         aw -= 1
                         aw_next = aw + 1
