@@ -117,7 +117,10 @@ _CH_HOLDER = 17
 _CH_QUIET = 18          # last beat of every word fetched so far
 _CH_HOLDER_H0 = 19      # first address handshake of the holder's command
 _CH_HOLDER_D0 = 20      # its first data beat
-_CH_SIZE = 21
+_CH_HOLDER_PREV = 21    # the channel's free cycle before it
+_CH_PREV_H0 = 22        # the previous holder's first handshake and data beat
+_CH_PREV_D0 = 23
+_CH_SIZE = 24
 # Dispatch times and fetched words are kept for the last `_RING` words only (the fetch FIFO
 # reaches FETCH_FIFO_DEPTH words ahead of dispatch).
 _RING = 2 * FETCH_FIFO_DEPTH
@@ -136,8 +139,9 @@ _SPANS = 256
 _Q_INDEX = _COLUMNS
 _Q_DISPATCHED = _COLUMNS + 1
 _Q_WIDTH = _COLUMNS + 2
-# Floats (`fr`): cycles per line of the command whose data holds the channel.
-_FR_RATE = 0
+# Floats (`fr`): cycles per line of the command whose data holds the channel, and of the
+# holder before it.
+_FR_RATE, _FR_PREV_RATE = 0, 1
 
 
 # -- numba cache: the core's directory scheme, a key of its own -----------------------------
@@ -255,9 +259,23 @@ def _share(ch, fr, client, h0, latency, ahead, share):
     if holder == client or holder <= 0 or free <= h0 + latency:
         return False
     rate = fr[_FR_RATE]
+    first = ch[_CH_HOLDER_H0]
+    begin = ch[_CH_HOLDER_D0]
+    if h0 < first:
+        # The holder's command was reserved first but starts later (its unit took it
+        # early): this command goes before it, between the bursts of the one before.
+        free = ch[_CH_HOLDER_PREV]
+        first = ch[_CH_PREV_H0]
+        begin = ch[_CH_PREV_D0]
+        rate = fr[_FR_PREV_RATE]
+        if free <= h0 + latency:
+            share[0] = h0 + latency
+            share[1] = 0.0
+            share[2] = rate
+            return True
     cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
-    accepted = min(cap, max(0, h0 - ch[_CH_HOLDER_H0]))
-    start = max(h0 + latency, min(free, ch[_CH_HOLDER_D0] + int(accepted * rate)))
+    accepted = min(cap, max(0, h0 - first))
+    start = max(h0 + latency, min(free, begin + int(accepted * rate)))
     share[0] = start
     share[1] = (free - start) / rate
     share[2] = rate
@@ -329,8 +347,12 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
         ch[_CH_AR] = max(ch[_CH_AR], h_last + 1)
     else:
         ch[_CH_AR] = h_last + 1
-        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / n)
     if end + 1 > ch[_CH_DATA] or not shared:
+        ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
+        ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
+        ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
+        fr[_FR_PREV_RATE] = fr[_FR_RATE]
+        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / n)
         ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
         ch[_CH_HOLDER] = client
         ch[_CH_HOLDER_H0] = h0
@@ -558,7 +580,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
         np.empty((2, _SPANS, 2), np.int64), np.zeros((2, 2), np.int64), counters,
         np.zeros((14, 4), np.int64), np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
-        np.zeros(1, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64), trace)
+        np.ones(2, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64), trace)
     if status != OK:
         return status, info, extra, counters, 0
     return OK, 0, 0, counters, extra
@@ -599,7 +621,6 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
     ch[_CH_QUIET] = -_INF
     for client in range(4):
         ch[_CH_LAST + client] = -1
-    fr[_FR_RATE] = 1.0
     fetch_shape[0] = _WORD % bus
     fetch_shape[1] = (_WORD - 1) // bus
     fetch_shape[2] = instr_base % bus
