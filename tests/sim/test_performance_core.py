@@ -214,3 +214,34 @@ def test_estimate_and_the_engine_switch(monkeypatch):
             f"'engine' must be one of {', '.join(ENGINES)}, not 'rust'")):
         PerformanceModel(config, engine="rust")
     assert ENGINES[:2] == ("compiled", "python")
+
+
+def _long_streams(config: AcceleratorConfig) -> list[str]:
+    """Programs whose DMA commands run for hundreds of lines: the read channel's blocks
+    of lines no gate holds back, its steady-state jumps (several line patterns: strides
+    of every period, lines of one and more beats) and, with the front end fetching
+    during a load, lines of two clients taken one by one."""
+    bus, cols = config.dram_bytes_per_cycle, config.cols
+    alone = "\n".join([
+        f"load n=1500 len=3 stride={bus + 6} dram=0x13 pad_lo=1",
+        f"loadacc n=900 len={cols} stride={2 * bus + 4} type=int8 dram=0x7",
+        f"load n=1200 len={bus + 1} stride={3 * bus} dram=0x40 pad_hi=2",
+        f"loadacc n=700 len={cols} stride={4 * cols}",
+        f"store n=300 len={cols} stride={bus + 3} mode=int8",
+        "loadq len=8",
+        "halt"])
+    fetching = "\n".join(["load n=2000 len=5 stride=7 dram=0x21"]
+                         + ["preload k=2", "matmul n=3"] * 60
+                         + [f"load n=800 len={bus} stride={bus}", "halt"])
+    return [alone, fetching]
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "base"])
+@pytest.mark.parametrize("memory", list(MEMORIES))
+def test_long_streams_give_identical_results(name, memory):
+    config = preset(name)
+    for text in _long_streams(config):
+        compiled, python = _both(config, MEMORIES[memory], assemble(text),
+                                 instr_base=0x30, window_base=0x8)
+        _assert_same(compiled, python)
+        assert compiled.counters["BYTES_READ"] > 1000 * config.dram_bytes_per_cycle
