@@ -256,7 +256,7 @@ def _share(ch, fr, client, h0, latency, ahead, share):
     served)."""
     holder = ch[_CH_HOLDER]
     free = ch[_CH_DATA]
-    if holder == client or holder <= 0 or free <= h0 + latency:
+    if holder == client or holder < 0 or free <= h0 + latency:
         return False
     rate = fr[_FR_RATE]
     first = ch[_CH_HOLDER_H0]
@@ -273,8 +273,11 @@ def _share(ch, fr, client, h0, latency, ahead, share):
             share[1] = 0.0
             share[2] = rate
             return True
+    # The holder's bursts accepted before this one's: one address a cycle since its first,
+    # at most `ahead` bursts (or a reader's lines in flight) beyond those whose data is
+    # through by now.
     cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
-    accepted = min(cap, max(0, h0 - first))
+    accepted = min(max(0.0, (h0 - begin) / rate) + cap, float(max(0, h0 - first)))
     start = max(h0 + latency, min(free, begin + int(accepted * rate)))
     share[0] = start
     share[1] = (free - start) / rate
@@ -324,7 +327,13 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
         # A line of the other command between two of this one's.
         data_end += int(min(n - 1, share[1]) * share[2])
         h_last += min(n - 1, max(0, ch[_CH_LAST + ch[_CH_HOLDER]] - h0 + 1))
-    held_end = first_take + n - 2 if first_take >= 0 and n > 1 else -1
+    # Line 0 waits in the reader until ``first_take``, and every line's last beat waits
+    # for the line before to be taken (a line a cycle): the lines after it follow.
+    held_end = -1
+    if first_take >= 0 and n > 1:
+        held_end = first_take + max(n - 2, total
+                                    - _line_beats(0, offset, rest, whole, part, bus)
+                                    - _line_beats(1, offset, rest, whole, part, bus))
     # Bursts of other readers that went between the bursts of this reader's last command
     # (round robin) moved its data back by their beats (`_share`). Later reservations
     # see that in the channel's free cycle already; a reader that holds its lines for a
@@ -340,14 +349,15 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
             end = held_end
         taken = max(end + 1, first_take + n - 1)
     if shared:
-        # The other command's data runs longer by this one's beats: its reader's next
-        # command pays them (the other's own times are taken already).
-        ch[_CH_DEBT + ch[_CH_HOLDER]] += total
-        ch[_CH_DATA] += total
+        # The other command's data runs longer by this one's beats that went between its
+        # lines: its reader's next command pays them (its own times are taken already).
+        stolen = min(total, int(min(float(n), share[1] + 1.0) * total / n))
+        ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
+        ch[_CH_DATA] += stolen
         ch[_CH_AR] = max(ch[_CH_AR], h_last + 1)
     else:
         ch[_CH_AR] = h_last + 1
-    if end + 1 > ch[_CH_DATA] or not shared:
+    if end + 1 >= ch[_CH_DATA] or not shared:
         ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
         ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
         ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
@@ -438,13 +448,21 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
     if ch[_CH_AR] < h + 1:
         ch[_CH_AR] = h + 1
     if shared:
-        # The command whose data holds the channel runs longer by these beats: its reader's
-        # next command pays them (its own times are taken already).
-        ch[_CH_DEBT + ch[_CH_HOLDER]] += total
-        ch[_CH_DATA] += total
-    if end + 1 > ch[_CH_DATA] or not shared:
+        # The command whose data holds the channel runs longer by the beats that went
+        # between its lines: its reader's next command pays them (`_read`).
+        stolen = min(total, int(min(float(words), others + 1.0) * total / words))
+        ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
+        ch[_CH_DATA] += stolen
+    if end + 1 >= ch[_CH_DATA] or not shared:
+        ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
+        ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
+        ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
+        fr[_FR_PREV_RATE] = fr[_FR_RATE]
+        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / words)
         ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
         ch[_CH_HOLDER] = 0
+        ch[_CH_HOLDER_H0] = h0
+        ch[_CH_HOLDER_D0] = d0
     ch[_CH_BEATS] += total
     ch[_CH_LAST] = h
     if busy == 0:
@@ -624,6 +642,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
     fetch_shape[0] = _WORD % bus
     fetch_shape[1] = (_WORD - 1) // bus
     fetch_shape[2] = instr_base % bus
+    batch = _FETCH_BATCH
     tc = state[0:4]
     queued = state[4]
     taken_count = state[5]
@@ -778,8 +797,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                     # The FIFO's room for the next word, or (while enough words wait in
                     # it) for `_FETCH_BATCH` words: one step fetches several words.
                     freed = asked - FETCH_FIFO_DEPTH
-                    if asked - index > _FETCH_LOW and asked + _FETCH_BATCH <= count:
-                        freed += _FETCH_BATCH - 1
+                    if asked - index > _FETCH_LOW and asked + batch <= count:
+                        freed += batch - 1
                     credit = dispatched[freed & _RING_MASK] + 1 if freed < index else _INF
                 fetch_at = max(fetch_free, credit, fe_now)
             u = -1

@@ -5,8 +5,10 @@ every instruction, assembled programs that wait on tokens) run on the Verilated
 accelerator (tests/hw/accelerator_runs.py: cocotbext-axi's AxiRam behind the AXI port,
 every counter register read back) and on `gemmstone.sim.performance`. CYCLES must agree
 within 2% on every case; the retired counts and bytes moved exactly; the busy and stall
-counters closely. The default suite runs the tiny preset (its build is shared with
-tests/hw/test_accelerator.py); the slow tier adds the 4x8 preset.
+counters closely. The analytic engine (``engine="analytic"``) runs the same cases: its
+CYCLES within the same 2%, its retired counts and bytes exactly (its busy and stall
+counters are estimates, not checked here). The default suite runs the tiny preset (its
+build is shared with tests/hw/test_accelerator.py); the slow tier adds the 4x8 preset.
 benchmarks/perf_calibration.py prints the whole error table, larger shapes included.
 
 The case builders and `compare` are imported by the benchmark too.
@@ -172,11 +174,19 @@ class Comparison:
     rtl: dict[str, int]
     model: dict[str, int]
     instructions: int
+    analytic: dict[str, int] | None = None
 
     @property
     def error(self) -> float:
         """Relative CYCLES error of the model."""
         return (self.model["CYCLES"] - self.rtl["CYCLES"]) / self.rtl["CYCLES"]
+
+    @property
+    def analytic_error(self) -> float | None:
+        """Relative CYCLES error of the model's analytic engine (None: not run)."""
+        if self.analytic is None:
+            return None
+        return (self.analytic["CYCLES"] - self.rtl["CYCLES"]) / self.rtl["CYCLES"]
 
 
 def grant_carries_over() -> bool:
@@ -206,16 +216,22 @@ def compare(config: AcceleratorConfig, model, cases, tmp_path: Path) -> list[Com
                                  f"{expected.error}")
     results = harness.play(model, [expected.run for expected in expectations], tmp_path)
     harness.check(results, expectations)
-    perf = PerformanceModel(config, AXI_RAM)   # the harness's memory is cocotbext-axi's AxiRam
+    # The harness's memory is cocotbext-axi's AxiRam.
+    perf = PerformanceModel(config, AXI_RAM)
+    analytic = PerformanceModel(config, AXI_RAM, engine="analytic")
     carries = grant_carries_over()
-    grant = 0
+    grant = analytic_grant = 0
     comparisons = []
     for (name, program, _), result, base in zip(cases, results, bases, strict=True):
         estimate = perf.run(program.words, instr_base=harness.INSTR_BASE,
                             window_base=base, grant=grant)
+        quick = analytic.run(program.words, instr_base=harness.INSTR_BASE,
+                             window_base=base, grant=analytic_grant)
         grant = estimate.grant if carries else 0
+        analytic_grant = quick.grant if carries else 0
         comparisons.append(Comparison(name, {k: result[k] for k in COUNTERS},
-                                      estimate.counters, len(program.words)))
+                                      estimate.counters, len(program.words),
+                                      quick.counters))
     return comparisons
 
 
@@ -234,20 +250,36 @@ def problems(comparisons: list[Comparison]) -> list[str]:
                      "STALL_QUEUE"):
             if abs(rtl[name] - model[name]) > max(8, 0.05 * rtl[name]):
                 found.append(f"{comparison.name}: {name} RTL {rtl[name]}, model {model[name]}")
+        quick = comparison.analytic
+        if quick is None:
+            continue
+        if abs(comparison.analytic_error) > CYCLE_TOLERANCE:
+            found.append(f"{comparison.name}: CYCLES RTL {rtl['CYCLES']}, analytic "
+                         f"{quick['CYCLES']} ({comparison.analytic_error:+.2%})")
+        for name in EXACT:
+            if rtl[name] != quick[name]:
+                found.append(f"{comparison.name}: {name} RTL {rtl[name]}, analytic "
+                             f"{quick[name]}")
     return found
 
 
 def table(comparisons: list[Comparison]) -> str:
     """The error table: one line per case, the worst case last."""
-    lines = [f"{'case':48s} {'instrs':>6s} {'RTL cycles':>10s} {'model':>8s} {'error':>7s}  "
-             "other counters that differ (RTL/model)"]
+    lines = [f"{'case':48s} {'instrs':>6s} {'RTL cycles':>10s} {'model':>8s} {'error':>7s} "
+             f"{'analytic':>8s}  other counters that differ (RTL/model)"]
     for c in comparisons:
         differ = ", ".join(f"{k} {c.rtl[k]}/{c.model[k]}" for k in COUNTERS[1:]
                            if c.rtl[k] != c.model[k])
+        quick = "" if c.analytic is None else f"{c.analytic_error:+.2%}"
         lines.append(f"{c.name[:48]:48s} {c.instructions:6d} {c.rtl['CYCLES']:10d} "
-                     f"{c.model['CYCLES']:8d} {c.error:+7.2%}  {differ}")
+                     f"{c.model['CYCLES']:8d} {c.error:+7.2%} {quick:>8s}  {differ}")
     worst = max(comparisons, key=lambda c: abs(c.error))
     lines.append(f"worst: {worst.name} {worst.error:+.2%}")
+    analytic = [c for c in comparisons if c.analytic is not None]
+    if analytic:
+        worst = max(analytic, key=lambda c: abs(c.analytic_error))
+        lines.append(f"worst of the analytic engine: {worst.name} "
+                     f"{worst.analytic_error:+.2%}")
     return "\n".join(lines)
 
 
