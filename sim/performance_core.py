@@ -13,7 +13,12 @@ programs and every fault path. What changes is only the representation:
 - the event heap holds at most one live entry per actor, so it is five (time, sequence)
   slots and the next event is the smallest of them (the same order as the heap's);
 - `ReadCommand` objects are one slot per read client (a client has one command at a time,
-  and units only look at their last one); deques with a ``maxlen`` are ring buffers;
+  and units only look at their last one); a deque with a ``maxlen`` is a ring of a power
+  of two entries indexed by a count of what was appended (`_end_before`);
+- `ReadChannel.stream` takes a block of lines that no gate can hold back without looking
+  at the gates line by line, and keeps the check for a steady state out of its loop;
+- the read channel's actor, `_stream` and `_submit` are inlined into the event loop
+  (numba passes every array as a struct of fields: a call costs more than a line);
 - instruction words are decoded in the compiled code from the program's bytes, with
   per-opcode field tables built from `gemmstone.isa.table` (a word the tables reject is
   decoded again by `gemmstone.isa.encoding.decode`, which raises the exact error).
@@ -26,10 +31,16 @@ other files (instruction table, model and memory constants), which numba does no
 The first call with a cold cache (a new clone or a changed file) compiles for about 30 s
 of CPU; later processes load the cache in about 0.4 s.
 
-Speed: about 10 ms of CPU for ResNet-18's conv1 on a 32x32 array (16.8k instructions,
-1.3 M cycles), some 150x the reference; benchmarks/perf_speed.py prints the figures. The
-cost is in the events themselves (about 7 per instruction) and the DMA lines between
-them, which both engines take one by one unless a stream reaches a steady state.
+Speed (benchmarks/perf_speed.py --no-rtl, 20 ResNet-18 convs on 32x32: 55.7k
+instructions, 3.33 M cycles): about 20-30 ms of CPU, 360-550 ns per instruction as the
+machine's load goes, 1.25-1.35x the core before the rings and blocks above (the same
+programs, both cores in one process, alternating) and some 150x the reference. Per
+instruction the core handles about 5.6 events, 2.9 bursts the read channel's actor accepts
+one by one (each fetched word, a command's first and last lines, lines while two clients
+read) and 25 lines of lone streams (a third stepped, the rest in blocks or steady-state
+jumps). The stream is cut at every event of another actor, about 33 lines apart on
+ResNet-18's conv1, so the closed forms rarely reach far: the events and the lines
+between them are the cost.
 """
 
 from __future__ import annotations
@@ -1304,7 +1315,7 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
                 for j in range(period):
                     beats += periods * steps[client, j]
                 continue
-        # Lines one by one up to the next check.
+        # Lines up to the next check, in blocks or one by one.
         last = min(stop, line + check_at - stepped) if check_at != _INF else stop
         while line < last:
             t = next_ar
@@ -1315,67 +1326,49 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
             # Its gates are ends from before the block while the block is no longer than
             # the rings reach. (From line 2 on, a held line never holds back the next.)
             size = min(last - line, horizon - t + 1, block)
-            if size > 1 and (first_take < 0 or line >= 2):
+            free = size > 1 and (first_take < 0 or line >= 2)
+            if free:
                 at = size - 1
                 free = own[(own_bursts + at - READER_LINES_IN_FLIGHT) & own_mask] + 1 <= t + at
                 if ahead and free:
                     free = history[(bursts + at - ahead) & mask] - slack <= t + at
-                if free:
-                    for _ in range(size):
-                        b = steps[client, phase]
-                        phase += 1
-                        if phase == period:
-                            phase = 0
-                        first = t + latency
-                        if first <= data_end:
-                            first = data_end + 1
-                        data_end = first + b - 1
-                        beats += b
-                        history[bursts & mask] = data_end
-                        bursts += 1
-                        own[own_bursts & own_mask] = data_end
-                        own_bursts += 1
-                        handshakes[stepped & handshake_mask] = t
-                        stepped += 1
-                        t += 1
-                    if first_take >= 0:
-                        held = data_end + 1
-                    handshake = t - 1
-                    next_ar = t
-                    line += size
-                    continue
-            if ahead:
-                gate = history[(bursts - ahead) & mask] - slack
+            if not free:
+                # One line, which its gates may hold back.
+                size = 1
+                if ahead:
+                    gate = history[(bursts - ahead) & mask] - slack
+                    if gate > t:
+                        t = gate
+                gate = own[(own_bursts - READER_LINES_IN_FLIGHT) & own_mask] + 1
                 if gate > t:
                     t = gate
-            gate = own[(own_bursts - READER_LINES_IN_FLIGHT) & own_mask] + 1
-            if gate > t:
-                t = gate
-            if t > horizon:
-                stop = line   # leaves both loops
-                break
-            b = steps[client, phase]
-            phase += 1
-            if phase == period:
-                phase = 0
-            first = t + latency
-            if first <= data_end:
-                first = data_end + 1
-            data_end = first + b - 1
-            if first_take >= 0:
-                if data_end < held:
-                    data_end = held
-                held = data_end + 1 if line or data_end >= first_take else first_take
-            beats += b
-            history[bursts & mask] = data_end
-            bursts += 1
-            own[own_bursts & own_mask] = data_end
-            own_bursts += 1
-            handshakes[stepped & handshake_mask] = t
-            stepped += 1
-            handshake = t
-            next_ar = t + 1
-            line += 1
+                if t > horizon:
+                    stop = line   # leaves both loops
+                    break
+            for _ in range(size):
+                b = steps[client, phase]
+                phase += 1
+                if phase == period:
+                    phase = 0
+                first = t + latency
+                if first <= data_end:
+                    first = data_end + 1
+                data_end = first + b - 1
+                if first_take >= 0:
+                    if data_end < held:
+                        data_end = held
+                    held = data_end + 1 if line or data_end >= first_take else first_take
+                beats += b
+                history[bursts & mask] = data_end
+                bursts += 1
+                own[own_bursts & own_mask] = data_end
+                own_bursts += 1
+                handshakes[stepped & handshake_mask] = t
+                stepped += 1
+                handshake = t
+                t += 1
+                line += 1
+            next_ar = t
     if handshake < 0:
         return
     g[_G_DATA_END] = data_end
