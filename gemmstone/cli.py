@@ -25,6 +25,7 @@ from gemmstone.isa.errors import ExecutionError
 from gemmstone.isa.program import Buffer, Program
 from gemmstone.isa.reference import render
 from gemmstone.isa.table import isa_hash
+from gemmstone.sim.performance import ENGINES
 from gemmstone.sim.sweep.cli import sweep_command
 
 __all__ = ["main"]
@@ -235,6 +236,10 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
               help="Seed of weights, inputs, calibration data and digits training.")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds one program may run on the device (perf and rtl backends).")
+@click.option("--engine", type=click.Choice(ENGINES),
+              help="(perf backend) Performance-model engine: compiled (cycle-exact, the "
+                   "default), python (the same results, slower) or analytic (approximate, "
+                   "faster).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the compile cache.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME=FILE.npy",
               help="(.gem) Fill the program's buffer NAME from a .npy file. Repeatable.")
@@ -244,7 +249,7 @@ def _parse_input(text: str) -> tuple[str, np.ndarray]:
 @_config_options
 @_reports_errors
 def run(target: str, backend: str, batch: int | None, samples: int | None, size: int | None,
-        seed: int, timeout: float, no_cache: bool, inputs: tuple[str, ...],
+        seed: int, timeout: float, engine: str | None, no_cache: bool, inputs: tuple[str, ...],
         output_dir: str | None, preset: str | None, config_path: str | None) -> None:
     """Run a model or a .gem program on a backend.
 
@@ -264,7 +269,12 @@ def run(target: str, backend: str, batch: int | None, samples: int | None, size:
     and exits with status 1. Example:
 
         gemmstone run gemm.gem --backend perf --input x=x.npy --output-dir out
+
+    On the perf backend, --engine analytic times long models faster, approximately.
     """
+    if engine is not None and backend != "perf":
+        raise click.UsageError(f"--engine is for the perf backend, not {backend}")
+    device_options = {"engine": engine} if engine is not None else {}
     if target.endswith(".gem"):
         if any(v is not None for v in (batch, samples, size)):
             raise click.UsageError("--batch, --samples and --size are for models, not .gem "
@@ -272,12 +282,12 @@ def run(target: str, backend: str, batch: int | None, samples: int | None, size:
         if not Path(target).is_file():
             raise click.BadParameter(f"file {target!r} does not exist", param_hint="PROGRAM")
         _run_program(target, inputs, output_dir, preset, config_path, backend=backend,
-                     timeout=timeout)
+                     timeout=timeout, device_options=device_options)
         return
     if inputs or output_dir:
         raise click.UsageError("--input and --output-dir are for .gem programs, not models")
     _run_model(target, backend=backend, batch=batch, samples=samples, size=size, seed=seed,
-               timeout=timeout, cache=not no_cache,
+               timeout=timeout, cache=not no_cache, device_options=device_options,
                config=_resolve_config(preset, config_path))
 
 
@@ -288,7 +298,8 @@ def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> Non
 
     check_model(target)
     console = _console()
-    console.print(f"[bold]{target}[/bold] on backend {options['backend']}, {config.describe()}")
+    console.print(f"[bold]{target}[/bold] on {_where(options['backend'], options)}, "
+                  f"{config.describe()}")
     if console.is_terminal:
         with Progress("running", BarColumn(), MofNCompleteColumn(), "programs",
                       TimeElapsedColumn(), console=console, transient=True) as bar:
@@ -332,13 +343,19 @@ def _run_model(target: str, *, config: AcceleratorConfig, **options: Any) -> Non
         f"{op} x{n}" for op, n in sorted(result.host_ops.items())) or "none"))
 
 
+def _where(backend: str, options: dict[str, Any]) -> str:
+    """``backend perf`` (and the engine if one was chosen) for the reports."""
+    engine = options.get("device_options", {}).get("engine")
+    return f"backend {backend}" + (f" (engine {engine})" if engine else "")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | None,
                  preset: str | None, config_path: str | None, *, backend: str = "func",
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, device_options: dict[str, Any] | None = None) -> None:
     program = Program.load(program_path)
     config = _program_config(program, _resolve_config(preset, config_path, default=None))
     given = dict(_parse_input(text) for text in inputs)
@@ -356,8 +373,10 @@ def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | N
         table.add_row("DRAM bytes written", str(counters.dram_bytes_written))
         table.add_row("MACs", str(counters.macs))
     else:
-        outputs, device_counters = _run_on_device(program, config, given, backend, timeout)
-        where = f"backend {backend}"
+        device_options = device_options or {}
+        outputs, device_counters = _run_on_device(program, config, given, backend, timeout,
+                                                  device_options)
+        where = _where(backend, {"device_options": device_options})
         for name, value in device_counters.items():
             table.add_row(name.replace("_", " "), f"{value:,}")
     roles = _roles(program, given)
@@ -382,13 +401,14 @@ def _run_program(program_path: str, inputs: tuple[str, ...], output_dir: str | N
 
 
 def _run_on_device(program: Program, config: AcceleratorConfig, given: dict[str, np.ndarray],
-                   backend: str, timeout: float) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Run ``program`` through the driver on ``backend``: every buffer read back, and the
-    device's counters."""
+                   backend: str, timeout: float, device_options: dict[str, Any]
+                   ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Run ``program`` through the driver on ``backend`` (opened with ``device_options``):
+    every buffer read back, and the device's counters."""
     from gemmstone.driver.device import Device
     from gemmstone.driver.errors import OutOfDeviceMemoryError
 
-    with Device(config, backend, timeout=timeout) as device:
+    with Device(config, backend, timeout=timeout, **device_options) as device:
         try:
             loaded = device.load(program)
         except OutOfDeviceMemoryError as error:

@@ -7,10 +7,13 @@ same instruction words on `gemmstone.sim.performance` at the run's bus addresses
 RTL's counters would (hw/register_map.py), within the model's calibration (2% on CYCLES).
 Each run is timed from a reset core (the read arbiter's grant at 0, as the RTL restarts
 it), so the same program gives the same counters on every run, equal to
-`gemmstone.sim.performance.estimate` with the same memory timing when the bus width
-divides the driver's allocation alignment (128 bytes). The memory is the ``rtl``
+`gemmstone.sim.performance.estimate` with the same memory timing and engine when the bus
+width divides the driver's allocation alignment (128 bytes). The memory is the ``rtl``
 backend's default, the in-simulation DRAM at ``config.dram_latency``, unless told
-otherwise.
+otherwise; the engine is the cycle-exact ``"compiled"`` one unless told otherwise
+(``engine="analytic"`` trades a little accuracy for speed on large models). Options
+reach the backend as ``Device(config, "perf", memory=..., engine=...)``, as
+``run_model(..., device_options={...})`` and as torch.compile's ``device_options``.
 
 WATCHDOG is ignored, as on the ``func`` backend: the outputs are computed before the
 clock is known, so there is no partial run to abort.
@@ -23,7 +26,7 @@ from gemmstone.driver.backends.func import FuncBackend
 from gemmstone.hw.register_map import STATUS_ERROR
 from gemmstone.isa.encoding import bytes_to_words
 from gemmstone.isa.table import WORD_BYTES
-from gemmstone.sim.performance import PerformanceModel
+from gemmstone.sim.performance import ENGINES, PerformanceModel
 from gemmstone.sim.performance_memory import MEMORIES, MemoryTiming, memory_timing
 
 __all__ = ["PerfBackend"]
@@ -43,6 +46,10 @@ class PerfBackend(FuncBackend):
         memories: ``"dram"`` (the default) the in-simulation DRAM model at
         ``config.dram_latency`` (`gemmstone.sim.performance_memory.sim_dram`),
         ``"axi-ram"`` cocotbext-axi's AxiRam (`AXI_RAM`); or any `MemoryTiming`.
+    engine : {"compiled", "python", "analytic"}
+        The performance model's engine (`gemmstone.sim.performance.ENGINES`):
+        ``"compiled"`` (the default) and ``"python"`` are cycle-exact twins,
+        ``"analytic"`` is approximate and faster.
     schedule_seed : int, optional
         As for `FuncBackend` (the functional run's unit interleaving; timing is unaffected).
 
@@ -59,7 +66,7 @@ class PerfBackend(FuncBackend):
     name = "perf"
 
     def __init__(self, config: AcceleratorConfig, *, memory: str | MemoryTiming = "dram",
-                 schedule_seed: int | None = None) -> None:
+                 engine: str = "compiled", schedule_seed: int | None = None) -> None:
         super().__init__(config, schedule_seed=schedule_seed)
         if isinstance(memory, str) and memory in MEMORIES:
             memory = memory_timing(memory, config)
@@ -67,7 +74,10 @@ class PerfBackend(FuncBackend):
             raise ValueError(f"perf backend: 'memory' must be one of "
                              f"{', '.join(map(repr, MEMORIES))} or a MemoryTiming, "
                              f"not {memory!r}")
-        self.timing = PerformanceModel(config, memory)
+        if engine not in ENGINES:
+            raise ValueError(f"perf backend: 'engine' must be one of "
+                             f"{', '.join(map(repr, ENGINES))}, not {engine!r}")
+        self.timing = PerformanceModel(config, memory, engine=engine)
         self.last_estimate = None
 
     def _start(self) -> None:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gemmstone.config import PRESETS
+from gemmstone.sim.performance import ENGINES
 from gemmstone.sim.performance_memory import MEMORIES
 from gemmstone.sim.sweep.grid import (
     ARRAY,
@@ -40,7 +41,7 @@ _SHOWN_ROWS = 40
 
 def _grid(grid_file: str | None, preset: str | None, config_path: str | None,
           params: tuple[str, ...], workloads: tuple[str, ...], batches: str | None,
-          memory: str | None) -> Grid:
+          memory: str | None, engine: str | None) -> Grid:
     """The grid file's grid with the options applied on top."""
     grid = load_grid(grid_file) if grid_file else parse_grid({}, where="options")
     if preset or config_path:
@@ -65,7 +66,7 @@ def _grid(grid_file: str | None, preset: str | None, config_path: str | None,
         raise GridError("no workloads: give --workload SPEC or 'workloads' in the grid file")
     return Grid(base, axes, tuple(found),
                 parse_batches(batches) if batches else grid.batches,
-                memory or grid.memory)
+                memory or grid.memory, engine or grid.engine)
 
 
 def _fmt(value) -> str:
@@ -109,6 +110,10 @@ def _show(console: Console, title: str, rows: list[dict], columns: list[str]) ->
 @click.option("--memory", type=click.Choice(MEMORIES),
               help="DRAM timing: in-simulation DRAM at the config's dram_latency (dram, the "
                    "default) or the AxiRam the RTL was calibrated with (axi-ram).")
+@click.option("--engine", type=click.Choice(ENGINES),
+              help="Performance-model engine: compiled (cycle-exact, the default), python "
+                   "(the same results, ~100x slower) or analytic (approximate, aiming at 2% "
+                   "of compiled, several times faster). Overrides the grid file's 'engine'.")
 @click.option("-o", "--output", default="sweep.csv", show_default=True,
               type=click.Path(dir_okay=False), help="Table file: .csv or .parquet.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False),
@@ -129,14 +134,16 @@ def _show(console: Console, title: str, rows: list[dict], columns: list[str]) ->
               help="Write the serving report to this CSV file.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress bar on stderr.")
-def sweep_command(grid_file, preset, config_path, params, workloads, batches, memory, output,
-                  plots_dir, curve, heatmap, jobs, scheduler, clock_mhz, slo_ms,
+def sweep_command(grid_file, preset, config_path, params, workloads, batches, memory, engine,
+                  output, plots_dir, curve, heatmap, jobs, scheduler, clock_mhz, slo_ms,
                   serving_output, progress) -> None:
     """Sweep accelerator parameters over workloads with the performance model.
 
     The grid is GRID.toml (see docs/sweeps.md) and/or the options. One table row per
     config point, workload and batch: cycles, MACs, utilization, bytes moved, per-unit
-    busy and stall cycles, wall time, or the error of a point that failed.
+    busy and stall cycles, wall time, or the error of a point that failed. The memory
+    timing (--memory) and the model's engine (--engine) hold for the whole sweep and are
+    columns of the table.
 
     \b
     Example:
@@ -146,7 +153,8 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
     # Wide enough for the table when stdout is a file or a pipe (rich assumes 80 columns).
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     try:
-        grid = _grid(grid_file, preset, config_path, params, workloads, batches, memory)
+        grid = _grid(grid_file, preset, config_path, params, workloads, batches, memory,
+                     engine)
         heat = tuple(heatmap.split(",")) if heatmap else None
         if heat is not None and len(heat) != 2:
             raise GridError(f"--heatmap takes two parameters X,Y, not {heatmap!r}")
@@ -159,7 +167,7 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
         points = grid.points()
         console.print(f"sweep: {len(points)} config point(s) x {len(grid.workloads)} "
                       f"workload(s) x {len(grid.batches)} batch size(s); base "
-                      f"{grid.base.describe()}; memory {grid.memory}")
+                      f"{grid.base.describe()}; memory {grid.memory}, engine {grid.engine}")
         started = time.perf_counter()
         rows = run_sweep(grid, jobs=jobs, scheduler=scheduler, progress=progress)
         elapsed = time.perf_counter() - started

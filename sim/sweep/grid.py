@@ -8,6 +8,7 @@ override the file)::
     workloads = ["gemm:512x512x512", "resnet18-conv:sum", "bert-gemm:sum"]
     batches = [1]                         # optional: batch sizes (serving latency model)
     memory = "dram"                       # optional: "dram" or "axi-ram"
+    engine = "compiled"                   # optional: "compiled", "python" or "analytic"
 
     [base]                                # optional: fields changed in the base config
     spad_kib = 256
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
+from gemmstone.sim.performance import ENGINES
 from gemmstone.sim.performance_memory import MEMORIES
 from gemmstone.sim.sweep.workloads import Workload, WorkloadError, parse_workload
 
@@ -41,7 +43,8 @@ FIELDS: dict[str, type] = {f.name: int if f.type in ("int", int) else str
                            for f in fields(AcceleratorConfig)}
 #: Axis that sets ``rows`` and ``cols`` together ("16x16").
 ARRAY = "array"
-_TOP_KEYS = ("preset", "config", "workloads", "batches", "memory", "base", "grid")
+_TOP_KEYS = ("preset", "config", "workloads", "batches", "memory", "engine", "base",
+             "grid")
 
 
 class GridError(ValueError):
@@ -83,6 +86,10 @@ class Grid:
     batches : tuple of int
     memory : str
         The DRAM timing (`gemmstone.sim.performance_memory.MEMORIES`).
+    engine : str
+        The performance model's engine (`gemmstone.sim.performance.ENGINES`): ``"compiled"``
+        (exact, the default), ``"python"`` (the exact reference, slow) or ``"analytic"``
+        (approximate, faster).
     """
 
     base: AcceleratorConfig
@@ -90,6 +97,12 @@ class Grid:
     workloads: tuple[Workload, ...] = ()
     batches: tuple[int, ...] = (1,)
     memory: str = "dram"
+    engine: str = "compiled"
+
+    def __post_init__(self) -> None:
+        # A grid built in Python is refused here, before any task fails on the same name.
+        _choice(self.memory, "memory", MEMORIES, "Grid")
+        _choice(self.engine, "engine", ENGINES, "Grid")
 
     def points(self) -> list[Point]:
         """Every config point, invalid ones included (with their error)."""
@@ -264,12 +277,19 @@ def parse_grid(data: dict, *, where: str = "grid", root: Path | None = None) -> 
             for name, values in data.get("grid", {}).items()}
     if ARRAY in axes and ({"rows", "cols"} & set(axes)):
         raise GridError(f"{where} [grid]: sweep 'array' or rows/cols, not both")
-    memory = data.get("memory", "dram")
-    if memory not in MEMORIES:
-        raise GridError(f"{where}: memory must be one of {', '.join(map(repr, MEMORIES))}, "
-                        f"not {memory!r}")
+    memory = _choice(data.get("memory", "dram"), "memory", MEMORIES, where)
+    engine = _choice(data.get("engine", "compiled"), "engine", ENGINES, where)
     batches = _batches(data["batches"], where) if "batches" in data else (1,)
-    return Grid(base, axes, _workloads(data.get("workloads", []), where), batches, memory)
+    return Grid(base, axes, _workloads(data.get("workloads", []), where), batches, memory,
+                engine)
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...], where: str) -> str:
+    """``value`` of the setting ``key``, checked to be one of ``choices``."""
+    if value not in choices:
+        raise GridError(f"{where}: {key} must be one of {', '.join(map(repr, choices))}, "
+                        f"not {value!r}")
+    return value
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -2,7 +2,8 @@
 
 The sweep first plans: each row needs some parts (`gemmstone.sim.sweep.workloads`), and
 each distinct (part, config) is compiled and estimated once however many rows share it
-(ResNet-18's repeated layer shapes, BERT's per-head GEMMs, equal points). The distinct
+(ResNet-18's repeated layer shapes, BERT's per-head GEMMs, equal points), with the grid's
+memory timing and performance-model engine (a task carries both). The distinct
 tasks then run in local processes (``jobs``), in this process (``jobs=1``), or on a Dask
 cluster (``scheduler``); results are the same in every case since the performance model
 is deterministic. A task that fails, or a point whose config is invalid, leaves its
@@ -27,7 +28,7 @@ __all__ = ["run_sweep", "distinct_tasks", "COLUMNS", "RESULT_COLUMNS", "TIMING_C
 
 #: Columns after the config fields, in table order.
 RESULT_COLUMNS = (
-    "memory", "workload", "batch", "macs", "cycles", "utilization", "roof_utilization",
+    "memory", "engine", "workload", "batch", "macs", "cycles", "utilization", "roof_utilization",
     "intensity", "bytes_read", "bytes_written", "bytes_moved", "busy_load", "busy_compute",
     "busy_store", "stall_token", "stall_dma", "stall_queue", "instructions", "host_ops",
     "compile_s", "estimate_s", "wall_s", "error",
@@ -46,11 +47,12 @@ _COUNTER_COLUMNS = {"bytes_read": "BYTES_READ", "bytes_written": "BYTES_WRITTEN"
 Progress = Callable[[int], None]
 
 
-def evaluate_part(part: Any, config: AcceleratorConfig, memory: str) -> PartResult | str:
-    """``part.evaluate(config, memory)``, or the error message if it raises (a failing
-    point is data, not a reason to stop the sweep)."""
+def evaluate_part(part: Any, config: AcceleratorConfig, memory: str,
+                  engine: str = "compiled") -> PartResult | str:
+    """``part.evaluate(config, memory, engine)``, or the error message if it raises (a
+    failing point is data, not a reason to stop the sweep)."""
     try:
-        return part.evaluate(config, memory)
+        return part.evaluate(config, memory, engine)
     except Exception as error:  # any failure of one point is reported
         return f"{type(error).__name__}: {error}"
 
@@ -114,7 +116,7 @@ def _plan(grid: Grid):
         for workload in grid.workloads:
             for batch in grid.batches:
                 row = {"point": point.index, **point.params, "memory": grid.memory,
-                       "workload": workload.name, "batch": batch}
+                       "engine": grid.engine, "workload": workload.name, "batch": batch}
                 needs, error = [], point.error and f"ConfigError: {point.error}"
                 if point.config is not None:
                     try:
@@ -123,10 +125,11 @@ def _plan(grid: Grid):
                         error = f"WorkloadError: {exc}"
                         parts = []
                     for part, count in parts:
-                        key = (part, point.config.content_hash)
+                        task = (part, point.config, grid.memory, grid.engine)
+                        key = (part, point.config.content_hash, grid.memory, grid.engine)
                         if key not in tasks:
                             tasks[key] = len(task_list)
-                            task_list.append((part, point.config, grid.memory))
+                            task_list.append(task)
                         needs.append((tasks[key], count))
                 rows.append((row, needs, error))
     return rows, task_list
@@ -173,7 +176,8 @@ def _fill(row: dict, needs: list, results: list, error: str | None) -> dict:
 
 
 def distinct_tasks(grid: Grid) -> int:
-    """How many distinct (part, config) tasks `run_sweep` runs for ``grid``."""
+    """How many distinct (part, config) tasks `run_sweep` runs for ``grid`` (each with
+    the grid's memory and engine)."""
     return len(_plan(grid)[1])
 
 

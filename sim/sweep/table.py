@@ -15,8 +15,8 @@ from gemmstone.sim.sweep.run import COLUMNS
 __all__ = ["write_table", "read_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
-_STRINGS = {name for name, kind in FIELDS.items() if kind is str} | {"memory", "workload",
-                                                                      "error"}
+_STRINGS = {name for name, kind in FIELDS.items() if kind is str} | {
+    "memory", "engine", "workload", "error"}
 _FLOATS = {"utilization", "roof_utilization", "intensity", "compile_s", "estimate_s",
            "wall_s"}
 

@@ -3,7 +3,9 @@
 A workload is one row of the sweep table per config point and batch. It is made of
 *parts*, each one program (or one compiled model) that the sweep compiles and estimates
 once per config: equal parts of different workloads (the ResNet-18 layers that share a
-shape, BERT's per-head GEMMs) are evaluated once.
+shape, BERT's per-head GEMMs) are evaluated once. A part's ``evaluate(config, memory,
+engine)`` builds its programs and times them with the performance model
+(`gemmstone.sim.performance.estimate`) at that memory timing and on that engine.
 
 Spec strings (the same in a TOML grid and on the command line):
 
@@ -115,12 +117,13 @@ class PartResult:
 
 
 def _estimate(programs, macs: int, host_ops: int, config: AcceleratorConfig, memory: str,
-              compile_s: float) -> PartResult:
+              engine: str, compile_s: float) -> PartResult:
     timing = memory_timing(memory, config)
     started = time.perf_counter()
     counters = dict.fromkeys(COUNTERS, 0)
     for program in programs:
-        for name, value in estimate(program, config, memory=timing).counters.items():
+        for name, value in estimate(program, config, memory=timing,
+                                    engine=engine).counters.items():
             counters[name] += value
     return PartResult(counters, macs, sum(len(p.words) for p in programs), host_ops,
                       compile_s, time.perf_counter() - started)
@@ -138,7 +141,8 @@ class GemmPart:
     def macs(self) -> int:
         return self.m * self.n * self.k
 
-    def evaluate(self, config: AcceleratorConfig, memory: str) -> PartResult:
+    def evaluate(self, config: AcceleratorConfig, memory: str,
+                 engine: str = "compiled") -> PartResult:
         from gemmstone.compiler.builder import ProgramBuilder
         from gemmstone.compiler.kernels import emit_gemm
 
@@ -150,7 +154,7 @@ class GemmPart:
         out = builder.buffer("out", (self.m, self.n))
         emit_gemm(builder, a, b, out, qparams)
         program = builder.finish()
-        return _estimate([program], self.macs, 0, config, memory,
+        return _estimate([program], self.macs, 0, config, memory, engine,
                          time.perf_counter() - started)
 
 
@@ -177,7 +181,8 @@ class ConvPart:
         ho, wo = self.output_size
         return self.batch * ho * wo * self.cout * self.cin * self.kernel ** 2
 
-    def evaluate(self, config: AcceleratorConfig, memory: str) -> PartResult:
+    def evaluate(self, config: AcceleratorConfig, memory: str,
+                 engine: str = "compiled") -> PartResult:
         from gemmstone.compiler.builder import ProgramBuilder
         from gemmstone.compiler.kernels import emit_conv2d
 
@@ -191,15 +196,15 @@ class ConvPart:
         emit_conv2d(builder, x, weights, out, qparams, kernel_size=self.kernel,
                     stride=self.stride, padding=self.pad)
         program = builder.finish()
-        return _estimate([program], self.macs, 0, config, memory,
+        return _estimate([program], self.macs, 0, config, memory, engine,
                          time.perf_counter() - started)
 
 
-def _compiled_estimate(compiled, config: AcceleratorConfig, memory: str,
+def _compiled_estimate(compiled, config: AcceleratorConfig, memory: str, engine: str,
                        compile_s: float) -> PartResult:
     totals = compiled.report["totals"]
     return _estimate(compiled.programs, totals["macs"], totals["host_ops"], config, memory,
-                     compile_s)
+                     engine, compile_s)
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,8 @@ class ModelPart:
         module, shape = build(self.name, size=self.size, batch=self.batch, seed=0)
         return module, torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
-    def evaluate(self, config: AcceleratorConfig, memory: str) -> PartResult:
+    def evaluate(self, config: AcceleratorConfig, memory: str,
+                 engine: str = "compiled") -> PartResult:
         from gemmstone.compiler.compile import compile_model, default_cache_dir
         from gemmstone.compiler.frontends.torch_fx import from_torch
 
@@ -232,7 +238,8 @@ class ModelPart:
         # The compiler's on-disk cache makes a repeated sweep skip compilation.
         compiled = compile_model(graph, config, samples=[(x.numpy(),)],
                                  cache_dir=default_cache_dir())
-        return _compiled_estimate(compiled, config, memory, time.perf_counter() - started)
+        return _compiled_estimate(compiled, config, memory, engine,
+                                  time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -241,12 +248,14 @@ class FilePart:
 
     path: str
 
-    def evaluate(self, config: AcceleratorConfig, memory: str) -> PartResult:
+    def evaluate(self, config: AcceleratorConfig, memory: str,
+                 engine: str = "compiled") -> PartResult:
         from gemmstone.compiler.compile import compile_file, default_cache_dir
 
         started = time.perf_counter()
         compiled = compile_file(self.path, config, cache_dir=default_cache_dir())
-        return _compiled_estimate(compiled, config, memory, time.perf_counter() - started)
+        return _compiled_estimate(compiled, config, memory, engine,
+                                  time.perf_counter() - started)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ model, faults as on the ``func`` backend."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -76,6 +78,62 @@ def test_memory_timing_is_an_option(memory, timing):
     # AxiRam answers in 2 cycles, the DRAM model here in 20 or 40: slower.
     assert (counters["cycles"] > estimate(program, TINY, memory=AXI_RAM).cycles) == (
         memory != "axi-ram")
+
+
+def test_engine_is_an_option():
+    """The engine reaches the performance model: the Python reference's counters are the
+    compiled engine's, the analytic engine's cycles are within 5% of them; the outputs are
+    the functional model's on every engine."""
+    program, inputs, expected = gemm_case(TINY, np.random.default_rng(10), 48, 40, 64)
+    counters = {}
+    for engine in ("compiled", "python", "analytic"):
+        with Device(TINY, backend="perf", engine=engine) as device:
+            np.testing.assert_array_equal(device.execute(program, inputs)["out"],
+                                          expected["out"])
+            counters[engine] = device.counters()
+            assert device.backend.timing.engine == engine
+        wanted = estimate(program, TINY, memory=sim_dram(TINY.dram_latency), engine=engine)
+        assert counters[engine]["cycles"] == wanted.cycles
+    assert counters["python"] == counters["compiled"]
+    assert counters["analytic"]["cycles"] == pytest.approx(counters["compiled"]["cycles"],
+                                                           rel=0.05)
+    assert counters["analytic"]["retired_compute"] == counters["compiled"]["retired_compute"]
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="^perf backend: 'engine' must be one of 'compiled', "
+                                         "'python', 'analytic', not 'numba'$"):
+        Device(TINY, backend="perf", engine="numba")
+
+
+def test_run_command_takes_the_engine(tmp_path):
+    """``gemmstone run PROGRAM.gem --backend perf --engine NAME`` times the program on that
+    engine; --engine on another backend is a usage error."""
+    from click.testing import CliRunner
+
+    from gemmstone.cli import main
+
+    program, inputs, _ = gemm_case(TINY, np.random.default_rng(11), 16, 8, 16)
+    program.save(tmp_path / "gemm.gem")
+    given = []
+    for name, value in inputs.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        given.append(f"--input={name}={tmp_path / name}.npy")
+    for engine in ("analytic", "python"):
+        result = CliRunner().invoke(main, ["run", str(tmp_path / "gemm.gem"), "--backend",
+                                           "perf", "--engine", engine, *given])
+        assert result.exit_code == 0, result.output
+        assert f"ran on backend perf (engine {engine})," in result.output
+        cycles = estimate(program, TINY, engine=engine).cycles
+        assert re.search(rf"\bcycles\s+\S\s+{cycles:,}\s", result.output), result.output
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "gemm.gem"), "--engine",
+                                       "analytic"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --engine is for the perf backend, not func"
+    result = CliRunner().invoke(main, ["run", "digits", "--backend", "perf", "--engine", "x"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: Invalid value for '--engine': 'x' is not "
+                                              "one of 'compiled', 'python', 'analytic'.")
 
 
 def test_unknown_memory_is_refused():

@@ -35,6 +35,8 @@ def test_grid_file_options_table_and_plots(tmp_path: Path) -> None:
     assert {(r["rows"], r["cols"]) for r in rows} == {(4, 4), (8, 4)}
     assert all(r["error"] is None for r in rows)
     assert "4 config point(s) x 2 workload(s) x 2 batch size(s)" in result.output
+    assert "; memory dram, engine compiled\n" in result.output
+    assert {r["engine"] for r in rows} == {"compiled"}
     assert "16 rows (0 failed)" in result.output
     assert "serving: latency(batch) = k * batch + c at 1000 MHz" in result.output
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
@@ -62,6 +64,38 @@ def test_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output == (f"Error: --output must end in .csv or .parquet, not "
                              f"{str(tmp_path / 't.txt')!r}\n")
+
+
+def test_engine_option_and_grid_setting(tmp_path: Path) -> None:
+    """--engine overrides the grid file's engine, reaches the table and refuses bad names;
+    the Python reference's cycles are the compiled engine's, the analytic engine's are
+    within 5% of them."""
+    (tmp_path / "grid.toml").write_text('engine = "analytic"\n' + GRID.replace(
+        "gemm:16x8x32", "gemm:64x32x48"))
+    runner = CliRunner()
+    tables = {}
+    for engine in ("analytic", "python", "compiled"):
+        output = tmp_path / f"{engine}.csv"
+        given = [] if engine == "analytic" else ["--engine", engine]  # the file's
+        result = runner.invoke(sweep_command, [str(tmp_path / "grid.toml"), *given, "-j", "1",
+                                               "--no-progress", "-o", str(output)])
+        assert result.exit_code == 0, result.output
+        assert f"; memory dram, engine {engine}\n" in result.output
+        tables[engine] = read_table(output)
+        assert [r["engine"] for r in tables[engine]] == [engine, engine]
+    exact = [r["cycles"] for r in tables["compiled"]]
+    assert [r["cycles"] for r in tables["python"]] == exact
+    for cycles, wanted in zip([r["cycles"] for r in tables["analytic"]], exact, strict=True):
+        assert abs(cycles - wanted) <= 0.05 * wanted
+    result = runner.invoke(sweep_command, ["-w", "gemm:4x4x4", "--engine", "numba"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == ("Error: Invalid value for '--engine': 'numba' is "
+                                              "not one of 'compiled', 'python', 'analytic'.")
+    (tmp_path / "bad.toml").write_text('engine = "numba"\n' + GRID)
+    result = runner.invoke(sweep_command, [str(tmp_path / "bad.toml"), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'bad.toml'}: engine must be one of "
+                             f"'compiled', 'python', 'analytic', not 'numba'\n")
 
 
 def test_module_entry_point(tmp_path: Path) -> None:

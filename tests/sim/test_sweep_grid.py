@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from gemmstone.config import PRESETS, AcceleratorConfig, ConfigError
-from gemmstone.sim.sweep.grid import GridError, load_grid, parse_batches, parse_grid, parse_param
+from gemmstone.sim.sweep.grid import (
+    Grid,
+    GridError,
+    load_grid,
+    parse_batches,
+    parse_grid,
+    parse_param,
+)
 from gemmstone.sim.sweep.workloads import (
     BERT_BASE_GEMM,
     RESNET18_CONV,
@@ -28,6 +35,7 @@ preset = "tiny"
 workloads = ["gemm:16x8x32", "resnet18-conv:conv1,layer4.0.downsample", "bert-gemm:sum"]
 batches = [2, 1]
 memory = "axi-ram"
+engine = "analytic"
 
 [base]
 spad_kib = 32
@@ -46,6 +54,7 @@ def test_toml_grid(tmp_path: Path) -> None:
     assert grid.axes == {"dram_bytes_per_cycle": (4, 8, 3), "array": ("4x4", "8x4")}
     assert grid.batches == (1, 2)
     assert grid.memory == "axi-ram"
+    assert grid.engine == "analytic"
     assert [w.name for w in grid.workloads] == [
         "gemm 16x8x32", "resnet18.conv1", "resnet18.layer4.0.downsample", "bert.sum"]
     points = grid.points()
@@ -73,6 +82,8 @@ def test_config_file_relative_to_grid(tmp_path: Path) -> None:
     grid = load_grid(tmp_path / "grid.toml")
     assert grid.base == PRESETS["rect"]
     assert [p.config for p in grid.points()] == [PRESETS["rect"]]
+    # No memory or engine given: the in-simulation DRAM and the exact compiled engine.
+    assert (grid.memory, grid.engine) == ("dram", "compiled")
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -89,7 +100,7 @@ def test_config_file_relative_to_grid(tmp_path: Path) -> None:
     ({"grid": {"rows": []}}, "g [grid]: 'rows' has no values"),
     ({"grid": {"array": ["4x4"], "rows": [4]}}, "g [grid]: sweep 'array' or rows/cols, not both"),
     ({"grids": {}}, "g: unknown key(s) 'grids'; expected preset, config, workloads, batches, "
-                    "memory, base, grid"),
+                    "memory, engine, base, grid"),
     ({"preset": "huge"}, "g: unknown preset 'huge'; choose one of tiny, small, rect, base"),
     ({"preset": "tiny", "config": "x.toml"}, "g: give a preset or a config file, not both"),
     ({"base": {"rows": 3}}, "g [base]: 'rows' must be a power of two from 2 to 128, not 3"),
@@ -99,6 +110,9 @@ def test_config_file_relative_to_grid(tmp_path: Path) -> None:
                            "dram_latency, dram_mib, queue_depth, token_depth, cores, "
                            "topology, link_bytes_per_cycle, array"),
     ({"memory": "hbm"}, "g: memory must be one of 'dram', 'axi-ram', not 'hbm'"),
+    ({"engine": "fast"}, "g: engine must be one of 'compiled', 'python', 'analytic', not 'fast'"),
+    ({"engine": ["python"]}, "g: engine must be one of 'compiled', 'python', 'analytic', not "
+                             "['python']"),
     ({"batches": [0, 1]}, "g: batches must be a non-empty list of positive integers, not "
                           "[0, 1]"),
     ({"workloads": "gemm:4x4x4"}, "g: 'workloads' must be a list of strings, not "
@@ -111,6 +125,23 @@ def test_bad_grids(data: dict, message: str) -> None:
     with pytest.raises(GridError) as error:
         parse_grid(data, where="g")
     assert str(error.value) == message
+
+
+def test_bad_engine_file_and_grid(tmp_path: Path) -> None:
+    """A bad engine is refused by name in a TOML file and in a grid built in Python."""
+    path = tmp_path / "grid.toml"
+    path.write_text('engine = "numba"\nworkloads = ["gemm:4x4x4"]\n')
+    with pytest.raises(GridError) as error:
+        load_grid(path)
+    assert str(error.value) == (f"{path}: engine must be one of 'compiled', 'python', "
+                                f"'analytic', not 'numba'")
+    with pytest.raises(GridError) as error:
+        Grid(PRESETS["tiny"], engine="exact")
+    assert str(error.value) == ("Grid: engine must be one of 'compiled', 'python', "
+                                "'analytic', not 'exact'")
+    with pytest.raises(GridError) as error:
+        Grid(PRESETS["tiny"], memory="hbm")
+    assert str(error.value) == "Grid: memory must be one of 'dram', 'axi-ram', not 'hbm'"
 
 
 def test_bad_files(tmp_path: Path) -> None:

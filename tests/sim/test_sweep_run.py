@@ -12,19 +12,20 @@ from gemmstone.config import PRESETS
 from gemmstone.sim.performance import estimate
 from gemmstone.sim.sweep.grid import FIELDS, Grid, parse_grid
 from gemmstone.sim.sweep.plots import write_plots
-from gemmstone.sim.sweep.run import COLUMNS, TIMING_COLUMNS, run_sweep
+from gemmstone.sim.sweep.run import COLUMNS, TIMING_COLUMNS, distinct_tasks, run_sweep
 from gemmstone.sim.sweep.table import read_table, write_table
 from gemmstone.sim.sweep.workloads import Workload, parse_workload
 
 TINY = PRESETS["tiny"]
 
 
-def _grid(**axes) -> Grid:
+def _grid(engine: str = "compiled", **axes) -> Grid:
     return parse_grid({"preset": "tiny", "workloads": ["gemm:16x8x32", "gemm:8x16x16"],
-                       "grid": axes or {"dram_bytes_per_cycle": [2, 4, 3]}})
+                       "grid": axes or {"dram_bytes_per_cycle": [2, 4, 3]},
+                       "engine": engine})
 
 
-def _gemm_cycles(config, m: int, n: int, k: int) -> dict:
+def _gemm_cycles(config, m: int, n: int, k: int, engine: str = "compiled") -> dict:
     """The performance model's counters of the kernel library's GEMM, built here (its
     default memory, the in-simulation DRAM at the config's latency, is the sweep's
     ``"dram"``)."""
@@ -34,7 +35,7 @@ def _gemm_cycles(config, m: int, n: int, k: int) -> dict:
     q = builder.buffer("q", 3 * n, "int32")
     out = builder.buffer("out", (m, n))
     emit_gemm(builder, a, b, out, q)
-    return estimate(builder.finish(), config).counters
+    return estimate(builder.finish(), config, engine=engine).counters
 
 
 def _without_timing(rows: list[dict]) -> list[dict]:
@@ -44,6 +45,11 @@ def _without_timing(rows: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def local_rows() -> list[dict]:
     return run_sweep(_grid(), jobs=1)
+
+
+@pytest.fixture(scope="module")
+def analytic_rows() -> list[dict]:
+    return run_sweep(_grid("analytic"), jobs=1)
 
 
 def test_rows(local_rows: list[dict]) -> None:
@@ -72,6 +78,7 @@ def test_rows(local_rows: list[dict]) -> None:
             counters["BUSY_LOAD"], counters["BUSY_COMPUTE"], counters["BUSY_STORE"])
         assert row["stall_dma"] == counters["STALL_DMA"]
         assert row["memory"] == "dram" and row["batch"] == 1 and row["host_ops"] == 0
+        assert row["engine"] == "compiled"
         assert row["wall_s"] == pytest.approx(row["compile_s"] + row["estimate_s"], abs=1e-3)
     # Bandwidth is the bottleneck here: doubling it speeds every GEMM up.
     assert local_rows[2]["cycles"] < local_rows[0]["cycles"]
@@ -84,17 +91,77 @@ def test_invalid_point_is_reported(local_rows: list[dict]) -> None:
         assert row["cycles"] is None and row["macs"] is None
 
 
-def test_local_processes_and_dask_give_the_same_table(local_rows: list[dict]) -> None:
+def test_local_processes_and_dask_give_the_same_table(local_rows: list[dict],
+                                                      analytic_rows: list[dict]) -> None:
     from distributed import Client, LocalCluster
 
     processes = run_sweep(_grid(), jobs=2)
+    # The engine travels with each task: worker processes and Dask run the grid's engine
+    # (analytic differs from compiled on these GEMMs; test_engines checks how much).
+    analytic_processes = run_sweep(_grid("analytic"), jobs=2)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         on_dask = run_sweep(_grid(), scheduler=client)
         by_address = run_sweep(_grid(), scheduler=cluster.scheduler_address)
+        analytic_dask = run_sweep(_grid("analytic"), scheduler=client)
     assert _without_timing(processes) == _without_timing(local_rows)
     assert _without_timing(on_dask) == _without_timing(local_rows)
     assert _without_timing(by_address) == _without_timing(local_rows)
+    assert _without_timing(analytic_processes) == _without_timing(analytic_rows)
+    assert _without_timing(analytic_dask) == _without_timing(analytic_rows)
+
+
+def _results(rows: list[dict]) -> list[dict]:
+    """The rows without the timing columns and the engine's name."""
+    return [{k: v for k, v in row.items() if k != "engine"} for row in _without_timing(rows)]
+
+
+def test_engines(local_rows: list[dict], analytic_rows: list[dict]) -> None:
+    """The grid's engine reaches the performance model: the Python reference gives the
+    compiled engine's table exactly, the analytic rows are the analytic engine's
+    estimates, within 5% of the exact ones on GEMMs of a few thousand cycles."""
+    python_rows = run_sweep(_grid("python"), jobs=1)
+    assert [r["engine"] for r in python_rows] == ["python"] * 6
+    assert _results(python_rows) == _results(local_rows)
+    assert [r["engine"] for r in analytic_rows] == ["analytic"] * 6
+    for exact, approximate in zip(local_rows, analytic_rows, strict=True):
+        assert approximate["error"] == exact["error"]
+        if exact["error"] is None:
+            config = TINY.replace(dram_bytes_per_cycle=exact["dram_bytes_per_cycle"])
+            m, n, k = (int(v) for v in exact["workload"].split()[1].split("x"))
+            counters = _gemm_cycles(config, m, n, k, engine="analytic")
+            assert approximate["cycles"] == counters["CYCLES"]
+            assert approximate["bytes_read"] == counters["BYTES_READ"]
+            assert approximate["macs"] == exact["macs"]
+    # Programs of a few hundred cycles are the analytic engine's worst case (fixed
+    # latencies it approximates weigh most): its accuracy is checked on larger GEMMs.
+    larger = {"preset": "tiny", "workloads": ["gemm:64x32x48", "gemm:48x64x64"],
+              "grid": {"dram_bytes_per_cycle": [2, 4]}}
+    exact_rows = run_sweep(parse_grid(larger), jobs=1)
+    approximate_rows = run_sweep(parse_grid({**larger, "engine": "analytic"}), jobs=1)
+    for exact, approximate in zip(exact_rows, approximate_rows, strict=True):
+        assert exact["error"] is None and approximate["error"] is None
+        assert approximate["cycles"] == pytest.approx(exact["cycles"], rel=0.05)
+
+
+def test_tasks_carry_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every estimate of a sweep uses the grid's engine (and the same number of tasks as
+    with any other engine: one engine per sweep)."""
+    import gemmstone.sim.sweep.workloads as workloads
+
+    used = []
+
+    def recording(program, config, *, memory, engine):
+        used.append(engine)
+        return estimate(program, config, memory=memory, engine=engine)
+
+    monkeypatch.setattr(workloads, "estimate", recording)
+    for engine in ("python", "analytic"):
+        used.clear()
+        grid = _grid(engine)
+        assert distinct_tasks(grid) == distinct_tasks(_grid()) == 4
+        run_sweep(grid, jobs=1)
+        assert used == [engine] * 4
 
 
 def test_parts_are_counted_and_shared() -> None:
