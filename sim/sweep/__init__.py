@@ -1,9 +1,10 @@
 """Design-space sweeps with the performance model, and the serving latency model.
 
-A `Grid` (a base `AcceleratorConfig`, axes over its fields, workloads, batch sizes) runs
-with `run_sweep` into a tidy table (one row per point, workload and batch), written by
-`write_table` (CSV or Parquet) and drawn by `write_plots` (roofline, utilization curves,
-heat map). `fit_latency` / `serving_report` fit latency(batch) = k * batch + c.
+A `Grid` (a base `AcceleratorConfig`, axes over its fields, workloads, batch sizes, the
+memory timing and the performance model's engine) runs with `run_sweep` into a tidy table
+(one row per point, workload and batch), written by `write_table` (CSV or Parquet) and
+drawn by `write_plots` (roofline, utilization curves, heat map). `fit_latency` /
+`serving_report` fit latency(batch) = k * batch + c.
 ``gemmstone sweep`` (`gemmstone.sim.sweep.cli.sweep_command`) is the command line;
 docs/sweeps.md is the user guide.
 """
