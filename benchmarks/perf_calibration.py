@@ -4,7 +4,8 @@ Runs the same programs on the Verilated accelerator with cocotbext-axi's AxiRam 
 AXI port (tests/hw/accelerator_runs.py: the memory the model's default timing `AXI_RAM`
 is calibrated on; every output is checked byte-exact against the functional model) and on
 `gemmstone.sim.performance`, and prints per case the RTL's and the model's CYCLES, the
-error, and the other counters that differ; then the worst case per config.
+error, the analytic engine's error (``engine="analytic"``), and the other counters that
+differ; then the worst case per config of both engines.
 
 Cases: GEMMs of varied shapes (int8 out with requantization, and int32 out) and the
 ResNet-18 conv layers (benchmarks/workloads/resnet18_conv.csv) with their channels,
@@ -128,15 +129,17 @@ def compare_sim_dram(config: AcceleratorConfig, cases_: list, latency: int,
             for name, program, inputs in cases_]
     results = run_programs(model, config, runs, workdir)
     perf = PerformanceModel(config, sim_dram(latency), cache=False)
+    analytic = PerformanceModel(config, sim_dram(latency), cache=False, engine="analytic")
     comparisons = []
     for (name, program, _), run, result in zip(cases_, runs, results, strict=True):
         if result.registers["ERROR_CODE"] or result.dram_error:
             raise SystemExit(f"{name}: the sim_top run faulted: {result.registers}")
-        estimate = perf.run(program.words, instr_base=run.instr_base,
-                            window_base=run.window_base)
+        addresses = {"instr_base": run.instr_base, "window_base": run.window_base}
+        estimate = perf.run(program.words, **addresses)
+        quick = analytic.run(program.words, **addresses)
         comparisons.append(Comparison(f"{name} @{latency}",
                                       {k: result.registers[k] for k in COUNTERS},
-                                      estimate.counters, len(program.words)))
+                                      estimate.counters, len(program.words), quick.counters))
     return comparisons
 
 
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     harness = _harness()
     harness.RAM_BYTES = RAM_BYTES
-    worst = []
+    worst, worst_analytic = [], []
     for name in args.presets:
         started = time.time()
         with tempfile.TemporaryDirectory() as tmp:
@@ -175,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems(comparisons):
             print(f"  outside target: {problem}")
         worst.append(max(comparisons, key=lambda c: abs(c.error)))
-    print("\nworst case per config (CYCLES, model vs RTL):")
-    for name, comparison in zip(args.presets, worst, strict=True):
+        worst_analytic.append(max(comparisons, key=lambda c: abs(c.analytic_error)))
+    print("\nworst case per config (CYCLES, model vs RTL; the analytic engine's worst):")
+    for name, comparison, quick in zip(args.presets, worst, worst_analytic, strict=True):
         print(f"  {name:6s} {comparison.name}: RTL {comparison.rtl['CYCLES']}, model "
-              f"{comparison.model['CYCLES']} ({comparison.error:+.2%})")
+              f"{comparison.model['CYCLES']} ({comparison.error:+.2%}); analytic "
+              f"{quick.name}: {quick.analytic['CYCLES']} ({quick.analytic_error:+.2%})")
     return 0
 
 

@@ -26,6 +26,14 @@ identical cycles, counters and grant and raises the same errors
 DMA command between two events of other parts are taken inline, and a steady stream of them
 in closed form (`ReadChannel.stream`); results of whole runs are cached
 (`PerformanceModel`'s ``cache``).
+
+A third engine approximates the model: ``engine="analytic"``
+(`gemmstone.sim.performance_analytic`, numba) takes one O(1) step per instruction, prices
+each DMA command in closed form and the shared read channel as a reservation, and gives the
+same retired counts and bytes moved, CYCLES within about 2% of the exact engines on whole
+layers (benchmarks/perf_analytic.py; more on short microbenchmarks, see
+tests/sim/test_performance_analytic.py), busy and stall counters as estimates, and the same
+errors; several times faster than ``"compiled"``.
 """
 
 from __future__ import annotations
@@ -76,7 +84,8 @@ _QUEUES = {
 _UNIT_OF = {Unit.LOAD: _LOAD, Unit.COMPUTE: _COMPUTE, Unit.STORE: _STORE}
 #: Runs whose results `PerformanceModel` remembers (most recently used first to stay).
 RUN_CACHE_SIZE = 256
-#: The engines that run the model: the compiled core (default) and the Python reference.
+#: The engines that run the model: the compiled core (default), the Python reference (both
+#: exact, identical results) and the analytic approximation.
 ENGINES = ("compiled", "python", "analytic")
 _RUNS: OrderedDict[tuple, PerfResult] = OrderedDict()
 
@@ -175,9 +184,12 @@ class PerformanceModel:
         the process): the same program on the same config, memory, addresses and grant
         is not simulated again. A model's layers repeat, and a device runs the same
         programs over and over.
-    engine : {"compiled", "python"}
+    engine : {"compiled", "python", "analytic"}
         ``"compiled"``: the numba core (`gemmstone.sim.performance_core`); ``"python"``:
-        the reference `_Run`. Both give identical results.
+        the reference `_Run`. Both give identical results. ``"analytic"``: the closed-form
+        engine (`gemmstone.sim.performance_analytic`), several times faster, exact retired
+        counts and bytes, CYCLES within about 2% on whole layers, busy and stall counters
+        estimated.
     """
 
     def __init__(self, config: AcceleratorConfig, memory: MemoryTiming | None = None, *,
