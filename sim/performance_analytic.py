@@ -135,10 +135,9 @@ _FETCH_LOW = 12
 _CHUNK = 512
 #: Stall spans kept apart before the oldest half is counted for good.
 _SPANS = 256
-# Columns of a unit queue entry: the decoded row, then the word's index and dispatch cycle.
-_Q_INDEX = _COLUMNS
-_Q_DISPATCHED = _COLUMNS + 1
-_Q_WIDTH = _COLUMNS + 2
+# Columns of a unit queue entry: the word's index and its dispatch cycle (its decoded row
+# stays in the ring of decoded words until it is taken).
+_Q_INDEX, _Q_DISPATCHED = 0, 1
 # Floats (`fr`): cycles per line of the command whose data holds the channel, and of the
 # holder before it.
 _FR_RATE, _FR_PREV_RATE = 0, 1
@@ -590,10 +589,15 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
     token_slots = 4
     while token_slots < 2 * token_depth + 4:
         token_slots *= 2
+    # Decoded words: a ring of whole chunks, deep enough for every word still queued (at
+    # most `queue_depth` per unit) behind the chunk being dispatched.
+    rows = 2 * _CHUNK
+    while rows < _CHUNK + 3 * queue_depth + 2:
+        rows *= 2
     counters = np.zeros(12, np.int64)
     status, info, extra = _run(
         code, params, kind_of, actor_of, reserved, tokens, fields, enums,
-        np.empty((_CHUNK, _COLUMNS), np.int64), np.empty((4, slots, _Q_WIDTH), np.int64),
+        np.empty((rows, _COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
         np.empty((2, _SPANS, 2), np.int64), np.zeros((2, 2), np.int64), counters,
@@ -659,7 +663,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
     dirty_load = dirty_compute = dirty_store = True
     stall_queue = 0
     bytes_written = 0
-    # Decoded words: rows `decoded_from` .. `decoded_to` - 1 of the program in `ins`.
+    # Decoded words: word w is row w & row_mask of `ins`, for the words from
+    # `decoded_from` (a chunk boundary) to `decoded_to` - 1.
+    row_mask = ins.shape[0] - 1
     decoded_from = 0
     decoded_to = 0
     # Front end.
@@ -725,8 +731,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
             position = taken_count[u]
             if position >= queued[u]:
                 continue
-            entry = queue[u, position & slot_mask]
-            visible = entry[_Q_DISPATCHED] + FIFO_LATENCY
+            slot = queue[u, position & slot_mask]
+            entry = ins[slot[_Q_INDEX] & row_mask]
+            visible = slot[_Q_DISPATCHED] + FIFO_LATENCY
             if position:
                 visible = max(visible, takes[u, (position - 1) & slot_mask] + 1)
             kind = entry[_F_KIND]
@@ -778,7 +785,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                 fe_ran = True
                 waiting_idle = False
                 settle = max(idle_start, idle_from[1], idle_from[2], idle_from[3])
-                if ins[index - 1 - decoded_from, _F_KIND] == _K_HALT:
+                if ins[(index - 1) & row_mask, _F_KIND] == _K_HALT:
                     left = 0
                     for q in range(4):
                         if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
@@ -807,11 +814,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                     # The next chunk of words (the core's decoder; positions are ours).
                     decoded_from = index
                     decoded_to = min(count, index + _CHUNK)
+                    first_row = index & row_mask
                     bad = _decode(code[2 * decoded_from:2 * decoded_to], kind_of, actor_of,
-                                  reserved, tokens, fields, enums, ins)
+                                  reserved, tokens, fields, enums,
+                                  ins[first_row:first_row + _CHUNK])
                     if bad >= 0:
                         return BAD_WORD, decoded_from + bad, 0
-                row = index - decoded_from
+                row = index & row_mask
                 visible = max(word_end[index & _RING_MASK] + 1 + FIFO_LATENCY,
                               last_dispatch + 1)
                 dispatch_at = max(visible, earliest, fe_now)
@@ -851,11 +860,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                 idle_start = now + 1
                 continue
             position = queued[u]
-            entry = queue[u, position & slot_mask]
-            for column in range(_COLUMNS):
-                entry[column] = ins[row, column]
-            entry[_Q_INDEX] = index - 1
-            entry[_Q_DISPATCHED] = now
+            slot = queue[u, position & slot_mask]
+            slot[_Q_INDEX] = index - 1
+            slot[_Q_DISPATCHED] = now
             queued[u] = position + 1
             if position == taken_count[u]:
                 # A new head: its take is known before the front end goes on.
@@ -885,7 +892,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
         u = actor
         take = best
         position = taken_count[u]
-        entry = queue[u, position & slot_mask]
+        word = queue[u, position & slot_mask, _Q_INDEX]
+        entry = ins[word & row_mask]
         flags = entry[_F_FLAGS]
         kind = entry[_F_KIND]
         n = entry[_F_N]
@@ -894,11 +902,12 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
         stall_to = min(ready, take) if ready > gate and take > gate else gate
         if u == _STORE and st_struct > gate and take > gate:
             stall_to = max(stall_to, min(st_struct, take))
-        _stall(spans[0], span_meta[0], gate, stall_to)
+        if stall_to > gate:
+            _stall(spans[0], span_meta[0], gate, stall_to)
         takes[u, position & slot_mask] = take
         taken_count[u] = position + 1
         if trace.shape[0]:
-            trace[entry[_Q_INDEX]] = take
+            trace[word] = take
         _take(u, flags, take, tc, pops, token_mask)
         settle_event[u] = take
         finish = take
