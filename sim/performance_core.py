@@ -15,8 +15,8 @@ programs and every fault path. What changes is only the representation:
 - `ReadCommand` objects are one slot per read client (a client has one command at a time,
   and units only look at their last one); a deque with a ``maxlen`` is a ring of a power
   of two entries indexed by a count of what was appended (`_end_before`);
-- `ReadChannel.stream` takes a block of lines that no gate can hold back without looking
-  at the gates line by line, and keeps the check for a steady state out of its loop;
+- `ReadChannel.stream` keeps its counts in locals and the check for a steady state out of
+  its loop;
 - the read channel's actor, `_stream` and `_submit` are inlined into the event loop
   (numba passes every array as a struct of fields: a call costs more than a line);
 - instruction words are decoded in the compiled code from the program's bytes, with
@@ -32,15 +32,15 @@ The first call with a cold cache (a new clone or a changed file) compiles for ab
 of CPU; later processes load the cache in about 0.4 s.
 
 Speed (benchmarks/perf_speed.py --no-rtl, 20 ResNet-18 convs on 32x32: 55.7k
-instructions, 3.33 M cycles): about 20-30 ms of CPU, 360-550 ns per instruction as the
-machine's load goes, 1.25-1.35x the core before the rings and blocks above (the same
-programs, both cores in one process, alternating) and some 150x the reference. Per
-instruction the core handles about 5.6 events, 2.9 bursts the read channel's actor accepts
-one by one (each fetched word, a command's first and last lines, lines while two clients
-read) and 25 lines of lone streams (a third stepped, the rest in blocks or steady-state
-jumps). The stream is cut at every event of another actor, about 33 lines apart on
-ResNet-18's conv1, so the closed forms rarely reach far: the events and the lines
-between them are the cost.
+instructions, 3.33 M cycles): about 20-35 ms of CPU, 350-600 ns per instruction as the
+shared machine's load goes; about 1.3x the core before the rings and the inlining above
+(the same programs, both cores in one process, alternating: 343 against 449 ns per
+instruction at best) and some 150x the reference. Per instruction the core handles about
+5.6 events, 2.9 bursts the read channel's actor accepts one by one (each fetched word, a
+command's first and last lines, lines while two clients read) and 23 lines of lone
+streams (a sixth of them in steady-state jumps). A stream is cut at every event of
+another actor, about 33 lines apart on ResNet-18's conv1, so the closed form rarely
+reaches far: the events and the lines between them are the cost.
 """
 
 from __future__ import annotations
@@ -1292,8 +1292,6 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
     # the channel are then all this client's, and so are the client's last ones).
     stepped = 0
     check_at = window + period + 1 if stop - line > window + 2 * period else _INF
-    # Lines that may be taken as a block (below): no more than either ring reaches back.
-    block = min(ahead, READER_LINES_IN_FLIGHT) if ahead else READER_LINES_IN_FLIGHT
     while line < stop:
         if stepped >= check_at:
             check_at = stepped + window
@@ -1315,60 +1313,42 @@ def _stream(client, horizon, stop, rc, steps, g, history, own, ahead, slack, lat
                 for j in range(period):
                     beats += periods * steps[client, j]
                 continue
-        # Lines up to the next check, in blocks or one by one.
+        # Lines one by one up to the next check.
         last = min(stop, line + check_at - stepped) if check_at != _INF else stop
         while line < last:
             t = next_ar
-            # A block of lines that no gate holds back takes one handshake a cycle: one
-            # line after another without reading the rings or the horizon. A line's gates
-            # are ends of earlier bursts, each at least a cycle after the one before, so
-            # they fall behind such handshakes: the block's last line decides for all.
-            # Its gates are ends from before the block while the block is no longer than
-            # the rings reach. (From line 2 on, a held line never holds back the next.)
-            size = min(last - line, horizon - t + 1, block)
-            free = size > 1 and (first_take < 0 or line >= 2)
-            if free:
-                at = size - 1
-                free = own[(own_bursts + at - READER_LINES_IN_FLIGHT) & own_mask] + 1 <= t + at
-                if ahead and free:
-                    free = history[(bursts + at - ahead) & mask] - slack <= t + at
-            if not free:
-                # One line, which its gates may hold back.
-                size = 1
-                if ahead:
-                    gate = history[(bursts - ahead) & mask] - slack
-                    if gate > t:
-                        t = gate
-                gate = own[(own_bursts - READER_LINES_IN_FLIGHT) & own_mask] + 1
+            if ahead:
+                gate = history[(bursts - ahead) & mask] - slack
                 if gate > t:
                     t = gate
-                if t > horizon:
-                    stop = line   # leaves both loops
-                    break
-            for _ in range(size):
-                b = steps[client, phase]
-                phase += 1
-                if phase == period:
-                    phase = 0
-                first = t + latency
-                if first <= data_end:
-                    first = data_end + 1
-                data_end = first + b - 1
-                if first_take >= 0:
-                    if data_end < held:
-                        data_end = held
-                    held = data_end + 1 if line or data_end >= first_take else first_take
-                beats += b
-                history[bursts & mask] = data_end
-                bursts += 1
-                own[own_bursts & own_mask] = data_end
-                own_bursts += 1
-                handshakes[stepped & handshake_mask] = t
-                stepped += 1
-                handshake = t
-                t += 1
-                line += 1
-            next_ar = t
+            gate = own[(own_bursts - READER_LINES_IN_FLIGHT) & own_mask] + 1
+            if gate > t:
+                t = gate
+            if t > horizon:
+                stop = line   # leaves both loops
+                break
+            b = steps[client, phase]
+            phase += 1
+            if phase == period:
+                phase = 0
+            first = t + latency
+            if first <= data_end:
+                first = data_end + 1
+            data_end = first + b - 1
+            if first_take >= 0:
+                if data_end < held:
+                    data_end = held
+                held = data_end + 1 if line or data_end >= first_take else first_take
+            beats += b
+            history[bursts & mask] = data_end
+            bursts += 1
+            own[own_bursts & own_mask] = data_end
+            own_bursts += 1
+            handshakes[stepped & handshake_mask] = t
+            stepped += 1
+            handshake = t
+            next_ar = t + 1
+            line += 1
     if handshake < 0:
         return
     g[_G_DATA_END] = data_end

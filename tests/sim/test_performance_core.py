@@ -217,10 +217,10 @@ def test_estimate_and_the_engine_switch(monkeypatch):
 
 
 def _long_streams(config: AcceleratorConfig) -> list[str]:
-    """Programs whose DMA commands run for hundreds of lines: the read channel's blocks
-    of lines no gate holds back, its steady-state jumps (several line patterns: strides
-    of every period, lines of one and more beats) and, with the front end fetching
-    during a load, lines of two clients taken one by one."""
+    """Programs whose DMA commands run for hundreds of lines: the read channel's streams
+    with their rings of burst ends, its steady-state jumps (several line patterns:
+    strides of every period, lines of one and more beats) and, with the front end
+    fetching during a load, lines of two clients taken one by one."""
     bus, cols = config.dram_bytes_per_cycle, config.cols
     alone = "\n".join([
         f"load n=1500 len=3 stride={bus + 6} dram=0x13 pad_lo=1",
