@@ -213,9 +213,22 @@ def _beats(lines, offset, rest, whole, part, bus):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _line_beats(index, offset, rest, whole, part, bus):
+def _mod(value, bus, shift):
+    """``value % bus``; a mask when the bus is a power of two (``shift`` >= 0): a division
+    by a run-time value costs more than the rest of a line's arithmetic."""
+    return value & (bus - 1) if shift >= 0 else value % bus
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _div(value, bus, shift):
+    """``value // bus`` (see `_mod`)."""
+    return value >> shift if shift >= 0 else value // bus
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _line_beats(index, offset, rest, whole, part, bus, shift):
     """Beats of line ``index`` (see `_beats`)."""
-    return whole + 1 + (1 if (offset + index * rest) % bus + part >= bus else 0)
+    return whole + 1 + (1 if _mod(offset + index * rest, bus, shift) + part >= bus else 0)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -285,20 +298,20 @@ def _share(ch, fr, client, h0, latency, ahead, share):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, latency,
-          ahead, slack, out, share):
+def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, shift,
+          latency, ahead, slack, out, share):
     """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
     ``accepted`` (first address the cycle after). A reader that holds one line for its
     consumer (``first_take >= 0``: the load unit's) lets line ``i`` go only once line
     ``i - 1`` was taken, one a cycle from ``first_take``. Fills ``out``: last address
     handshake, last line's last beat, the cycle the consumer took the last line."""
     length = max(1, length)
-    offset = addr % bus
-    rest = stride % bus
-    whole = (length - 1) // bus
-    part = (length - 1) % bus
+    offset = _mod(addr, bus, shift)
+    rest = _mod(stride, bus, shift)
+    whole = _div(length - 1, bus, shift)
+    part = _mod(length - 1, bus, shift)
     total = _beats(n, offset, rest, whole, part, bus)
-    last = _line_beats(n - 1, offset, rest, whole, part, bus)
+    last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
     mean = total // n
     h0 = max(accepted + 1, ch[_CH_OWN + client])
     if ch[_CH_GRANT] != client:
@@ -331,8 +344,9 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, la
     held_end = -1
     if first_take >= 0 and n > 1:
         held_end = first_take + max(n - 2, total
-                                    - _line_beats(0, offset, rest, whole, part, bus)
-                                    - _line_beats(1, offset, rest, whole, part, bus))
+                                    - _line_beats(0, offset, rest, whole, part, bus, shift)
+                                    - _line_beats(1, offset, rest, whole, part, bus,
+                                                  shift))
     # Bursts of other readers that went between the bursts of this reader's last command
     # (round robin) moved its data back by their beats (`_share`). Later reservations
     # see that in the channel's free cycle already; a reader that holds its lines for a
@@ -643,6 +657,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
     ch[_CH_QUIET] = -_INF
     for client in range(4):
         ch[_CH_LAST + client] = -1
+    shift = -1
+    if bus & (bus - 1) == 0:
+        shift = 0
+        while 1 << shift < bus:
+            shift += 1
     fetch_shape[0] = _WORD % bus
     fetch_shape[1] = (_WORD - 1) // bus
     fetch_shape[2] = instr_base % bus
@@ -921,7 +940,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
             ld_front_free = handoff + 1
             if n:
                 _read(ch, fr, _LOAD, accepted, n, window + entry[_F_DRAM], entry[_F_STRIDE],
-                      entry[_F_LEN], data_start, bus, latency, ahead, slack, out, share)
+                      entry[_F_LEN], data_start, bus, shift, latency, ahead, slack, out,
+                      share)
                 ld_last_ar = out[0]
                 consumed = out[2]
                 waited = consumed - data_start + 1 - n
@@ -974,8 +994,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                     accepted = max(take + 2, cu_last_ar)
                     size_of = 1 if entry[_F_TYPE] == 1 else 4
                     _read(ch, fr, _COMPUTE, accepted, n, window + entry[_F_DRAM],
-                          entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, latency,
-                          ahead, slack, out, share)
+                          entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, shift,
+                          latency, ahead, slack, out, share)
                     cu_last_ar = out[0]
                     end = out[1]
                     finish = end + 1
@@ -999,7 +1019,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                 accepted = max(take + 2, st_last_ar)
                 length = 4 * entry[_F_LEN]
                 _read(ch, fr, _STORE, accepted, 3, window + entry[_F_DRAM], length, length,
-                      -1, bus, latency, ahead, slack, out, share)
+                      -1, bus, shift, latency, ahead, slack, out, share)
                 st_last_ar = out[0]
                 end = out[1]
                 finish = end + 1
@@ -1016,13 +1036,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                 bytes_written += n * entry[_F_LEN] * (4 if raw else 1)
                 accepted = max(take + 2, aw_free)
                 addr = window + entry[_F_DRAM]
-                offset = addr % bus
-                rest = entry[_F_STRIDE] % bus
-                whole = (length - 1) // bus
-                part = (length - 1) % bus
+                offset = _mod(addr, bus, shift)
+                rest = _mod(entry[_F_STRIDE], bus, shift)
+                whole = _div(length - 1, bus, shift)
+                part = _mod(length - 1, bus, shift)
                 total = _beats(n, offset, rest, whole, part, bus)
-                b0 = _line_beats(0, offset, rest, whole, part, bus)
-                b_last = _line_beats(n - 1, offset, rest, whole, part, bus)
+                b0 = _line_beats(0, offset, rest, whole, part, bus, shift)
+                b_last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
                 aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
                 if raw:
                     taken0 = max(accepted + 2, line_free)
