@@ -145,11 +145,15 @@ _FR_RATE, _FR_PREV_RATE = 0, 1
 
 # -- numba cache: the core's directory scheme, a key of its own -----------------------------
 
+# The core's source as it was imported (its decoder and column layout are compiled into
+# this engine; numba only watches this file).
+_CORE_SOURCE = hashlib.sha256(inspect.getsource(core).encode()).hexdigest()
+
+
 def analytic_key() -> str:
     """Hash of what this engine's compiled code takes from other files: the core's key (ISA
-    table and model constants) and the core's source (its decoder and column layout are
-    compiled into this engine; numba only watches this file)."""
-    parts = (core.core_key(), inspect.getsource(core), FETCH_FIFO_DEPTH, FIFO_LATENCY,
+    table and model constants), the core's source and the model constants."""
+    parts = (core.core_key(), _CORE_SOURCE, FETCH_FIFO_DEPTH, FIFO_LATENCY,
              OUTPUT_STAGE_LATENCY, ALU_LATENCY, WRITE_RESPONSES, READER_LINES_IN_FLIGHT)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
