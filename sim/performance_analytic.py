@@ -888,14 +888,16 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
             slot[_Q_DISPATCHED] = now
             queued[u] = position + 1
             if position == taken_count[u]:
-                # A new head: its take is known before the front end goes on.
+                # A new head: taken FIFO_LATENCY cycles from now at the earliest, so the
+                # front end's steps up to then come first (ties go to the front end).
                 if u == _LOAD:
                     dirty_load = True
                 elif u == _COMPUTE:
                     dirty_compute = True
                 else:
                     dirty_store = True
-                break
+                if now + FIFO_LATENCY < best:
+                    best = now + FIFO_LATENCY
         if stop:
             break
         if fe_ran:
