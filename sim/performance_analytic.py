@@ -1,5 +1,7 @@
 """The performance model's analytic engine: the same microarchitecture priced per instruction
-in closed form, about 10x faster than the exact compiled core, within a few percent of it.
+in closed form, about 4x faster than the exact compiled core (about 90-100 ns of CPU per
+instruction on ResNet-18's convolutions, benchmarks/perf_analytic.py), within about 2% of
+its CYCLES on whole layers.
 
 `gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
 (``engine="compiled"``) are exact: they take every DMA line between two events of other
@@ -23,10 +25,18 @@ work each:
   one line for its consumer); a STORE's rows likewise (output stage, write beats, write
   responses tracked);
 - the shared read channel is a reservation: the next free address cycle and data beat;
-  the units are stepped in the order of their next take (a choice among three, no event
-  heap), each command reserves the channel after those before it; fetch bursts are
-  served between a running command's bursts (the arbiter's round robin) and push the
-  channel's later reservations back by their beats.
+  the front end and the units are stepped in time order (the earliest of the front end's
+  next step and the three units' next takes, no event heap), and each command reserves
+  the channel after those before it. A command that arrives while another reader's
+  command holds the channel shares it as the arbiter's round robin does: its data starts
+  after the bursts the memory accepted before its first, then its lines alternate with
+  the holder's remaining lines, and the holder's data moves back by the beats that went
+  between (later reservations see that; a load holding its lines for its consumer pays
+  it on its next command). The front end fetches several words at a time while its FIFO
+  holds enough words.
+- memory does not grow with the program: words are decoded a chunk at a time (the
+  core's decoder) into a ring, and dispatch times, fetched words, queue entries, token
+  times and stall spans are rings as deep as the hardware's queues.
 
 Retired counts and bytes moved are exact (bytes follow from the beats of each line); the
 cycles, busy and stall counters are estimates: tests/sim/test_performance_analytic.py
