@@ -35,7 +35,7 @@ work each:
   it on its next command). The front end fetches several words at a time while its FIFO
   holds enough words.
 - memory does not grow with the program: words are decoded a chunk at a time (the
-  core's decoder) into a ring, and dispatch times, fetched words, queue entries, token
+  core's decode tables and checks) into a ring, and dispatch times, fetched words, queue entries, token
   times and stall spans are rings as deep as the hardware's queues.
 
 Retired counts and bytes moved are exact (bytes follow from the beats of each line); the
@@ -84,6 +84,7 @@ from gemmstone.sim.performance_core import (
     _F_PAD_LO,
     _F_STRIDE,
     _F_TYPE,
+    _FIELDS,
     _K_ALU,
     _K_CONFIG,
     _K_HALT,
@@ -92,13 +93,13 @@ from gemmstone.sim.performance_core import (
     _K_PRELOAD,
     _K_STORE,
     _TABLES,
+    _TOKEN_LSB,
     BAD_WORD,
     DEADLOCK,
     DEADLOCK_EMPTY,
     OK,
     PROGRAM_END,
     TOKENS_LEFT,
-    _decode,
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
@@ -190,6 +191,82 @@ if isinstance(core._LOCATORS, list):
     core._LOCATORS[:] = [cls for cls in core._LOCATORS
                          if cls.__name__ != _AnalyticCacheLocator.__name__]
     core._LOCATORS.insert(0, _AnalyticCacheLocator)
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+def _field_tables():
+    """The core's field table (`performance_core._TABLES`) as a shift and a mask per opcode
+    and field, for the low and the high half of a word (no field straddles them), so a
+    word's fields are read without branches; and the enum fields with a width."""
+    kind, _, _, _, fields, enums = _TABLES
+    opcodes = len(kind)
+    spec = np.zeros((opcodes, len(_FIELDS), 4), np.int64)   # low shift, mask, high shift, mask
+    for opcode in range(opcodes):
+        for f in range(len(_FIELDS)):
+            lsb, width = fields[opcode, f]
+            if not width:
+                continue
+            if lsb + width <= 64:
+                spec[opcode, f, :2] = (lsb, (1 << width) - 1)
+            elif lsb >= 64:
+                spec[opcode, f, 2:] = (lsb - 64, (1 << width) - 1)
+            else:
+                raise AssertionError(f"field {_FIELDS[f]} of opcode {opcode} straddles the "
+                                     "halves of a word")
+        for e in range(enums.shape[1]):
+            lsb, width = enums[opcode, e, :2]
+            if width and lsb < 64 < lsb + width:
+                raise AssertionError(f"an enum field of opcode {opcode} straddles the halves "
+                                     "of a word")
+    used = np.full((opcodes, enums.shape[1]), -1, np.int64)
+    for opcode in range(opcodes):
+        present = [e for e in range(enums.shape[1]) if enums[opcode, e, 1]]
+        used[opcode, :len(present)] = present
+    return spec, used
+
+
+_FIELD_SPEC, _ENUMS_USED = _field_tables()
+
+
+@njit(cache=True, _nrt=False)
+def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums, spec, used,
+                  ins, row0):
+    """`performance_core._decode` for words ``start`` .. ``stop`` - 1 into rows from
+    ``row0`` of ``ins`` (fields, kind, actor, token flags; no positions): the same checks
+    in the same order, with the field table as shifts and masks, and no allocation (the
+    run's loop has numba's reference counting off). Returns the index of the first word
+    rejected, or -1."""
+    for i in range(start, stop):
+        lo = code[2 * i]
+        hi = code[2 * i + 1]
+        opcode = lo & 15
+        kind = kind_of[opcode]
+        if kind < 0 or (lo & reserved[opcode, 0]) != 0 or (hi & reserved[opcode, 1]) != 0:
+            return i
+        for j in range(used.shape[1]):
+            e = used[opcode, j]
+            if e < 0:
+                break
+            lsb = enums[opcode, e, 0]
+            width = enums[opcode, e, 1]
+            if lsb >= 64:
+                value = (hi >> (lsb - 64)) & ((1 << width) - 1)
+            else:
+                value = (lo >> lsb) & ((1 << width) - 1)
+            if not (enums[opcode, e, 2] >> value) & 1:
+                return i
+        flags = (lo >> _TOKEN_LSB) & 15
+        if flags & ~tokens[opcode]:
+            return i
+        row = ins[row0 + i - start]
+        for f in range(spec.shape[1]):
+            row[f] = ((lo >> spec[opcode, f, 0]) & spec[opcode, f, 1]) \
+                | ((hi >> spec[opcode, f, 2]) & spec[opcode, f, 3])
+        row[_F_KIND] = kind
+        row[_F_ACTOR] = actor_of[opcode]
+        row[_F_FLAGS] = flags
+    return -1
 
 
 # -- closed forms ------------------------------------------------------------------------------
@@ -605,7 +682,7 @@ def _stall_total(spans, meta):
 # -- the run ---------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, trace):
+def _simulate(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, trace):
     """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
     (status, info, extra, counters, grant). Memory does not grow with the program: words
     are decoded a chunk at a time, and every other record is a ring as deep as the
@@ -624,7 +701,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
         rows *= 2
     counters = np.zeros(12, np.int64)
     status, info, extra = _run(
-        code, params, kind_of, actor_of, reserved, tokens, fields, enums,
+        code, params, kind_of, actor_of, reserved, tokens, enums, spec, used,
         np.empty((rows, _COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
@@ -637,22 +714,22 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
 
 
 @njit(cache=True, _nrt=False)
-def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, ins):
+def _validate(code, start, kind_of, actor_of, reserved, tokens, enums, spec, used, ins):
     """Decode the words from ``start`` on (the exact engines decode every word before they
     run): the index of the first word that does not decode, or -1."""
     count = code.shape[0] // 2
     while start < count:
         stop = min(count, start + _CHUNK)
-        bad = _decode(code[2 * start:2 * stop], kind_of, actor_of, reserved, tokens, fields,
-                      enums, ins)
+        bad = _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
+                            spec, used, ins, 0)
         if bad >= 0:
-            return start + bad
+            return bad
         start = stop
     return -1
 
 
 @njit(cache=True, _nrt=False)
-def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, queue,
+def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, ins, queue,
          takes, dispatched, word_end, pushes, pops, spans, span_meta, counters, state, ch,
          out, fr, share, fetch_shape, trace):
     """The steps of the front end and the three units, in time order (`_simulate`); the
@@ -696,10 +773,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
     dirty_load = dirty_compute = dirty_store = True
     stall_queue = 0
     bytes_written = 0
-    # Decoded words: word w is row w & row_mask of `ins`, for the words from
-    # `decoded_from` (a chunk boundary) to `decoded_to` - 1.
+    # Decoded words: word w is row w & row_mask of `ins`, up to `decoded_to` - 1 (whole
+    # chunks; the ring holds the chunk being dispatched and every word still queued).
     row_mask = ins.shape[0] - 1
-    decoded_from = 0
     decoded_to = 0
     # Front end.
     asked = 0
@@ -844,15 +920,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
             u = -1
             if index < asked:
                 if index >= decoded_to:
-                    # The next chunk of words (the core's decoder; positions are ours).
-                    decoded_from = index
+                    # The next chunk of words.
                     decoded_to = min(count, index + _CHUNK)
-                    first_row = index & row_mask
-                    bad = _decode(code[2 * decoded_from:2 * decoded_to], kind_of, actor_of,
-                                  reserved, tokens, fields, enums,
-                                  ins[first_row:first_row + _CHUNK])
+                    bad = _decode_chunk(code, index, decoded_to, kind_of, actor_of,
+                                        reserved, tokens, enums, spec, used, ins,
+                                        index & row_mask)
                     if bad >= 0:
-                        return BAD_WORD, decoded_from + bad, 0
+                        return BAD_WORD, bad, 0
                 row = index & row_mask
                 visible = max(word_end[index & _RING_MASK] + 1 + FIFO_LATENCY,
                               last_dispatch + 1)
@@ -1143,7 +1217,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                     dirty_store = True
 
     # Every word decodes in the exact engines before they run: a bad one wins.
-    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, fields, enums, ins)
+    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, enums, spec, used,
+                    ins)
     if bad >= 0:
         return BAD_WORD, bad, 0
     if status != OK:
@@ -1185,7 +1260,10 @@ def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
                          f"not {code.dtype} of shape {code.shape}")
     code = np.require(code, np.int64, ["C", "A", "W"])
     takes = np.full(len(code) // 2 if trace else 0, -1, np.int64)
-    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES, takes)
+    kind_of, actor_of, reserved, tokens, _, enums = _TABLES
+    status, info, extra, counters, end_grant = _simulate(
+        code, params, kind_of, actor_of, reserved, tokens, enums, _FIELD_SPEC, _ENUMS_USED,
+        takes)
     if status == OK:
         return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))
     if status == BAD_WORD:
