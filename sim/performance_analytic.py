@@ -35,8 +35,8 @@ work each:
   it on its next command). The front end fetches several words at a time while its FIFO
   holds enough words.
 - memory does not grow with the program: words are decoded a chunk at a time (the
-  core's decode tables and checks) into a ring, and dispatch times, fetched words, queue entries, token
-  times and stall spans are rings as deep as the hardware's queues.
+  core's decode tables and checks) into a ring, and dispatch times, fetched words, queue
+  entries, token times and stall spans are rings as deep as the hardware's queues.
 
 Retired counts and bytes moved are exact (bytes follow from the beats of each line); the
 cycles, busy and stall counters are estimates: tests/sim/test_performance_analytic.py
@@ -60,8 +60,6 @@ import numpy as np
 from numba import njit
 
 from gemmstone.config import AcceleratorConfig
-from gemmstone.isa.encoding import decode
-from gemmstone.isa.errors import ProgramEndError, TokenError
 from gemmstone.sim import performance_core as core
 from gemmstone.sim.performance import (
     ALU_LATENCY,
@@ -115,7 +113,6 @@ _Q_PRODUCER = (_LOAD, _COMPUTE, _COMPUTE, _STORE)
 _Q_PUSH = (_PUSH_NEXT, _PUSH_PREV, _PUSH_NEXT, _PUSH_PREV)
 _Q_CONSUMER = (_COMPUTE, _LOAD, _STORE, _COMPUTE)
 _Q_POP = (_POP_PREV, _POP_NEXT, _POP_PREV, _POP_NEXT)
-_QUEUE_NAMES = ("load->compute", "compute->load", "compute->store", "store->compute")
 _T_PUSHED, _T_PENDING, _T_PROMISED, _T_POPPED = range(4)
 # Read channel state (`ch`): next free address cycle, next free data beat, the memory's
 # acceptance gate for the next burst, beats so far, arbiter grant, then per client the
@@ -389,6 +386,22 @@ def _share(ch, fr, client, h0, latency, ahead, share):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _hold(ch, fr, client, h0, d0, end, lines):
+    """``client``'s command (first address ``h0``, data ``d0`` .. ``end``, ``lines`` lines)
+    now holds the data channel; the holder before it is kept for a command that starts
+    before it (`_share`)."""
+    ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
+    ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
+    ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
+    fr[_FR_PREV_RATE] = fr[_FR_RATE]
+    fr[_FR_RATE] = max(1.0, (end - d0 + 1) / lines)
+    ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
+    ch[_CH_HOLDER] = client
+    ch[_CH_HOLDER_H0] = h0
+    ch[_CH_HOLDER_D0] = d0
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, shift,
           latency, ahead, slack, out, share):
     """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
@@ -462,15 +475,7 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     else:
         ch[_CH_AR] = h_last + 1
     if end + 1 >= ch[_CH_DATA] or not shared:
-        ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
-        ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
-        ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
-        fr[_FR_PREV_RATE] = fr[_FR_RATE]
-        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / n)
-        ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
-        ch[_CH_HOLDER] = client
-        ch[_CH_HOLDER_H0] = h0
-        ch[_CH_HOLDER_D0] = d0
+        _hold(ch, fr, client, h0, d0, end, n)
     # The next bursts wait for the last beat of the burst `ahead` before (the memory's
     # queue) and of this reader's line `READER_LINES_IN_FLIGHT` before: lines ended
     # `spacing` cycles apart.
@@ -558,15 +563,7 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
         ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
         ch[_CH_DATA] += stolen
     if end + 1 >= ch[_CH_DATA] or not shared:
-        ch[_CH_HOLDER_PREV] = ch[_CH_DATA]
-        ch[_CH_PREV_H0] = ch[_CH_HOLDER_H0]
-        ch[_CH_PREV_D0] = ch[_CH_HOLDER_D0]
-        fr[_FR_PREV_RATE] = fr[_FR_RATE]
-        fr[_FR_RATE] = max(1.0, (end - d0 + 1) / words)
-        ch[_CH_DATA] = max(ch[_CH_DATA], end + 1)
-        ch[_CH_HOLDER] = 0
-        ch[_CH_HOLDER_H0] = h0
-        ch[_CH_HOLDER_D0] = d0
+        _hold(ch, fr, 0, h0, d0, end, words)
     ch[_CH_BEATS] += total
     ch[_CH_LAST] = h
     if busy == 0:
@@ -1238,47 +1235,19 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
 
 # -- Python side ------------------------------------------------------------------------------
 
-def _word(code: np.ndarray, index: int) -> int:
-    lo, hi = code[2 * index: 2 * index + 2].view(np.uint64)
-    return int(lo) | int(hi) << 64
-
-
 def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
                  instr_base: int, window_base: int, grant: int, *, trace: bool = False):
     """Run the analytic engine on ``code`` (`performance_core.words_to_code`); returns
     (counters as an int64 array in `COUNTERS` order, grant), or raises what the exact
     engines raise for the program. With ``trace``, also the take cycle of every
     instruction (-1: fence, halt or not reached), to compare with the exact engine's."""
-    params = np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
-                       config.dram_bytes_per_cycle, instr_base, window_base, grant,
-                       memory.read_latency, memory.read_ahead, memory.read_slack,
-                       memory.write_ahead, memory.write_slack, memory.write_response,
-                       memory.write_latency], np.int64)
-    code = np.asarray(code)
-    if code.ndim != 1 or code.dtype != np.int64 or len(code) % 2:
-        raise ValueError(f"'code' must be a 1-D int64 array of word halves (words_to_code), "
-                         f"not {code.dtype} of shape {code.shape}")
-    code = np.require(code, np.int64, ["C", "A", "W"])
+    params = core.run_params(config, memory, instr_base, window_base, grant)
+    code = core.checked_code(code)
     takes = np.full(len(code) // 2 if trace else 0, -1, np.int64)
     kind_of, actor_of, reserved, tokens, _, enums = _TABLES
     status, info, extra, counters, end_grant = _simulate(
         code, params, kind_of, actor_of, reserved, tokens, enums, _FIELD_SPEC, _ENUMS_USED,
         takes)
-    if status == OK:
-        return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))
-    if status == BAD_WORD:
-        decode(_word(code, info), index=int(info))
-        raise AssertionError(f"the compiled decoder rejected word {info}, which decodes")
-    if status == PROGRAM_END:
-        raise ProgramEndError(f"the program ended after {info} instructions without halt",
-                              index=int(info), text="<end of program>")
-    if status == TOKENS_LEFT:
-        left = [name for q, name in enumerate(_QUEUE_NAMES) if extra >> q & 1]
-        raise TokenError(f"tokens left in queues at halt: {', '.join(left)}", index=int(info),
-                         text=str(decode(_word(code, info))))
-    if status == DEADLOCK_EMPTY:
-        raise TokenError("deadlock: the performance model's units stopped with nothing "
-                         "queued", index=None)
-    raise TokenError("deadlock: waits for a token that never arrives", index=int(info),
-                     text=str(decode(_word(code, info))))
-
+    if status != OK:
+        core.raise_status(status, info, extra, code)
+    return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))

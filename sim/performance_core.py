@@ -52,6 +52,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import numba
 import numpy as np
@@ -80,7 +81,7 @@ from gemmstone.sim.performance import (
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
-__all__ = ["run_compiled", "words_to_code"]
+__all__ = ["run_compiled", "words_to_code", "run_params", "checked_code", "raise_status"]
 
 _WORD_MASK = (1 << 128) - 1
 _LOW_MASK = (1 << 64) - 1
@@ -1405,26 +1406,30 @@ def _word(code: np.ndarray, index: int) -> int:
     return int(lo) | int(hi) << 64
 
 
-def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
-                 instr_base: int, window_base: int, grant: int):
-    """Run the compiled core on ``code`` (`words_to_code`); returns (counters as an int64
-    array in `COUNTERS` order, grant), or raises what `gemmstone.sim.performance._Run`
-    raises for the program."""
-    params = np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
-                       config.dram_bytes_per_cycle, instr_base, window_base, grant,
-                       memory.read_latency, memory.read_ahead, memory.read_slack,
-                       memory.write_ahead, memory.write_slack, memory.write_response,
-                       memory.write_latency], np.int64)
+def run_params(config: AcceleratorConfig, memory: MemoryTiming, instr_base: int,
+               window_base: int, grant: int) -> np.ndarray:
+    """The ``params`` array of a run (`_simulate`'s; the analytic engine's too)."""
+    return np.array([config.rows, config.cols, config.token_depth, config.queue_depth,
+                     config.dram_bytes_per_cycle, instr_base, window_base, grant,
+                     memory.read_latency, memory.read_ahead, memory.read_slack,
+                     memory.write_ahead, memory.write_slack, memory.write_response,
+                     memory.write_latency], np.int64)
+
+
+def checked_code(code: np.ndarray) -> np.ndarray:
+    """``code`` (`words_to_code`) checked and as the one array type compiled callers take
+    (C-contiguous, aligned, writable): each other type would be another ~30 s numba
+    specialization."""
     code = np.asarray(code)
     if code.ndim != 1 or code.dtype != np.int64 or len(code) % 2:
         raise ValueError(f"'code' must be a 1-D int64 array of word halves (words_to_code), "
                          f"not {code.dtype} of shape {code.shape}")
-    # One array type for every caller (C-contiguous, aligned, writable): each other type
-    # would be another ~30 s numba specialization.
-    code = np.require(code, np.int64, ["C", "A", "W"])
-    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
-    if status == OK:
-        return counters, int(end_grant)
+    return np.require(code, np.int64, ["C", "A", "W"])
+
+
+def raise_status(status: int, info: int, extra: int, code: np.ndarray) -> NoReturn:
+    """Raise what `gemmstone.sim.performance._Run` raises for a run that ended with
+    ``status`` (not `OK`) and its ``info`` and ``extra`` (the analytic engine's too)."""
     if status == BAD_WORD:
         decode(_word(code, info), index=int(info))
         raise AssertionError(f"the compiled decoder rejected word {info}, which decodes")
@@ -1442,3 +1447,16 @@ def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
         raise TokenError("deadlock: waits for a token that never arrives", index=int(info),
                          text=str(decode(_word(code, info))))
     raise RuntimeError("a DMA reader got a command while one was in progress")
+
+
+def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
+                 instr_base: int, window_base: int, grant: int):
+    """Run the compiled core on ``code`` (`words_to_code`); returns (counters as an int64
+    array in `COUNTERS` order, grant), or raises what `gemmstone.sim.performance._Run`
+    raises for the program."""
+    params = run_params(config, memory, instr_base, window_base, grant)
+    code = checked_code(code)
+    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
+    if status != OK:
+        raise_status(status, info, extra, code)
+    return counters, int(end_grant)
