@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_performance_calibration import calibration_cases
-from test_performance_core import _assert_same, _flip_token_flags
+from test_performance_core import BAD_PROGRAMS, ILLEGAL_WORDS, _assert_same, _flip_token_flags
 
 from gemmstone.config import preset
 from gemmstone.isa import assemble
@@ -111,13 +111,7 @@ def test_token_faults_raise_the_exact_errors():
     assert {"deadlock", "tokens left in queues at halt", "ok"} <= kinds
 
 
-@pytest.mark.parametrize("text", [
-    "load len=1\nmatmul n=1 pop_prev\nhalt",
-    "load len=1 push_next\nhalt",
-    "load len=1",
-    "load n=3 len=4\nfence\nmatmul n=2 pop_prev\nstore n=1 len=4 pop_prev\nhalt",
-    "matmul n=2 push_prev\nmatmul n=2 push_prev\nmatmul n=2 push_prev\nhalt",
-])
+@pytest.mark.parametrize("text", BAD_PROGRAMS)
 def test_bad_programs_raise_the_exact_errors(text):
     config = preset("tiny")
     exact = _run("compiled", config, AXI_RAM, assemble(text))
@@ -125,16 +119,11 @@ def test_bad_programs_raise_the_exact_errors(text):
     _assert_same(_run("analytic", config, AXI_RAM, assemble(text)), exact)
 
 
-@pytest.mark.parametrize("word", [
-    0,                                             # reserved opcode
-    BY_MNEMONIC["halt"].opcode | 1 << 100,         # reserved bit
-    BY_MNEMONIC["store"].opcode | 3 << 100,        # store mode 3: no member
-    BY_MNEMONIC["load"].opcode | 1 << 4,           # load pop_prev: no previous unit
-    1 << 128,                                      # not a 128-bit value
-])
+@pytest.mark.parametrize("word", ILLEGAL_WORDS)
 def test_illegal_words_raise_the_exact_errors(word):
-    # After the halt, and far after it (past the engine's first decoded chunk): the exact
-    # engines decode every word before they run.
+    # Every kind of check of the engine's own chunk decoder; after the halt, and far after
+    # it (past the engine's first decoded chunk): the exact engines decode every word
+    # before they run.
     for gap in (0, 1500):
         words = assemble("load n=2 len=4\nhalt") + [BY_MNEMONIC["halt"].opcode] * gap + [word]
         exact = _run("compiled", preset("tiny"), AXI_RAM, words)
@@ -174,9 +163,14 @@ def test_the_run_cache_keeps_the_engines_apart(monkeypatch):
         estimate(program, config, engine="analytic")
 
 
-def test_the_numba_cache_directory_is_keyed():
-    assert analytic.CACHE_DIR.parent.name == f"performance_analytic-{analytic.analytic_key()}"
+def test_the_numba_cache_directory_is_keyed(monkeypatch):
+    key = analytic.analytic_key()
+    assert analytic.CACHE_DIR.parent.name == f"performance_analytic-{key}"
     assert analytic._simulate.stats.cache_path == str(analytic.CACHE_DIR)
+    # The core's source is compiled into this engine (numba watches only this file): a
+    # change to it is a new key.
+    monkeypatch.setattr(analytic, "_CORE_SOURCE", "another core")
+    assert analytic.analytic_key() != key
 
 
 def test_the_chunk_decoder_gives_the_core_decoders_rows():

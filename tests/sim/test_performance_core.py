@@ -24,6 +24,28 @@ from gemmstone.sim.random_programs import random_program
 MEMORIES = {"axi-ram": AXI_RAM, "dram2": sim_dram(2), "dram20": sim_dram(20),
             "dram60": sim_dram(60)}
 
+#: Programs that fault on tokens or end without halt (shared with the analytic engine's
+#: tests, tests/sim/test_performance_analytic.py).
+BAD_PROGRAMS = [
+    "load len=1\nmatmul n=1 pop_prev\nhalt",
+    "load len=1 push_next\nhalt",
+    "load len=1",
+    "load n=3 len=4\nfence\nmatmul n=2 pop_prev\nstore n=1 len=4 pop_prev\nhalt",
+    "matmul n=2 push_prev\nmatmul n=2 push_prev\nmatmul n=2 push_prev\nhalt",
+]
+#: Words that do not decode, one of each kind of check (shared likewise).
+ILLEGAL_WORDS = [
+    0,                                             # reserved opcode
+    15 | 1 << 40,                                  # reserved opcode
+    BY_MNEMONIC["halt"].opcode | 1 << 100,         # reserved bit
+    BY_MNEMONIC["store"].opcode | 3 << 100,        # store mode 3: no member
+    BY_MNEMONIC["alu"].opcode | 15 << 8,           # alu func 15: no member
+    BY_MNEMONIC["load"].opcode | 1 << 4,           # load pop_prev: no previous unit
+    BY_MNEMONIC["store"].opcode | 1 << 7,          # store push_next: no next unit
+    1 << 128,                                      # not a 128-bit value
+    -1,
+]
+
 
 def _both(config: AcceleratorConfig, memory: MemoryTiming, words, **addresses):
     """(compiled, python) results, or the exceptions they raised."""
@@ -109,30 +131,14 @@ def test_token_faults_raise_identical_errors():
     assert {"deadlock", "tokens left in queues at halt", "ok"} <= kinds
 
 
-@pytest.mark.parametrize("text", [
-    "load len=1\nmatmul n=1 pop_prev\nhalt",
-    "load len=1 push_next\nhalt",
-    "load len=1",
-    "load n=3 len=4\nfence\nmatmul n=2 pop_prev\nstore n=1 len=4 pop_prev\nhalt",
-    "matmul n=2 push_prev\nmatmul n=2 push_prev\nmatmul n=2 push_prev\nhalt",
-])
+@pytest.mark.parametrize("text", BAD_PROGRAMS)
 def test_bad_programs_raise_identical_errors(text):
     compiled, python = _both(preset("tiny"), AXI_RAM, assemble(text))
     assert isinstance(python, Exception)
     _assert_same(compiled, python)
 
 
-@pytest.mark.parametrize("word", [
-    0,                                             # reserved opcode
-    15 | 1 << 40,                                  # reserved opcode
-    BY_MNEMONIC["halt"].opcode | 1 << 100,         # reserved bit
-    BY_MNEMONIC["store"].opcode | 3 << 100,        # store mode 3: no member
-    BY_MNEMONIC["alu"].opcode | 15 << 8,           # alu func 15: no member
-    BY_MNEMONIC["load"].opcode | 1 << 4,           # load pop_prev: no previous unit
-    BY_MNEMONIC["store"].opcode | 1 << 7,          # store push_next: no next unit
-    1 << 128,                                      # not a 128-bit value
-    -1,
-])
+@pytest.mark.parametrize("word", ILLEGAL_WORDS)
 def test_illegal_words_raise_identical_errors(word):
     words = assemble("load n=2 len=4\nhalt") + [word]
     compiled, python = _both(preset("tiny"), AXI_RAM, words)
