@@ -17,7 +17,7 @@ Python reference and within 23 cycles of the RTL on ResNet-18 at 16x16. Cases:
   20, and at latency 60, and cocotbext-axi's AxiRam).
 
 Per group the worst CYCLES error and the mean absolute error are printed, then the worst
-case of all. Then the speed: the 20 conv layers on 32x32 (59k instructions), CPU time
+case of all. Then the speed: the 20 conv layers on 32x32 (55.7k instructions), CPU time
 (time.process_time) per instruction of each engine, the best of several passes, run
 cache off. Retired counts and bytes must agree exactly; the script stops if not.
 """

@@ -22,7 +22,7 @@ a few events per instruction, about 70 us of CPU per instruction on ResNet-18's
 convolutions (benchmarks/perf_speed.py). ``engine="compiled"``, the default, is the same
 model as one numba-compiled state machine (`gemmstone.sim.performance_core`) that gives
 identical cycles, counters and grant and raises the same errors
-(tests/sim/test_performance_core.py), a few hundred times faster. In both, the lines of a
+(tests/sim/test_performance_core.py), some 100-150 times faster. In both, the lines of a
 DMA command between two events of other parts are taken inline, and a steady stream of them
 in closed form (`ReadChannel.stream`); results of whole runs are cached
 (`PerformanceModel`'s ``cache``).

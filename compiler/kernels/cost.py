@@ -165,10 +165,11 @@ def estimate_cycles(config: AcceleratorConfig, *, m: int, k_sizes: Sequence[int]
     """Estimated cycles of ``emit_tiled_matmul`` with this tiling (see the module
     docstring); ``a_loads`` is the number of LOADs per A tile, or ``a_gather`` =
     ``(run, fill)`` says how a convolution gathers A: ``run`` rows per LOAD on average
-    (about ``block_m / run + 1`` LOADs per tile) and the fraction ``fill`` of A lines read
-    from DRAM (the others are zero padding, a cycle each); ``spad_free`` (default all)
-    decides the weight groups; ``residual`` adds a residual's LOADACC and ALU per tile
-    (its multiplier rows as `residual_rows` places them in ``acc_free``, default all)."""
+    (about ``block_m / run + 1 - gcd(block_m, run) / run`` LOADs per tile) and the
+    fraction ``fill`` of A lines read from DRAM (the others are zero padding, a cycle
+    each); ``spad_free`` (default all) decides the weight groups; ``residual`` adds a
+    residual's LOADACC and ALU per tile (its multiplier rows as `residual_rows` places
+    them in ``acc_free``, default all)."""
     c = config
     bw, lat = c.dram_bytes_per_cycle, c.dram_latency
     word = _beats(_WORD_BYTES, bw)
