@@ -42,12 +42,14 @@ changes a program simulates that program anew. A cold RTL build for 32x32 takes 
 (cached by content hash under ~/.cache/gemmstone/verilator); the output says what was
 built, found cached and simulated.
 
-Measured 2026-11-26 03:00 UTC (2 cores shared with other jobs, load 3-4; CPU times vary
-by some 10-30% between runs): the 20 layers, 55,729 instructions, 3,333,065 RTL cycles,
-took 87.4 CPU s on the RTL (38k cycles per CPU s; 96 + 204 CPU s, 5 min, to build it
-cold) and 28.0 CPU ms on the compiled engine (3,119x), 3.68 s on the Python reference
-(24x), 16.2 ms on the analytic engine (5,389x); compiled and Python cycles within 0.02%
-of the RTL on every layer (total -0.0004%), analytic within 1.23% (conv1).
+Measured 2026-11-26 04:13 UTC (2 cores shared with other jobs, load 1-1.5; the CPU times
+of either side vary by 10-30% between runs here): the 20 layers, 55,729 instructions and
+3,333,065 RTL cycles, took 75.9 CPU s on the RTL (44k cycles per CPU s; 80 and 87 CPU s
+in two runs at load 3-4; the cold 32x32 build took 5 min: Verilog 96 CPU s, Verilator and
+C++ 204 CPU s), and in the comparison 21.6 CPU ms on the compiled engine (3,506x; 31 ms
+in part 1 of the same run), 3.2 s on the Python reference (24x) and 6.4 ms on the
+analytic engine (11,859x; 8.4 ms, about 9,000x, in part 1). Compiled and Python cycles
+are within 0.02% (1-5 cycles) of the RTL on every layer, analytic within 0.52%.
 """
 
 from __future__ import annotations
