@@ -302,15 +302,16 @@ def _beats(lines, offset, rest, whole, part, bus):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _mod(value, bus, shift):
-    """``value % bus``; a mask when the bus is a power of two (``shift`` >= 0): a division
-    by a run-time value costs more than the rest of a line's arithmetic."""
-    return value & (bus - 1) if shift >= 0 else value % bus
+    """``value % bus`` as a mask: the bus is a power of two (`AcceleratorConfig` checks
+    it), and a division by a run-time value costs more than the rest of a line's
+    arithmetic."""
+    return value & (bus - 1)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _div(value, bus, shift):
-    """``value // bus`` (see `_mod`)."""
-    return value >> shift if shift >= 0 else value // bus
+    """``value // bus`` as a shift (``bus == 1 << shift``; see `_mod`)."""
+    return value >> shift
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -745,11 +746,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     ch[_CH_QUIET] = -_INF
     for client in range(4):
         ch[_CH_LAST + client] = -1
-    shift = -1
-    if bus & (bus - 1) == 0:
-        shift = 0
-        while 1 << shift < bus:
-            shift += 1
+    shift = 0              # bus == 1 << shift (a power of two: `_mod`)
+    while 1 << shift < bus:
+        shift += 1
     fetch_shape[0] = _WORD % bus
     fetch_shape[1] = (_WORD - 1) // bus
     fetch_shape[2] = instr_base % bus
