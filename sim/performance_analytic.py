@@ -1,7 +1,8 @@
 """The performance model's analytic engine: the same microarchitecture priced per instruction
-in closed form, about 4x faster than the exact compiled core (about 90-100 ns of CPU per
-instruction on ResNet-18's convolutions, benchmarks/perf_analytic.py), within about 2% of
-its CYCLES on whole layers.
+in closed form, about 2.5-4x faster than the exact compiled core (about 110-180 ns of CPU
+per instruction on ResNet-18's convolutions as the shared machine's load goes,
+benchmarks/perf_analytic.py and perf_speed.py), within about 2% of its CYCLES on whole
+layers.
 
 `gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
 (``engine="compiled"``) are exact: they take every DMA line between two events of other
