@@ -39,8 +39,10 @@ errors; several times faster than ``"compiled"``.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import heapq
+import importlib
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -228,10 +230,7 @@ class PerformanceModel:
         gemmstone.isa.ProgramEndError
             The program has no halt.
         """
-        # Imported here, not at the top: the core imports this module's constants.
-        from gemmstone.sim.performance_core import words_to_code
-
-        code = words_to_code(words)
+        code = _engine_module("performance_core").words_to_code(words)
         if not self.cache:
             return self._simulate(words, code, instr_base, window_base, grant)
         digest = hashlib.blake2b(code, digest_size=16).digest()
@@ -253,9 +252,9 @@ class PerformanceModel:
                   grant: int) -> PerfResult:
         if self.engine != "python":
             if self.engine == "compiled":
-                from gemmstone.sim.performance_core import run_compiled as run
+                run = _engine_module("performance_core").run_compiled
             else:
-                from gemmstone.sim.performance_analytic import run_analytic as run
+                run = _engine_module("performance_analytic").run_analytic
             counters, grant = run(self.config, self.memory, code, instr_base, window_base,
                                   grant)
             return PerfResult(dict(zip(COUNTERS, counters.tolist(), strict=True)), grant)
@@ -263,6 +262,14 @@ class PerformanceModel:
             words = bytes_to_words(bytes(words))
         return _Run(self.config, self.memory, words, instr_base, window_base,
                     grant).result()
+
+
+@functools.cache
+def _engine_module(name: str):
+    """``gemmstone.sim.<name>``, a compiled engine's module, imported on first use: not at
+    the top, as it imports this module's constants; and not by an import statement in
+    every run, which costs a few microseconds, a fifth of a short program's run."""
+    return importlib.import_module(f"gemmstone.sim.{name}")
 
 
 def estimate(program: Program, config: AcceleratorConfig, *,

@@ -1,8 +1,8 @@
 """The performance model's analytic engine: the same microarchitecture priced per instruction
-in closed form, about 2.5-4x faster than the exact compiled core (about 110-180 ns of CPU
-per instruction on ResNet-18's convolutions as the shared machine's load goes,
-benchmarks/perf_analytic.py and perf_speed.py), within about 2% of its CYCLES on whole
-layers.
+in closed form, about 4-5x faster than the exact compiled core (about 80-105 ns of CPU per
+instruction on ResNet-18's convolutions, more as the shared machine's load goes:
+benchmarks/perf_analytic.py best of 7 passes 82 ns, perf_speed.py median pass 105 ns, at
+04:58 on 2026-11-26), within about 2% of its CYCLES on whole layers.
 
 `gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
 (``engine="compiled"``) are exact: they take every DMA line between two events of other
@@ -140,8 +140,10 @@ assert _RING & _RING_MASK == 0
 #: later changes nothing while dispatch has enough words ahead, and saves steps).
 _FETCH_BATCH = 8
 _FETCH_LOW = 12
-#: Words decoded at a time (the core's decoder, into a buffer of this many rows).
-_CHUNK = 512
+#: Words decoded at a time (the core's decoder, into a buffer of this many rows): a chunk's
+#: rows (13 columns each, 13 KiB) stay in the first-level cache until dispatch reads them
+#: (512 measured a few percent slower on ResNet-18's convolutions).
+_CHUNK = 128
 #: Stall spans kept apart before the oldest half is counted for good.
 _SPANS = 256
 # Columns of a unit queue entry: the word's index and its dispatch cycle (its decoded row
@@ -194,24 +196,27 @@ if isinstance(core._LOCATORS, list):
 # -- decoding ----------------------------------------------------------------------------------
 
 def _field_tables():
-    """The core's field table (`performance_core._TABLES`) as a shift and a mask per opcode
-    and field, for the low and the high half of a word (no field straddles them), so a
-    word's fields are read without branches; and the enum fields with a width."""
+    """The core's field table (`performance_core._TABLES`) as the fields each opcode has,
+    in order: column, half of the word (0 low, 1 high: no field straddles them), shift
+    and mask, ending with column -1; so decoding a word reads only its own fields (most
+    opcodes have one or two of the nine). And the enum fields with a width."""
     kind, _, _, _, fields, enums = _TABLES
     opcodes = len(kind)
-    spec = np.zeros((opcodes, len(_FIELDS), 4), np.int64)   # low shift, mask, high shift, mask
+    spec = np.full((opcodes, len(_FIELDS) + 1, 4), -1, np.int64)
     for opcode in range(opcodes):
+        present = 0
         for f in range(len(_FIELDS)):
             lsb, width = fields[opcode, f]
             if not width:
                 continue
             if lsb + width <= 64:
-                spec[opcode, f, :2] = (lsb, (1 << width) - 1)
+                spec[opcode, present] = (f, 0, lsb, (1 << width) - 1)
             elif lsb >= 64:
-                spec[opcode, f, 2:] = (lsb - 64, (1 << width) - 1)
+                spec[opcode, present] = (f, 1, lsb - 64, (1 << width) - 1)
             else:
                 raise AssertionError(f"field {_FIELDS[f]} of opcode {opcode} straddles the "
                                      "halves of a word")
+            present += 1
         for e in range(enums.shape[1]):
             lsb, width = enums[opcode, e, :2]
             if width and lsb < 64 < lsb + width:
@@ -232,9 +237,9 @@ def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
                   ins, row0):
     """`performance_core._decode` for words ``start`` .. ``stop`` - 1 into rows from
     ``row0`` of ``ins`` (fields, kind, actor, token flags; no positions): the same checks
-    in the same order, with the field table as shifts and masks, and no allocation (the
-    run's loop has numba's reference counting off). Returns the index of the first word
-    rejected, or -1."""
+    in the same order, with the field table as the fields of each opcode (`_field_tables`),
+    and no allocation (the run's loop has numba's reference counting off). Returns the
+    index of the first word rejected, or -1."""
     for i in range(start, stop):
         lo = code[2 * i]
         hi = code[2 * i + 1]
@@ -258,9 +263,15 @@ def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
         if flags & ~tokens[opcode]:
             return i
         row = ins[row0 + i - start]
-        for f in range(spec.shape[1]):
-            row[f] = ((lo >> spec[opcode, f, 0]) & spec[opcode, f, 1]) \
-                | ((hi >> spec[opcode, f, 2]) & spec[opcode, f, 3])
+        # The fields the opcode lacks are 0 (the core's decoder writes them so too).
+        for f in range(len(_FIELDS)):
+            row[f] = 0
+        for j in range(spec.shape[1]):
+            f = spec[opcode, j, 0]
+            if f < 0:
+                break
+            half = hi if spec[opcode, j, 1] else lo
+            row[f] = (half >> spec[opcode, j, 2]) & spec[opcode, j, 3]
         row[_F_KIND] = kind
         row[_F_ACTOR] = actor_of[opcode]
         row[_F_FLAGS] = flags
@@ -270,34 +281,38 @@ def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
 # -- closed forms ------------------------------------------------------------------------------
 
 @njit(cache=True, _nrt=False)
-def _floor_sum(n, m, a, b):
-    """Sum of (a * i + b) // m for i in [0, n) (a, b >= 0, m > 0), in O(log m)."""
-    total = 0
-    while True:
-        if a >= m:
-            total += (n - 1) * n // 2 * (a // m)
-            a %= m
-        if b >= m:
-            total += n * (b // m)
-            b %= m
-        y_max = a * n + b
-        if y_max < m:
-            return total
-        n, b = y_max // m, y_max % m
-        m, a = a, m
-
-
-@njit(cache=True, _nrt=False)
-def _beats(lines, offset, rest, whole, part, bus):
+def _beats(lines, offset, rest, whole, part, bus, shift):
     """Beats of lines ``0 .. lines - 1`` of a command whose line ``i`` starts at
-    ``offset + i * rest`` modulo ``bus`` and is ``whole * bus + part + 1`` bytes long: a
-    line takes ``whole + 1`` beats, one more when it crosses a beat boundary."""
+    ``offset + i * rest`` modulo ``bus`` (``offset``, ``rest`` in [0, bus), ``bus == 1 <<
+    shift``) and is ``whole * bus + part + 1`` bytes long: a line takes ``whole + 1``
+    beats, one more when it crosses a beat boundary, i.e. when it starts at or past
+    ``bus - part``.
+
+    The starts repeat every ``period = bus / g`` lines (``g``: the largest power of two
+    dividing ``rest``), and a period's starts are the values ``offset % g + k * g``, k in
+    [0, period), each once (``rest / g`` is odd, so a unit modulo the period): the lines
+    that cross per period are counted in closed form, the lines of the last, partial
+    period one by one (fewer than ``bus``). No division: ``bus`` is a power of two."""
     if lines <= 0:
         return 0
+    first = bus - part       # the first start whose line crosses
     if rest == 0:
-        return lines * (whole + 1 + (1 if offset + part >= bus else 0))
-    crossing = (_floor_sum(lines, bus, rest, offset + part)
-                - _floor_sum(lines, bus, rest, offset))
+        return lines * (whole + 1 + (1 if offset >= first else 0))
+    tz = 0                   # g == 1 << tz
+    while not (rest >> tz) & 1:
+        tz += 1
+    period_shift = shift - tz
+    period = 1 << period_shift
+    # Starts from k = ceil((first - offset % g) / g) on cross (the shift rounds down,
+    # negative values too).
+    skipped = (first - (offset & ((1 << tz) - 1)) + (1 << tz) - 1) >> tz
+    per_period = period - min(period, max(0, skipped))
+    crossing = (lines >> period_shift) * per_period
+    start = offset
+    for _ in range(lines & (period - 1)):
+        if start >= first:
+            crossing += 1
+        start = (start + rest) & (bus - 1)
     return lines * (whole + 1) + crossing
 
 
@@ -416,7 +431,7 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     rest = _mod(stride, bus, shift)
     whole = _div(length - 1, bus, shift)
     part = _mod(length - 1, bus, shift)
-    total = _beats(n, offset, rest, whole, part, bus)
+    total = _beats(n, offset, rest, whole, part, bus, shift)
     last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
     mean = total // n
     h0 = max(accepted + 1, ch[_CH_OWN + client])
@@ -981,7 +996,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     best = now + FIFO_LATENCY
         if stop:
             break
-        if fe_ran:
+        if fe_ran and (dirty_load or dirty_compute or dirty_store):
+            # A new head: the units' candidates change. Without one they do not (they read
+            # neither the read channel the fetches reserve nor the queue entries behind
+            # the heads), and a second look would stop the front end where it stopped:
+            # the take goes ahead without one more pass of this loop.
             continue
         if actor < 0:
             heads = count
@@ -1127,7 +1146,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 rest = _mod(entry[_F_STRIDE], bus, shift)
                 whole = _div(length - 1, bus, shift)
                 part = _mod(length - 1, bus, shift)
-                total = _beats(n, offset, rest, whole, part, bus)
+                total = _beats(n, offset, rest, whole, part, bus, shift)
                 b0 = _line_beats(0, offset, rest, whole, part, bus, shift)
                 b_last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
                 aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
@@ -1235,6 +1254,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
 
 # -- Python side ------------------------------------------------------------------------------
 
+#: The ``trace`` of a run without one: never written (a new empty array costs about a
+#: microsecond per run, a tenth of a short program's).
+_NO_TRACE = np.empty(0, np.int64)
+
+
 def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarray,
                  instr_base: int, window_base: int, grant: int, *, trace: bool = False):
     """Run the analytic engine on ``code`` (`performance_core.words_to_code`); returns
@@ -1243,7 +1267,7 @@ def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
     instruction (-1: fence, halt or not reached), to compare with the exact engine's."""
     params = core.run_params(config, memory, instr_base, window_base, grant)
     code = core.checked_code(code)
-    takes = np.full(len(code) // 2 if trace else 0, -1, np.int64)
+    takes = np.full(len(code) // 2, -1, np.int64) if trace else _NO_TRACE
     kind_of, actor_of, reserved, tokens, _, enums = _TABLES
     status, info, extra, counters, end_grant = _simulate(
         code, params, kind_of, actor_of, reserved, tokens, enums, _FIELD_SPEC, _ENUMS_USED,
