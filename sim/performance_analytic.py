@@ -782,7 +782,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     cand[:] = -1
     cand_gate = state[12]
     cand_ready = state[13]
-    dirty_load = dirty_compute = dirty_store = True
+    # Units whose head candidate must be found again: bit u for unit u.
+    dirty = (1 << _LOAD) | (1 << _COMPUTE) | (1 << _STORE)
     stall_queue = 0
     bytes_written = 0
     # Decoded words: word w is row w & row_mask of `ins`, up to `decoded_to` - 1 (whole
@@ -836,18 +837,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     while True:
         # -- candidates of the units: the take cycle of each head (-1: not known yet) ----
         for u in range(1, 4):
-            if u == _LOAD:
-                if not dirty_load:
-                    continue
-                dirty_load = False
-            elif u == _COMPUTE:
-                if not dirty_compute:
-                    continue
-                dirty_compute = False
-            else:
-                if not dirty_store:
-                    continue
-                dirty_store = False
+            if not dirty & (1 << u):
+                continue
+            dirty &= ~(1 << u)
             cand[u] = -1
             position = taken_count[u]
             if position >= queued[u]:
@@ -986,17 +978,12 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             if position == taken_count[u]:
                 # A new head: taken FIFO_LATENCY cycles from now at the earliest, so the
                 # front end's steps up to then come first (ties go to the front end).
-                if u == _LOAD:
-                    dirty_load = True
-                elif u == _COMPUTE:
-                    dirty_compute = True
-                else:
-                    dirty_store = True
+                dirty |= 1 << u
                 if now + FIFO_LATENCY < best:
                     best = now + FIFO_LATENCY
         if stop:
             break
-        if fe_ran and (dirty_load or dirty_compute or dirty_store):
+        if fe_ran and dirty:
             # A new head: the units' candidates change. Without one they do not (they read
             # neither the read channel the fetches reserve nor the queue entries behind
             # the heads), and a second look would stop the front end where it stopped:
@@ -1215,22 +1202,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             busy_reach[u] = stop
         retired[u] += 1
         _push(u, flags, finish, tc, pushes, token_mask)
-        if u == _LOAD:
-            dirty_load = True
-        elif u == _COMPUTE:
-            dirty_compute = True
-        else:
-            dirty_store = True
+        dirty |= 1 << u
         for q in range(4):
             if (_Q_PRODUCER[q] == u and flags & _Q_PUSH[q]) or \
                     (_Q_CONSUMER[q] == u and flags & _Q_POP[q]):
-                other = _Q_CONSUMER[q] if _Q_PRODUCER[q] == u else _Q_PRODUCER[q]
-                if other == _LOAD:
-                    dirty_load = True
-                elif other == _COMPUTE:
-                    dirty_compute = True
-                else:
-                    dirty_store = True
+                dirty |= 1 << (_Q_CONSUMER[q] if _Q_PRODUCER[q] == u else _Q_PRODUCER[q])
 
     # Every word decodes in the exact engines before they run: a bad one wins.
     bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, enums, spec, used,
