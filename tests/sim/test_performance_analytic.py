@@ -8,15 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_performance_calibration import calibration_cases
-from test_performance_core import BAD_PROGRAMS, ILLEGAL_WORDS, _assert_same, _flip_token_flags
+from test_performance_core import (
+    BAD_PROGRAMS,
+    ILLEGAL_WORDS,
+    _assert_same,
+    _flip_token_flags,
+    _run,
+)
 
 from gemmstone.config import preset
 from gemmstone.isa import assemble
 from gemmstone.isa.encoding import words_to_bytes
-from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
+from gemmstone.isa.errors import IllegalInstructionError
 from gemmstone.isa.table import BY_MNEMONIC
 from gemmstone.sim import performance_analytic as analytic
-from gemmstone.sim.performance import PerformanceModel, estimate
+from gemmstone.sim.performance import estimate
 from gemmstone.sim.performance_memory import AXI_RAM, sim_dram
 from gemmstone.sim.random_programs import random_program
 
@@ -29,14 +35,6 @@ EXACT = ("BYTES_READ", "BYTES_WRITTEN", "RETIRED_LOAD", "RETIRED_COMPUTE", "RETI
 # fetch or the memory's latency on small arrays (up to 12%).
 RANDOM_WORST, RANDOM_MEAN = 0.08, 0.04
 KERNEL_WORST, KERNEL_MEAN = 0.13, 0.02
-
-
-def _run(engine, config, memory, words, **addresses):
-    model = PerformanceModel(config, memory, cache=False, engine=engine)
-    try:
-        return model.run(words, **addresses)
-    except (TokenError, ProgramEndError, IllegalInstructionError) as error:
-        return error
 
 
 def _errors(config, memory, programs):

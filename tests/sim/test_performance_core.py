@@ -47,16 +47,19 @@ ILLEGAL_WORDS = [
 ]
 
 
+def _run(engine: str, config: AcceleratorConfig, memory: MemoryTiming, words, **addresses):
+    """``engine``'s result for ``words`` (run cache off), or the exception it raised."""
+    model = PerformanceModel(config, memory, cache=False, engine=engine)
+    try:
+        return model.run(words, **addresses)
+    except (TokenError, ProgramEndError, IllegalInstructionError) as error:
+        return error
+
+
 def _both(config: AcceleratorConfig, memory: MemoryTiming, words, **addresses):
     """(compiled, python) results, or the exceptions they raised."""
-    results = []
-    for engine in ("compiled", "python"):
-        model = PerformanceModel(config, memory, cache=False, engine=engine)
-        try:
-            results.append(model.run(words, **addresses))
-        except (TokenError, ProgramEndError, IllegalInstructionError) as error:
-            results.append(error)
-    return results
+    return [_run(engine, config, memory, words, **addresses)
+            for engine in ("compiled", "python")]
 
 
 def _assert_same(compiled, python) -> None:
