@@ -106,6 +106,10 @@ __all__ = ["run_analytic", "analytic_key"]
 
 _INF = 1 << 62
 _FE, _LOAD, _COMPUTE, _STORE = range(4)
+_RESERVE = 4           # the step that reserves the read of the load unit's last take
+# Fields of that read (`pending`), kept from its take.
+_P_ACCEPTED, _P_TAKE, _P_DATA_START, _P_ADDR, _P_STRIDE, _P_LEN, _P_N, _P_PAD_HI, \
+    _P_FLAGS = range(9)
 _FLIGHT = READER_LINES_IN_FLIGHT
 _WORD = 16                     # bytes of an instruction word (one fetch line)
 _POP_PREV, _POP_NEXT, _PUSH_PREV, _PUSH_NEXT = 1, 2, 4, 8
@@ -363,14 +367,16 @@ def _gate_offset(k, ahead, ahead_cost, flight_cost, warm):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _share(ch, fr, client, h0, latency, ahead, share):
+def _share(ch, fr, client, h0, latency, ahead, slack, share):
     """When another reader's command holds the data channel past ``h0 + latency``, the
     round robin puts this reader's bursts between its bursts: fills ``share`` with the
     first cycle this reader's data can start (after the other's bursts already accepted:
     at most ``ahead`` bursts or `READER_LINES_IN_FLIGHT` lines), the other's lines left
-    after that (the lines this command's alternate with) and their cycles per line;
-    returns False when the channel is this reader's own or free (first come, first
-    served)."""
+    after that (the lines this command's alternate with), their cycles per line, and
+    the cycle from which they alternate (-1: from the first; else the holder's first
+    address, when this command's come first) and this command's first address (later
+    than ``h0`` when the memory's queue is full of the holder's bursts); returns False
+    when the channel is this reader's own or free (first come, first served)."""
     holder = ch[_CH_HOLDER]
     free = ch[_CH_DATA]
     if holder == client or holder < 0 or free <= h0 + latency:
@@ -380,26 +386,54 @@ def _share(ch, fr, client, h0, latency, ahead, share):
     begin = ch[_CH_HOLDER_D0]
     if h0 < first:
         # The holder's command was reserved first but starts later (its unit took it
-        # early): this command goes before it, between the bursts of the one before.
-        free = ch[_CH_HOLDER_PREV]
-        first = ch[_CH_PREV_H0]
-        begin = ch[_CH_PREV_D0]
-        rate = fr[_FR_PREV_RATE]
-        if free <= h0 + latency:
-            share[0] = h0 + latency
-            share[1] = 0.0
-            share[2] = rate
-            return True
-    # The holder's bursts accepted before this one's: one address a cycle since its first,
-    # at most `ahead` bursts (or a reader's lines in flight) beyond those whose data is
-    # through by now.
-    cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
-    accepted = min(max(0.0, (h0 - begin) / rate) + cap, float(max(0, h0 - first)))
+        # early): this command goes before it, between the bursts of the one before,
+        # and once those are through, alternates with the holder's lines from the
+        # holder's first address.
+        alone = h0 + latency
+        prev = ch[_CH_HOLDER_PREV]
+        if prev > alone:
+            accepted = _accepted_before(h0, ch[_CH_PREV_H0], ch[_CH_PREV_D0],
+                                        fr[_FR_PREV_RATE], ahead)
+            alone = max(alone, min(prev, ch[_CH_PREV_D0]
+                                   + int(accepted * fr[_FR_PREV_RATE])))
+            if alone < prev:
+                share[0] = alone
+                share[1] = (prev - alone) / fr[_FR_PREV_RATE]
+                share[2] = fr[_FR_PREV_RATE]
+                share[3] = -1.0
+                share[4] = h0
+                return True
+        share[0] = alone
+        share[1] = (free - begin) / rate
+        share[2] = rate
+        share[3] = first
+        share[4] = h0
+        return True
+    accepted = _accepted_before(h0, first, begin, rate, ahead)
+    if ahead > 0 and accepted >= ahead:
+        # The memory's queue: this command's first address waits for the data of the
+        # holder's burst `ahead` before it (by when more of the holder's are through).
+        gate = begin + int((int(accepted) - ahead + 1) * rate) - 1 - slack
+        if gate > h0:
+            h0 = gate
+            accepted = _accepted_before(h0, first, begin, rate, ahead)
     start = max(h0 + latency, min(free, begin + int(accepted * rate)))
     share[0] = start
     share[1] = (free - start) / rate
     share[2] = rate
+    share[3] = -1.0
+    share[4] = h0
     return True
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _accepted_before(h0, first, begin, rate, ahead):
+    """Bursts of a command (first address ``first``, data from ``begin`` at ``rate``
+    cycles per line) the memory accepted before ``h0``: one address a cycle since its
+    first, at most ``ahead`` bursts (or a reader's lines in flight) beyond those whose
+    data is through by then."""
+    cap = _FLIGHT if ahead <= 0 or ahead > _FLIGHT else ahead
+    return min(max(0.0, (h0 - begin) / rate) + cap, float(max(0, h0 - first)))
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -419,8 +453,40 @@ def _hold(ch, fr, client, h0, d0, end, lines):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahead,
+                 slack):
+    """A reader's command of ``n`` lines (``total`` beats, first beat ``d0``, first
+    address ``h0``) shares the channel with the fetch: the round robin puts one of its
+    lines before each fetched word whose data was to end at ``d0`` or later, so the
+    ``m``-th such word ends later by the beats of ``min(m, n)`` lines; the fetch's
+    addresses after ``h0`` alternate with the command's, and its last one waits as long
+    as its data (at most one cycle per line)."""
+    moved = 0
+    quiet = ch[_CH_QUIET]
+    for word in range(pending, asked):
+        slot = word & _RING_MASK
+        if word_end[slot] >= d0:
+            # Its data-bound end moves; an end bound by its address stays (the lines
+            # fill the channel's idle beats first).
+            moved += 1
+            word_data[slot] += _share_of(min(moved, n), total, n)
+            if word_data[slot] > word_end[slot]:
+                word_end[slot] = word_data[slot]
+                if word_end[slot] > quiet:
+                    quiet = word_end[slot]
+    ch[_CH_QUIET] = quiet
+    if ch[_CH_LAST] >= h0:
+        ch[_CH_LAST] += min(n, ch[_CH_LAST] - h0 + 1)
+        if ahead > 0 and asked - 1 - ahead >= 0:
+            # Its last address waits for the memory's queue, i.e. for moved data.
+            gate = word_end[(asked - 1 - ahead) & _RING_MASK] - slack
+            if gate > ch[_CH_LAST]:
+                ch[_CH_LAST] = gate
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, shift,
-          latency, ahead, slack, out, share):
+          latency, ahead, slack, out, share, word_end, word_data, pending, asked):
     """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
     ``accepted`` (first address the cycle after). A reader that holds one line for its
     consumer (``first_take >= 0``: the load unit's) lets line ``i`` go only once line
@@ -437,9 +503,10 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     h0 = max(accepted + 1, ch[_CH_OWN + client])
     if ch[_CH_GRANT] != client:
         h0 += 1       # the grant moves to this reader a cycle later
-    shared = _share(ch, fr, client, h0, latency, ahead, share)
+    shared = _share(ch, fr, client, h0, latency, ahead, slack, share)
     if shared:
         d0 = int(share[0])
+        h0 = int(share[4])
     else:
         h0 = max(h0, ch[_CH_AR], ch[_CH_AHEAD])
         d0 = max(h0 + latency, ch[_CH_DATA])
@@ -456,10 +523,24 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
         if gate > h_last:
             h_last = gate
     data_end = d0 + total - 1
+    alternated = n - 1     # lines with one of the other command's lines before them
     if shared:
+        if share[3] >= 0:
+            # This command's first lines go before the other's first address.
+            alternated = max(0, n - max(0, int(share[3]) - h0))
         # A line of the other command between two of this one's.
-        data_end += int(min(n - 1, share[1]) * share[2])
+        data_end += int(min(alternated, share[1]) * share[2])
         h_last += min(n - 1, max(0, ch[_CH_LAST + ch[_CH_HOLDER]] - h0 + 1))
+        if ahead > 0 and n > ahead:
+            # The memory's queue: the last address waits for the data of the burst
+            # `ahead` before it; while the other reader's lines go between, every other
+            # burst in between is one of them.
+            if share[1] >= n - 1:
+                gate = data_end - int(ahead * (total / n + share[2]) / 2) - slack
+            else:
+                gate = data_end - int(ahead * total / n) - slack
+            if gate > h_last:
+                h_last = gate
     # Line 0 waits in the reader until ``first_take``, and every line's last beat waits
     # for the line before to be taken (a line a cycle): the lines after it follow.
     held_end = -1
@@ -482,10 +563,15 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
         if held_end > end:
             end = held_end
         taken = max(end + 1, first_take + n - 1)
+    if shared and ch[_CH_HOLDER] == 0:
+        # The fetch holds the channel: its words not dispatched yet (``pending`` ..
+        # ``asked`` - 1) come later by this command's lines that go between them.
+        _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahead,
+                     slack)
     if shared:
         # The other command's data runs longer by this one's beats that went between its
         # lines: its reader's next command pays them (its own times are taken already).
-        stolen = min(total, int(min(float(n), share[1] + 1.0) * total / n))
+        stolen = min(total, int(min(float(n), n - alternated + share[1]) * total / n))
         ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
         ch[_CH_DATA] += stolen
         ch[_CH_AR] = max(ch[_CH_AR], h_last + 1)
@@ -499,22 +585,26 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     spacing = max(1.0, (end - d0 + 1) / n)
     if ahead > 0:
         ch[_CH_AHEAD] = end - int((ahead - 1) * spacing) - slack
-    ch[_CH_OWN + client] = end - int((_FLIGHT - 1) * spacing) + 1
+    if n >= _FLIGHT:
+        # (Fewer lines leave the gate of the lines before them.)
+        ch[_CH_OWN + client] = end - int((_FLIGHT - 1) * spacing) + 1
     ch[_CH_BEATS] += total
     ch[_CH_GRANT] = client
     ch[_CH_LAST + client] = h_last
     out[0] = h_last
     out[1] = end
     out[2] = taken
+    out[3] = data_end
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end, share,
-           shape):
+def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end, word_data,
+           share, shape):
     """Reserve the read channel for a fetch of ``words`` words from word ``first``: its
     bursts go between those of a command in progress (round robin), its data beats
     between that command's, whose later reservations move back by them. Fills
-    ``word_end``; returns the last address handshake. ``shape``: a word's bytes past
+    ``word_end`` and the fetch's last address handshake (``ch``); returns the beats the
+    command in progress lost to it. ``shape``: a word's bytes past
     whole beats, its whole beats, and the offset of the next word fetched in a beat
     (fetches follow each other through the code, so that offset carries on)."""
     rest = shape[0]
@@ -530,9 +620,10 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
         if ch[_CH_LAST + client] >= h0 and ch[_CH_LAST + client] - h0 + 1 > busy:
             busy = ch[_CH_LAST + client] - h0 + 1
     alternate = (busy + 1) // 2
-    shared = _share(ch, fr, 0, h0, latency, ahead, share)
+    shared = _share(ch, fr, 0, h0, latency, ahead, slack, share)
     if shared:
         d0 = int(share[0])
+        h0 = int(share[4])
         rate = share[2]
         others = share[1]
     else:
@@ -547,6 +638,8 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
     group = 0          # bursts since the acceptance queue last filled
     base_paced = 0     # `_gate_offset` at the last fill, kept without divisions
     quiet = ch[_CH_QUIET]
+    alternated = 0     # words with one of the other reader's lines before them
+    stolen = 0         # beats the other reader's command lost to this one
     for j in range(words):
         if j:
             group += 1
@@ -555,6 +648,11 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
                 base_paced += ahead_cost
         paced = base_paced + group
         h = h0 + max(j, paced) + (j if j < alternate else alternate)
+        if ahead > 0 and j >= ahead:
+            # The memory's queue: burst ``j - ahead``'s data must be nearly through.
+            gate = word_end[(first + j - ahead) & _RING_MASK] - slack
+            if gate > h:
+                h = gate
         line = whole + 1 + (1 if start + part >= bus else 0)
         start += rest
         if start >= bus:
@@ -562,7 +660,14 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
         beats += line
         end = d0 + beats - 1
         if shared:
-            end += int(min(j, others) * rate)
+            if share[3] < 0:
+                alternated = j
+            elif h >= share[3]:
+                alternated += 1
+            if alternated <= others:
+                stolen += line
+            end += int(min(alternated, others) * rate)
+        word_data[(first + j) & _RING_MASK] = end
         if h + latency + line - 1 > end:
             end = h + latency + line - 1
         word_end[(first + j) & _RING_MASK] = end
@@ -575,8 +680,7 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
         ch[_CH_AR] = h + 1
     if shared:
         # The command whose data holds the channel runs longer by the beats that went
-        # between its lines: its reader's next command pays them (`_read`).
-        stolen = min(total, int(min(float(words), others + 1.0) * total / words))
+        # before or between its lines: its reader's next command pays them (`_read`).
         ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
         ch[_CH_DATA] += stolen
     if end + 1 >= ch[_CH_DATA] or not shared:
@@ -585,7 +689,7 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
     ch[_CH_LAST] = h
     if busy == 0:
         ch[_CH_GRANT] = 0
-    return h
+    return stolen
 
 
 # -- token queues --------------------------------------------------------------------------
@@ -638,6 +742,28 @@ def _push(unit, flags, time, tc, pushes, mask):
                 j -= 1
             pushes[q, j & mask] = time
             tc[q, _T_PUSHED] += 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _retire(unit, flags, take, busy_last, finish, busy_total, busy_reach, retired, tc,
+            pushes, mask):
+    """``unit``'s instruction taken at ``take`` is done: busy until ``busy_last`` (the
+    union of [take + 1, busy_last] over its takes, in order), its pushes at ``finish``.
+    Returns the units whose heads must be looked at again (bit u for unit u): this one
+    and those across the token queues it pushed or popped."""
+    start = take + 1
+    stop = busy_last + 1
+    if stop > start and stop > busy_reach[unit]:
+        busy_total[unit] += stop - max(start, busy_reach[unit])
+        busy_reach[unit] = stop
+    retired[unit] += 1
+    _push(unit, flags, finish, tc, pushes, mask)
+    dirty = 1 << unit
+    for q in range(4):
+        if (_Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]) or \
+                (_Q_CONSUMER[q] == unit and flags & _Q_POP[q]):
+            dirty |= 1 << (_Q_CONSUMER[q] if _Q_PRODUCER[q] == unit else _Q_PRODUCER[q])
+    return dirty
 
 
 # -- stall counters ------------------------------------------------------------------------
@@ -718,10 +844,12 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, enums, spec, us
         code, params, kind_of, actor_of, reserved, tokens, enums, spec, used,
         np.empty((rows, _COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
+        np.empty(_RING, np.int64),
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
         np.empty((2, _SPANS, 2), np.int64), np.zeros((2, 2), np.int64), counters,
-        np.zeros((14, 4), np.int64), np.zeros(_CH_SIZE, np.int64), np.zeros(3, np.int64),
-        np.ones(2, np.float64), np.zeros(3, np.float64), np.zeros(3, np.int64), trace)
+        np.zeros((14, 4), np.int64), np.zeros(_CH_SIZE, np.int64), np.zeros(4, np.int64),
+        np.ones(2, np.float64), np.zeros(5, np.float64), np.zeros(3, np.int64),
+        np.zeros(9, np.int64), trace)
     if status != OK:
         return status, info, extra, counters, 0
     return OK, 0, 0, counters, extra
@@ -744,8 +872,9 @@ def _validate(code, start, kind_of, actor_of, reserved, tokens, enums, spec, use
 
 @njit(cache=True, _nrt=False)
 def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, ins, queue,
-         takes, dispatched, word_end, pushes, pops, spans, span_meta, counters, state, ch,
-         out, fr, share, fetch_shape, trace):
+         takes, dispatched, word_end, word_data, pushes, pops, spans, span_meta, counters,
+         state, ch,
+         out, fr, share, fetch_shape, pending, trace):
     """The steps of the front end and the three units, in time order (`_simulate`); the
     arrays after ``enums`` are scratch, but ``trace``: when it is not empty, the take
     cycle of each instruction (for diagnostics: `take_cycles`)."""
@@ -792,7 +921,6 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     decoded_to = 0
     # Front end.
     asked = 0
-    fetch_free = 1
     index = 0
     earliest = 0
     waiting_idle = False
@@ -803,6 +931,10 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     ld_front_free = 0
     ld_last_ar = -1
     ld_retire = -1
+    ld_pushed = 0          # the last load pushed a token to compute (at `ld_retire`)
+    ld_at = _INF           # the cycle its taken command's read is reserved (`pending`)
+    ld_end = -1            # the last beat of its last read, and the beat its data alone
+    ld_data = -1           # would end on (the rest: its addresses bound it)
     # Compute unit.
     pipe = 2 + rows + cols
     bank_ready = rows + cols - 2
@@ -876,8 +1008,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             cand[u] = max(structural, ready)
             cand_gate[u] = gate
             cand_ready[u] = ready
-        best = _INF
-        actor = -1
+        best = ld_at
+        actor = _RESERVE if ld_at < _INF else -1
         for u in range(1, 4):
             if cand[u] >= 0 and cand[u] < best:
                 actor, best = u, cand[u]
@@ -920,7 +1052,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     if asked - index > _FETCH_LOW and asked + batch <= count:
                         freed += batch - 1
                     credit = dispatched[freed & _RING_MASK] + 1 if freed < index else _INF
-                fetch_at = max(fetch_free, credit, fe_now)
+                # After the fetch's last address (`_delay_fetch` moves it).
+                fetch_at = max(ch[_CH_LAST], credit, fe_now)
             u = -1
             if index < asked:
                 if index >= decoded_to:
@@ -957,8 +1090,34 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 # Words dispatched before now: dispatch times rise, only the last may be now.
                 before = index - 1 if index and last_dispatch >= now else index
                 ask = min(count, before + FETCH_FIFO_DEPTH) - asked
-                fetch_free = _fetch(ch, fr, now, asked, ask, bus, latency, ahead, slack,
-                                    word_end, share, fetch_shape)
+                holder = ch[_CH_HOLDER]
+                stolen = _fetch(ch, fr, now, asked, ask, bus, latency, ahead, slack, word_end,
+                                word_data, share, fetch_shape)
+                if stolen and holder == _LOAD and ld_retire > now:
+                    # The load unit's last command still runs: its lines from now on
+                    # alternate with the words fetched, so its data-bound end moves (an
+                    # end its addresses bound moves less: the words fill idle beats), and
+                    # so does all that waits for its end (nothing has taken that yet:
+                    # steps go in time order).
+                    ch[_CH_DEBT + _LOAD] -= stolen
+                    ld_data += stolen
+                    moved = ld_data - ld_end
+                    if moved > 0:
+                        ld_end = ld_data
+                        ar_moved = min(moved, max(0, ld_last_ar - now))
+                        ld_last_ar += ar_moved
+                        ch[_CH_LAST + _LOAD] += ar_moved
+                        ch[_CH_OWN + _LOAD] += moved
+                        settle_event[_LOAD] = max(settle_event[_LOAD], ld_last_ar)
+                        ld_retire += moved
+                        idle_from[_LOAD] = max(idle_from[_LOAD], ld_retire + 1)
+                        if busy_reach[_LOAD] > now:
+                            busy_total[_LOAD] += moved
+                            busy_reach[_LOAD] += moved
+                        if ld_pushed and tc[0, _T_POPPED] < tc[0, _T_PUSHED]:
+                            pushes[0, (tc[0, _T_PUSHED] - 1) & token_mask] += moved
+                            dirty |= 1 << _COMPUTE
+                        dirty |= 1 << _LOAD
                 asked += ask
                 continue
             # Dispatch word `index` now.
@@ -1000,6 +1159,31 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 status, info = DEADLOCK, heads
             break
 
+        if actor == _RESERVE:
+            # -- the load unit's reader sends its command's first address -------------
+            ld_at = _INF
+            take = pending[_P_TAKE]
+            flags = pending[_P_FLAGS]
+            n = pending[_P_N]
+            data_start = pending[_P_DATA_START]
+            _read(ch, fr, _LOAD, pending[_P_ACCEPTED], n, pending[_P_ADDR],
+                  pending[_P_STRIDE], pending[_P_LEN], data_start, bus, shift, latency,
+                  ahead, slack, out, share, word_end, word_data, index, asked)
+            ld_last_ar = out[0]
+            ld_end = out[1]
+            ld_data = out[3]
+            waited = out[2] - data_start + 1 - n
+            if waited > 0:
+                _stall(spans[1], span_meta[1], data_start, data_start + waited)
+            finish = out[2] + 2 + pending[_P_PAD_HI]
+            settle_event[_LOAD] = out[0]
+            ld_retire = finish
+            ld_pushed = flags & _PUSH_NEXT
+            idle_from[_LOAD] = max(idle_from[_LOAD], finish + 1)
+            dirty |= _retire(_LOAD, flags, take, finish, finish, busy_total, busy_reach,
+                             retired, tc, pushes, token_mask)
+            continue
+
         # -- a unit takes its head -----------------------------------------------------
         u = actor
         take = best
@@ -1031,22 +1215,33 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             handoff = max(accepted + 1, ld_retire + 1)
             data_start = handoff + 2 + entry[_F_PAD_LO]
             ld_front_free = handoff + 1
+            idle_from[u] = max(idle_from[u], handoff + 1)
             if n:
-                _read(ch, fr, _LOAD, accepted, n, window + entry[_F_DRAM], entry[_F_STRIDE],
-                      entry[_F_LEN], data_start, bus, shift, latency, ahead, slack, out,
-                      share)
-                ld_last_ar = out[0]
-                consumed = out[2]
-                waited = consumed - data_start + 1 - n
-                if waited > 0:
-                    _stall(spans[1], span_meta[1], data_start, data_start + waited)
-                finish = consumed + 2 + entry[_F_PAD_HI]
-                settle_event[u] = out[0]
-            else:
-                finish = data_start + 1 + entry[_F_PAD_HI]
+                # The read is reserved when the reader sends its first address, not now:
+                # fetches before then reserve the channel first (`ld_at`). Its end and
+                # pushes are known from then (the pushes are pending until then).
+                pending[_P_ACCEPTED] = accepted
+                pending[_P_TAKE] = take
+                pending[_P_DATA_START] = data_start
+                pending[_P_ADDR] = window + entry[_F_DRAM]
+                pending[_P_STRIDE] = entry[_F_STRIDE]
+                pending[_P_LEN] = entry[_F_LEN]
+                pending[_P_N] = n
+                pending[_P_PAD_HI] = entry[_F_PAD_HI]
+                pending[_P_FLAGS] = flags
+                ld_at = accepted
+                # Fence and halt wait for the read too.
+                settle_event[u] = accepted + 1
+                dirty |= 1 << u
+                for q in range(4):
+                    if _Q_CONSUMER[q] == u and flags & _Q_POP[q]:
+                        dirty |= 1 << _Q_PRODUCER[q]
+                continue
+            finish = data_start + 1 + entry[_F_PAD_HI]
             ld_retire = finish
+            ld_pushed = flags & _PUSH_NEXT
             busy_last = finish
-            idle_from[u] = max(idle_from[u], finish + 1, handoff + 1)
+            idle_from[u] = max(idle_from[u], finish + 1)
         elif u == _COMPUTE:
             if kind == _K_PRELOAD:
                 back = 1 - front
@@ -1088,7 +1283,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     size_of = 1 if entry[_F_TYPE] == 1 else 4
                     _read(ch, fr, _COMPUTE, accepted, n, window + entry[_F_DRAM],
                           entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, shift,
-                          latency, ahead, slack, out, share)
+                          latency, ahead, slack, out, share, word_end, word_data, index, asked)
                     cu_last_ar = out[0]
                     end = out[1]
                     finish = end + 1
@@ -1112,7 +1307,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 accepted = max(take + 2, st_last_ar)
                 length = 4 * entry[_F_LEN]
                 _read(ch, fr, _STORE, accepted, 3, window + entry[_F_DRAM], length, length,
-                      -1, bus, shift, latency, ahead, slack, out, share)
+                      -1, bus, shift, latency, ahead, slack, out, share, word_end, word_data, index,
+                      asked)
                 st_last_ar = out[0]
                 end = out[1]
                 finish = end + 1
@@ -1194,19 +1390,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             st_fsm_free = finish + 1
             busy_last = finish
             idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
-        # Busy: the union of [take + 1, busy_last], takes in order.
-        start = take + 1
-        stop = busy_last + 1
-        if stop > start and stop > busy_reach[u]:
-            busy_total[u] += stop - max(start, busy_reach[u])
-            busy_reach[u] = stop
-        retired[u] += 1
-        _push(u, flags, finish, tc, pushes, token_mask)
-        dirty |= 1 << u
-        for q in range(4):
-            if (_Q_PRODUCER[q] == u and flags & _Q_PUSH[q]) or \
-                    (_Q_CONSUMER[q] == u and flags & _Q_POP[q]):
-                dirty |= 1 << (_Q_CONSUMER[q] if _Q_PRODUCER[q] == u else _Q_PRODUCER[q])
+        dirty |= _retire(u, flags, take, busy_last, finish, busy_total, busy_reach, retired,
+                         tc, pushes, token_mask)
 
     # Every word decodes in the exact engines before they run: a bad one wins.
     bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, enums, spec, used,
