@@ -33,8 +33,19 @@ work each:
   after the bursts the memory accepted before its first, then its lines alternate with
   the holder's remaining lines, and the holder's data moves back by the beats that went
   between (later reservations see that; a load holding its lines for its consumer pays
-  it on its next command). The front end fetches several words at a time while its FIFO
-  holds enough words.
+  it on its next command). The load unit's read is reserved in the step of its first
+  address, not of its take (a command is taken long before its reader is free), so the
+  fetches before then reserve the channel first. Fetch and load correct each other both
+  ways: a load that shares the channel with a fetch moves the fetch's words not yet
+  dispatched (their data-bound ends: an end its address bounds moves only as far as the
+  channel is busy) and its last address, and a fetch that shares it with the load unit's
+  command still running moves that command's end and the token it pushes (nothing has
+  taken either yet: steps go in time order). A command that arrives before the holder's
+  first address goes first and then alternates with it; the memory's acceptance queue
+  gates a sharer's first address. The front end fetches several words at a time while
+  its FIFO holds enough words (the one known weakness: on a 4-byte bus, where a word is
+  four beats, a short load meets eight words where the RTL, fetching a word per freed
+  slot, puts fewer between its lines).
 - memory does not grow with the program: words are decoded a chunk at a time (the
   core's decode tables and checks) into a ring, and dispatch times, fetched words, queue
   entries, token times and stall spans are rings as deep as the hardware's queues.
