@@ -58,6 +58,14 @@ After the analytic engine's 12% speed-up (0ad8f02) the median pass gave 12,960x 
 04:58 and 8,506x at 05:09 (8.9 ms; compiled 37.7 ms, 2,013x), at load 1.
 Compiled and Python cycles are within 0.02% (1-5 cycles) of the RTL on every layer,
 analytic within 0.52% (0.10% on the total).
+
+Later the same day (d016815, the analytic engine about 14% slower per instruction for its
+fetch/load corrections, its cycles within 0.41% of the RTL, -0.20% on the total), with
+``--rerun-rtl`` at 07:17 (load 0.9), both sides timed in the same minutes: RTL 78.1 CPU s,
+compiled 34.6 ms (2,259x), analytic 9.35 ms (8,353x). Back-to-back passes of the analytic
+engine in one process went from 4.8 to 9.0 ms within seconds at that time; against the
+RTL run cached earlier, runs gave 5.4-9.7 ms (7,700x-13,900x). So the analytic engine
+reaches 10^4x only while this machine is quiet.
 """
 
 from __future__ import annotations

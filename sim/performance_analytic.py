@@ -1,8 +1,8 @@
 """The performance model's analytic engine: the same microarchitecture priced per instruction
-in closed form, about 4-5x faster than the exact compiled core (about 80-105 ns of CPU per
-instruction on ResNet-18's convolutions, more as the shared machine's load goes:
-benchmarks/perf_analytic.py best of 7 passes 82 ns, perf_speed.py median pass 105 ns, at
-04:58 on 2026-11-26), within about 2% of its CYCLES on whole layers.
+in closed form, about 4x faster than the exact compiled core (about 100 ns of CPU per
+instruction on ResNet-18's convolutions, benchmarks/perf_analytic.py best of 7 passes at
+07:06 on 2026-11-26; up to twice that while the shared machine is busy), within 2% of its
+CYCLES on every layer and GEMM of that benchmark (576 cases, worst -1.76%).
 
 `gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
 (``engine="compiled"``) are exact: they take every DMA line between two events of other
