@@ -36,16 +36,16 @@ work each:
   it on its next command). The load unit's read is reserved in the step of its first
   address, not of its take (a command is taken long before its reader is free), so the
   fetches before then reserve the channel first. Fetch and load correct each other both
-  ways: a load that shares the channel with a fetch moves the fetch's words not yet
+  ways: a read that shares the channel with a fetch moves the fetch's words not yet
   dispatched (their data-bound ends: an end its address bounds moves only as far as the
   channel is busy) and its last address, and a fetch that shares it with the load unit's
-  command still running moves that command's end and the token it pushes (nothing has
-  taken either yet: steps go in time order). A command that arrives before the holder's
-  first address goes first and then alternates with it; the memory's acceptance queue
-  gates a sharer's first address. The front end fetches several words at a time while
-  its FIFO holds enough words (the one known weakness: on a 4-byte bus, where a word is
-  four beats, a short load meets eight words where the RTL, fetching a word per freed
-  slot, puts fewer between its lines).
+  command still running moves that command's end and the token it pushes, and the load
+  taken after it (nothing has taken either yet: steps go in time order). A command that
+  arrives before the holder's first address goes first and then alternates with it; the
+  memory's acceptance queue gates a sharer's first address. The front end fetches
+  several words at a time while its FIFO holds enough words (the one known weakness: on
+  a 4-byte bus, where a word is four beats, a short load meets eight words where the
+  RTL, fetching a word per freed slot, puts fewer between its lines).
 - memory does not grow with the program: words are decoded a chunk at a time (the
   core's decode tables and checks) into a ring, and dispatch times, fetched words, queue
   entries, token times and stall spans are rings as deep as the hardware's queues.
@@ -464,7 +464,7 @@ def _hold(ch, fr, client, h0, d0, end, lines):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahead,
+def _delay_fetch(ch, word_end, word_data, undispatched, asked, d0, h0, n, total, ahead,
                  slack):
     """A reader's command of ``n`` lines (``total`` beats, first beat ``d0``, first
     address ``h0``) shares the channel with the fetch: the round robin puts one of its
@@ -474,7 +474,7 @@ def _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahea
     as its data (at most one cycle per line)."""
     moved = 0
     quiet = ch[_CH_QUIET]
-    for word in range(pending, asked):
+    for word in range(undispatched, asked):
         slot = word & _RING_MASK
         if word_end[slot] >= d0:
             # Its data-bound end moves; an end bound by its address stays (the lines
@@ -488,7 +488,8 @@ def _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahea
     ch[_CH_QUIET] = quiet
     if ch[_CH_LAST] >= h0:
         ch[_CH_LAST] += min(n, ch[_CH_LAST] - h0 + 1)
-        if ahead > 0 and asked - 1 - ahead >= 0:
+        # (A burst `_RING` or more words back was dispatched long ago: no gate.)
+        if 0 < ahead < _RING and asked - 1 - ahead >= 0:
             # Its last address waits for the memory's queue, i.e. for moved data.
             gate = word_end[(asked - 1 - ahead) & _RING_MASK] - slack
             if gate > ch[_CH_LAST]:
@@ -497,12 +498,16 @@ def _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahea
 
 @njit(cache=True, _nrt=False, inline="always")
 def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, shift,
-          latency, ahead, slack, out, share, word_end, word_data, pending, asked):
+          latency, ahead, slack, out, share, word_end, word_data, undispatched, asked):
     """Reserve the read channel for ``client``'s command of ``n`` lines accepted at
     ``accepted`` (first address the cycle after). A reader that holds one line for its
     consumer (``first_take >= 0``: the load unit's) lets line ``i`` go only once line
     ``i - 1`` was taken, one a cycle from ``first_take``. Fills ``out``: last address
-    handshake, last line's last beat, the cycle the consumer took the last line."""
+    handshake, last line's last beat, the cycle the consumer took the last line, and the
+    beat the data alone would end on (the rest: its addresses or its consumer bound it).
+    When it shares the channel with the fetch, the fetched words ``undispatched`` ..
+    ``asked`` - 1 (their ends in ``word_end``, data-bound ends in ``word_data``) move
+    (`_delay_fetch`)."""
     length = max(1, length)
     offset = _mod(addr, bus, shift)
     rest = _mod(stride, bus, shift)
@@ -575,9 +580,9 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
             end = held_end
         taken = max(end + 1, first_take + n - 1)
     if shared and ch[_CH_HOLDER] == 0:
-        # The fetch holds the channel: its words not dispatched yet (``pending`` ..
+        # The fetch holds the channel: its words not dispatched yet (``undispatched`` ..
         # ``asked`` - 1) come later by this command's lines that go between them.
-        _delay_fetch(ch, word_end, word_data, pending, asked, d0, h0, n, total, ahead,
+        _delay_fetch(ch, word_end, word_data, undispatched, asked, d0, h0, n, total, ahead,
                      slack)
     if shared:
         # The other command's data runs longer by this one's beats that went between its
@@ -614,8 +619,9 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
     """Reserve the read channel for a fetch of ``words`` words from word ``first``: its
     bursts go between those of a command in progress (round robin), its data beats
     between that command's, whose later reservations move back by them. Fills
-    ``word_end`` and the fetch's last address handshake (``ch``); returns the beats the
-    command in progress lost to it. ``shape``: a word's bytes past
+    ``word_end`` (and ``word_data``: the ends the data alone sets, `_delay_fetch`) and the
+    fetch's last address handshake (``ch``); returns the beats the command in progress
+    lost to it. ``shape``: a word's bytes past
     whole beats, its whole beats, and the offset of the next word fetched in a beat
     (fetches follow each other through the code, so that offset carries on)."""
     rest = shape[0]
@@ -1120,7 +1126,18 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                         ch[_CH_LAST + _LOAD] += ar_moved
                         ch[_CH_OWN + _LOAD] += moved
                         settle_event[_LOAD] = max(settle_event[_LOAD], ld_last_ar)
+                        retired_before = ld_retire
                         ld_retire += moved
+                        if ld_at < _INF:
+                            # The load taken since, whose read is not reserved yet, waits
+                            # for this one: its first address and its hand-off move too.
+                            handoff = max(pending[_P_ACCEPTED] + 1, retired_before + 1)
+                            ld_at = max(pending[_P_TAKE] + 2, ld_last_ar)
+                            later = max(ld_at + 1, ld_retire + 1) - handoff
+                            pending[_P_ACCEPTED] = ld_at
+                            settle_event[_LOAD] = max(settle_event[_LOAD], ld_at + 1)
+                            pending[_P_DATA_START] += later
+                            ld_front_free += later
                         idle_from[_LOAD] = max(idle_from[_LOAD], ld_retire + 1)
                         if busy_reach[_LOAD] > now:
                             busy_total[_LOAD] += moved
@@ -1250,6 +1267,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 continue
             finish = data_start + 1 + entry[_F_PAD_HI]
             ld_retire = finish
+            ld_end = _INF          # no read of its own: a fetch cannot move it
             ld_pushed = flags & _PUSH_NEXT
             busy_last = finish
             idle_from[u] = max(idle_from[u], finish + 1)
