@@ -62,7 +62,9 @@ analytic within 0.52% (0.10% on the total).
 Later the same day (d016815, the analytic engine about 14% slower per instruction for its
 fetch/load corrections, its cycles within 0.41% of the RTL, -0.20% on the total), with
 ``--rerun-rtl`` at 07:17 (load 0.9), both sides timed in the same minutes: RTL 78.1 CPU s,
-compiled 34.6 ms (2,259x), analytic 9.35 ms (8,353x). Back-to-back passes of the analytic
+compiled 34.6 ms (2,259x), analytic 9.35 ms (8,353x); at 07:50 (2b25a60, load 1.0): RTL
+73.1 CPU s, compiled 23.6 ms (3,101x), analytic 6.69 ms (10,931x; within 0.41% of the
+RTL on every layer, -0.15% on the total). Back-to-back passes of the analytic
 engine in one process went from 4.8 to 9.0 ms within seconds at that time; against the
 RTL run cached earlier, runs gave 5.4-9.7 ms (7,700x-13,900x). So the analytic engine
 reaches 10^4x only while this machine is quiet.
