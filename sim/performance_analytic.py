@@ -408,18 +408,9 @@ def _share(ch, fr, client, h0, latency, ahead, slack, share):
             alone = max(alone, min(prev, ch[_CH_PREV_D0]
                                    + int(accepted * fr[_FR_PREV_RATE])))
             if alone < prev:
-                share[0] = alone
-                share[1] = (prev - alone) / fr[_FR_PREV_RATE]
-                share[2] = fr[_FR_PREV_RATE]
-                share[3] = -1.0
-                share[4] = h0
-                return True
-        share[0] = alone
-        share[1] = (free - begin) / rate
-        share[2] = rate
-        share[3] = first
-        share[4] = h0
-        return True
+                return _shared(share, alone, (prev - alone) / fr[_FR_PREV_RATE],
+                               fr[_FR_PREV_RATE], -1, h0)
+        return _shared(share, alone, (free - begin) / rate, rate, first, h0)
     accepted = _accepted_before(h0, first, begin, rate, ahead)
     if ahead > 0 and accepted >= ahead:
         # The memory's queue: this command's first address waits for the data of the
@@ -429,10 +420,16 @@ def _share(ch, fr, client, h0, latency, ahead, slack, share):
             h0 = gate
             accepted = _accepted_before(h0, first, begin, rate, ahead)
     start = max(h0 + latency, min(free, begin + int(accepted * rate)))
+    return _shared(share, start, (free - start) / rate, rate, -1, h0)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _shared(share, start, others, rate, since, h0):
+    """Fill ``share`` as `_share` describes it; returns True."""
     share[0] = start
-    share[1] = (free - start) / rate
+    share[1] = others
     share[2] = rate
-    share[3] = -1.0
+    share[3] = since
     share[4] = h0
     return True
 
@@ -775,12 +772,19 @@ def _retire(unit, flags, take, busy_last, finish, busy_total, busy_reach, retire
         busy_reach[unit] = stop
     retired[unit] += 1
     _push(unit, flags, finish, tc, pushes, mask)
-    dirty = 1 << unit
+    return 1 << unit | _across(unit, flags)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _across(unit, flags):
+    """The units across the token queues ``unit``'s instruction (``flags``) pushes to or
+    pops from (bit u for unit u)."""
+    units = 0
     for q in range(4):
         if (_Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]) or \
                 (_Q_CONSUMER[q] == unit and flags & _Q_POP[q]):
-            dirty |= 1 << (_Q_CONSUMER[q] if _Q_PRODUCER[q] == unit else _Q_PRODUCER[q])
-    return dirty
+            units |= 1 << (_Q_CONSUMER[q] if _Q_PRODUCER[q] == unit else _Q_PRODUCER[q])
+    return units
 
 
 # -- stall counters ------------------------------------------------------------------------
@@ -1260,10 +1264,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 ld_at = accepted
                 # Fence and halt wait for the read too.
                 settle_event[u] = accepted + 1
-                dirty |= 1 << u
-                for q in range(4):
-                    if _Q_CONSUMER[q] == u and flags & _Q_POP[q]:
-                        dirty |= 1 << _Q_PRODUCER[q]
+                # Its pops happened (its pushes come with the read).
+                dirty |= 1 << u | _across(u, flags & (_POP_PREV | _POP_NEXT))
                 continue
             finish = data_start + 1 + entry[_F_PAD_HI]
             ld_retire = finish
