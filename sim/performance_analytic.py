@@ -956,6 +956,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
     ld_at = _INF           # the cycle its taken command's read is reserved (`pending`)
     ld_end = -1            # the last beat of its last read, and the beat its data alone
     ld_data = -1           # would end on (the rest: its addresses bound it)
+    ld_own = False         # it set the reader's lines-in-flight gate (`_CH_OWN`)
     # Compute unit.
     pipe = 2 + rows + cols
     bank_ready = rows + cols - 2
@@ -1128,7 +1129,10 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                         ar_moved = min(moved, max(0, ld_last_ar - now))
                         ld_last_ar += ar_moved
                         ch[_CH_LAST + _LOAD] += ar_moved
-                        ch[_CH_OWN + _LOAD] += moved
+                        if ld_own:
+                            # (Its own lines-in-flight gate: a short read left the
+                            # gate of the reads before it, `_read`.)
+                            ch[_CH_OWN + _LOAD] += moved
                         settle_event[_LOAD] = max(settle_event[_LOAD], ld_last_ar)
                         retired_before = ld_retire
                         ld_retire += moved
@@ -1204,6 +1208,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             ld_last_ar = out[0]
             ld_end = out[1]
             ld_data = out[3]
+            ld_own = n >= _FLIGHT
             waited = out[2] - data_start + 1 - n
             if waited > 0:
                 _stall(spans[1], span_meta[1], data_start, data_start + waited)
