@@ -293,6 +293,15 @@ def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
     return -1
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _slot(value, mask):
+    """``value & mask`` (a ring slot; rings are powers of two deep) as an unsigned index:
+    numba fixes up every signed index that might be negative (a sign test, a load of the
+    length and an add on the way to each element); an unsigned one it takes as it is.
+    About 4% of the engine's time on ResNet-18's convolutions."""
+    return np.uint64(value & mask)
+
+
 # -- closed forms ------------------------------------------------------------------------------
 
 @njit(cache=True, _nrt=False)
@@ -472,7 +481,7 @@ def _delay_fetch(ch, word_end, word_data, undispatched, asked, d0, h0, n, total,
     moved = 0
     quiet = ch[_CH_QUIET]
     for word in range(undispatched, asked):
-        slot = word & _RING_MASK
+        slot = _slot(word, _RING_MASK)
         if word_end[slot] >= d0:
             # Its data-bound end moves; an end bound by its address stays (the lines
             # fill the channel's idle beats first).
@@ -488,7 +497,7 @@ def _delay_fetch(ch, word_end, word_data, undispatched, asked, d0, h0, n, total,
         # (A burst `_RING` or more words back was dispatched long ago: no gate.)
         if 0 < ahead < _RING and asked - 1 - ahead >= 0:
             # Its last address waits for the memory's queue, i.e. for moved data.
-            gate = word_end[(asked - 1 - ahead) & _RING_MASK] - slack
+            gate = word_end[_slot(asked - 1 - ahead, _RING_MASK)] - slack
             if gate > ch[_CH_LAST]:
                 ch[_CH_LAST] = gate
 
@@ -664,7 +673,7 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
         h = h0 + max(j, paced) + (j if j < alternate else alternate)
         if ahead > 0 and j >= ahead:
             # The memory's queue: burst ``j - ahead``'s data must be nearly through.
-            gate = word_end[(first + j - ahead) & _RING_MASK] - slack
+            gate = word_end[_slot(first + j - ahead, _RING_MASK)] - slack
             if gate > h:
                 h = gate
         line = whole + 1 + (1 if start + part >= bus else 0)
@@ -681,10 +690,10 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
             if alternated <= others:
                 stolen += line
             end += int(min(alternated, others) * rate)
-        word_data[(first + j) & _RING_MASK] = end
+        word_data[_slot(first + j, _RING_MASK)] = end
         if h + latency + line - 1 > end:
             end = h + latency + line - 1
-        word_end[(first + j) & _RING_MASK] = end
+        word_end[_slot(first + j, _RING_MASK)] = end
         if end > quiet:
             quiet = end
     shape[2] = start
@@ -721,13 +730,13 @@ def _token_ready(unit, flags, depth, tc, pushes, pops, mask):
             needed = tc[q, _T_POPPED]
             if needed >= tc[q, _T_PUSHED]:
                 return -1
-            ready = max(ready, pushes[q, needed & mask] + 1)
+            ready = max(ready, pushes[q, _slot(needed, mask)] + 1)
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
             needed = tc[q, _T_PROMISED] - depth
             if needed >= 0:
                 if needed >= tc[q, _T_POPPED]:
                     return -1
-                ready = max(ready, pops[q, needed & mask] + 1)
+                ready = max(ready, pops[q, _slot(needed, mask)] + 1)
     return ready
 
 
@@ -735,7 +744,7 @@ def _token_ready(unit, flags, depth, tc, pushes, pops, mask):
 def _take(unit, flags, time, tc, pops, mask):
     for q in range(4):
         if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
-            pops[q, tc[q, _T_POPPED] & mask] = time
+            pops[q, _slot(tc[q, _T_POPPED], mask)] = time
             tc[q, _T_POPPED] += 1
         if _Q_PRODUCER[q] == unit and flags & _Q_PUSH[q]:
             tc[q, _T_PROMISED] += 1
@@ -751,10 +760,10 @@ def _push(unit, flags, time, tc, pushes, mask):
             tc[q, _T_PENDING] -= 1
             j = tc[q, _T_PUSHED]
             low = tc[q, _T_POPPED]
-            while j > low and pushes[q, (j - 1) & mask] > time:
-                pushes[q, j & mask] = pushes[q, (j - 1) & mask]
+            while j > low and pushes[q, _slot(j - 1, mask)] > time:
+                pushes[q, _slot(j, mask)] = pushes[q, _slot(j - 1, mask)]
                 j -= 1
-            pushes[q, j & mask] = time
+            pushes[q, _slot(j, mask)] = time
             tc[q, _T_PUSHED] += 1
 
 
@@ -998,11 +1007,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             position = taken_count[u]
             if position >= queued[u]:
                 continue
-            slot = queue[u, position & slot_mask]
-            entry = ins[slot[_Q_INDEX] & row_mask]
+            slot = queue[u, _slot(position, slot_mask)]
+            entry = ins[_slot(slot[_Q_INDEX], row_mask)]
             visible = slot[_Q_DISPATCHED] + FIFO_LATENCY
             if position:
-                visible = max(visible, takes[u, (position - 1) & slot_mask] + 1)
+                visible = max(visible, takes[u, _slot(position - 1, slot_mask)] + 1)
             kind = entry[_F_KIND]
             if u == _LOAD:
                 gate = max(visible, ld_front_free)
@@ -1052,7 +1061,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 fe_ran = True
                 waiting_idle = False
                 settle = max(idle_start, idle_from[1], idle_from[2], idle_from[3])
-                if ins[(index - 1) & row_mask, _F_KIND] == _K_HALT:
+                if ins[_slot(index - 1, row_mask), _F_KIND] == _K_HALT:
                     left = 0
                     for q in range(4):
                         if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
@@ -1073,7 +1082,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     freed = asked - FETCH_FIFO_DEPTH
                     if asked - index > _FETCH_LOW and asked + batch <= count:
                         freed += batch - 1
-                    credit = dispatched[freed & _RING_MASK] + 1 if freed < index else _INF
+                    credit = dispatched[_slot(freed, _RING_MASK)] + 1 if freed < index else _INF
                 # After the fetch's last address (`_delay_fetch` moves it).
                 fetch_at = max(ch[_CH_LAST], credit, fe_now)
             u = -1
@@ -1086,8 +1095,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                                         index & row_mask)
                     if bad >= 0:
                         return BAD_WORD, bad, 0
-                row = index & row_mask
-                visible = max(word_end[index & _RING_MASK] + 1 + FIFO_LATENCY,
+                row = _slot(index, row_mask)
+                visible = max(word_end[_slot(index, _RING_MASK)] + 1 + FIFO_LATENCY,
                               last_dispatch + 1)
                 dispatch_at = max(visible, earliest, fe_now)
                 u = ins[row, _F_ACTOR]
@@ -1095,8 +1104,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     position = queued[u]
                     if position >= queue_depth:
                         if position - queue_depth < taken_count[u]:
-                            dispatch_at = max(dispatch_at, takes[u, (position - queue_depth)
-                                                                 & slot_mask] + 1)
+                            freeing = takes[u, _slot(position - queue_depth, slot_mask)]
+                            dispatch_at = max(dispatch_at, freeing + 1)
                         else:
                             dispatch_at = _INF
             elif index >= count:
@@ -1151,13 +1160,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                             busy_total[_LOAD] += moved
                             busy_reach[_LOAD] += moved
                         if ld_pushed and tc[0, _T_POPPED] < tc[0, _T_PUSHED]:
-                            pushes[0, (tc[0, _T_PUSHED] - 1) & token_mask] += moved
+                            pushes[0, _slot(tc[0, _T_PUSHED] - 1, token_mask)] += moved
                             dirty |= 1 << _COMPUTE
                         dirty |= 1 << _LOAD
                 asked += ask
                 continue
             # Dispatch word `index` now.
-            dispatched[index & _RING_MASK] = now
+            dispatched[_slot(index, _RING_MASK)] = now
             last_dispatch = now
             stall_queue += now - visible
             index += 1
@@ -1166,7 +1175,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 idle_start = now + 1
                 continue
             position = queued[u]
-            slot = queue[u, position & slot_mask]
+            slot = queue[u, _slot(position, slot_mask)]
             slot[_Q_INDEX] = index - 1
             slot[_Q_DISPATCHED] = now
             queued[u] = position + 1
@@ -1188,7 +1197,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             heads = count
             for u in range(1, 4):
                 if taken_count[u] < queued[u]:
-                    heads = min(heads, queue[u, taken_count[u] & slot_mask, _Q_INDEX])
+                    heads = min(heads, queue[u, _slot(taken_count[u], slot_mask), _Q_INDEX])
             if heads == count:
                 status = DEADLOCK_EMPTY
             else:
@@ -1225,8 +1234,8 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
         u = actor
         take = best
         position = taken_count[u]
-        word = queue[u, position & slot_mask, _Q_INDEX]
-        entry = ins[word & row_mask]
+        word = queue[u, _slot(position, slot_mask), _Q_INDEX]
+        entry = ins[_slot(word, row_mask)]
         flags = entry[_F_FLAGS]
         kind = entry[_F_KIND]
         n = entry[_F_N]
@@ -1237,7 +1246,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             stall_to = max(stall_to, min(st_struct, take))
         if stall_to > gate:
             _stall(spans[0], span_meta[0], gate, stall_to)
-        takes[u, position & slot_mask] = take
+        takes[u, _slot(position, slot_mask)] = take
         taken_count[u] = position + 1
         if trace.shape[0]:
             trace[word] = take
