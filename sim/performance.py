@@ -313,7 +313,15 @@ class _Run:
         self.busy = [_Busy() for _ in range(4)]
         self.retired = [0] * 4
         self.stall_token: list[tuple[int, int]] = []
+        # Waits for DRAM data (see `_dma_line`): the windows in which a unit takes the
+        # lines of its command, the lines taken, and the takes in another unit's window.
         self.stall_dma: list[tuple[int, int]] = []
+        self.dma_takes = 0
+        self.dma_covered = 0
+        self._dma_start = [0] * 4           # window start of each unit's current command
+        # Last beats of lines counted in dma_covered, and of LOAD first lines taken as the
+        # window opens: `_dma_opens` skips them (no two lines end in the same cycle).
+        self._dma_counted: set[int] = set()
         self.stall_queue = 0
         self.bytes_written = 0
         self.cycles: int | None = None
@@ -392,7 +400,7 @@ class _Run:
             "BUSY_COMPUTE": self.busy[_COMPUTE].total(),
             "BUSY_STORE": self.busy[_STORE].total(),
             "STALL_TOKEN": _union(self.stall_token),
-            "STALL_DMA": _union(self.stall_dma),
+            "STALL_DMA": _union(self.stall_dma) - self.dma_takes + self.dma_covered,
             "STALL_QUEUE": self.stall_queue,
             "BYTES_READ": self.read.beats * self.bus,
             "BYTES_WRITTEN": self.bytes_written,
@@ -607,7 +615,10 @@ class _Run:
                     yield cycle
                     continue
                 self.now = cycle  # nothing else happens before it: no need to yield
+            line_of = read.active[client]
             command = read.accept(client, cycle)
+            if client != _FETCH:
+                self._dma_line(client, line_of)
             if command is not None:
                 if client != _FETCH or self._fe_fetch:
                     self._wake(client)
@@ -617,6 +628,68 @@ class _Run:
                 command = read.active[client]
                 if command is not None:
                     read.stream(client, self._horizon(), command.lines - 1)
+
+    # -- waits for DRAM data ---------------------------------------------------------------
+    #
+    # STALL_DMA counts the cycles in which some unit waits for DRAM data (hw/core.py): the
+    # load unit's back in DATA, LOADACC and LOADQ, each while lines are left and none is
+    # there. Each such command has a window, from the cycle it may take its first line to
+    # the cycle it takes its last, and waits in every cycle of it but those it takes a line
+    # in. The units' lines interleave on the shared channel and so do their waits: the
+    # cycles some unit waits in are the windows' union, less the cycles a line is taken in
+    # (`dma_takes`), plus those of them another unit waits in (`dma_covered`). No record
+    # per line is needed, so lines streamed in closed form (`ReadChannel.stream`) stay so.
+    #
+    # A line is taken the cycle after its last beat, and beats come in the order bursts
+    # were accepted; a LOAD's first line not before its back starts
+    # (`ReadCommand.first_take`): one that arrived earlier is taken as the window opens,
+    # and the window then counts from the next cycle. So when a unit takes a line, another
+    # waits if its window has started and its command has lines left to accept
+    # (`_dma_line`). Lines accepted before a window opens but taken in it are still in
+    # flight when it opens (a reader has at most `READER_LINES_IN_FLIGHT`): `_dma_opens`.
+
+    def _dma_opens(self, client: int, start: int) -> None:
+        """A command of ``client`` was submitted; its window starts at ``start`` (later
+        than now). Lines of other units taken from then on fall into it: this unit waits
+        for its own lines, which come after them."""
+        self._dma_start[client] = start
+        counted = self._dma_counted
+        for other in (_LOAD, _COMPUTE, _STORE):
+            if other == client:
+                continue
+            for end in reversed(self.read.in_flight[other]):
+                if end + 1 < start:
+                    break
+                if end not in counted:
+                    counted.add(end)
+                    self.dma_covered += 1
+
+    def _dma_line(self, client: int, command: ReadCommand) -> None:
+        """``command`` of ``client`` accepted a line (one by one, not in closed form: other
+        commands may be in progress)."""
+        read = self.read
+        end = command.prev_end
+        take = end + 1
+        first_take = command.first_take
+        if command.done == 1 and first_take is not None and take < first_take:
+            # A LOAD's first line that waited for the back, taken as the back starts: the
+            # window opens a cycle later (in that cycle the load unit does not wait).
+            self._dma_start[client] = first_take + 1
+            self._dma_counted.add(end)
+        else:
+            for other in (_LOAD, _COMPUTE, _STORE):
+                if (other != client and read.active[other] is not None
+                        and take >= self._dma_start[other]):
+                    self._dma_counted.add(end)
+                    self.dma_covered += 1
+                    break
+        if command.done == command.lines:
+            # Every line was taken (those streamed in closed form too): the window closes.
+            start = self._dma_start[client]
+            late = first_take is not None and start > first_take
+            self.dma_takes += command.lines - late
+            last = read.held[client] if first_take is not None else take
+            self.stall_dma.append((start, last + 1))
 
     # -- load unit -------------------------------------------------------------------------
 
@@ -660,6 +733,7 @@ class _Run:
                     on_line=self._load_line, hook_all=False, first_take=record.data_start,
                     owner=(record, pushes))
                 self.read.submit(last_command)
+                self._dma_opens(unit, record.data_start)
                 self._wake(_MEMORY)
             else:
                 self._load_retire(record, pushes, record.data_start + 1 + record.pad_hi)
@@ -673,9 +747,6 @@ class _Run:
         record, pushes = command.owner
         consumed = self.read.held[_LOAD]
         record.consumed = consumed
-        waited = consumed - record.data_start + 1 - record.n
-        if waited > 0:
-            self.stall_dma.append((record.data_start, record.data_start + waited))
         self._load_retire(record, pushes, consumed + 2 + record.pad_hi)
         self._wake(_LOAD)
         return end
@@ -774,6 +845,7 @@ class _Run:
                         unit, accepted, n,
                         self._pattern(values["dram"], values["stride"], values["len"] * size))
                     self.read.submit(last_command)
+                    self._dma_opens(unit, accepted + 1)
                     self._wake(_MEMORY)
                     while last_command.last_end is None:
                         yield None
@@ -782,9 +854,6 @@ class _Run:
                     # writes it a cycle later, which counts as draining.
                     finish = end + 1
                     drain_end = max(drain_end, end + 2)
-                    waited = end - accepted + 1 - n
-                    if waited > 0:
-                        self.stall_dma.append((accepted + 1, accepted + 1 + waited))
                 else:
                     finish = take + 2
                 fsm_free = preload_from = finish + 1
@@ -845,12 +914,11 @@ class _Run:
                 last_command = ReadCommand(unit, accepted, 3,
                                            self._pattern(values["dram"], length, length))
                 self.read.submit(last_command)
+                self._dma_opens(unit, accepted + 1)
                 self._wake(_MEMORY)
                 while last_command.last_end is None:
                     yield None
-                end = last_command.last_end
-                finish = end + 1
-                self.stall_dma.append((accepted + 1, accepted + 1 + max(0, end - accepted - 2)))
+                finish = last_command.last_end + 1
             elif values["n"] == 0:
                 finish = take + 2
                 if values["push_prev"]:  # a pushing store waits for earlier writes

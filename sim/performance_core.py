@@ -166,16 +166,17 @@ _T_PUSHED, _T_PENDING, _T_PROMISED, _T_POPPED = range(4)
 _E_TIME, _E_SEQ, _E_LIVE, _E_BLOCKED = range(4)
 # Scalars shared by the helpers (`g`).
 (_G_NOW, _G_SEQ, _G_FE_WORD, _G_FE_UNIT, _G_FE_IDLE, _G_FE_FETCH, _G_GRANT, _G_NEXT_AR,
- _G_DATA_END, _G_BEATS, _G_STALL_TOKEN, _G_STALL_DMA, _G_ERROR, _G_BURSTS) = range(14)
-_GLOBALS = 14
+ _G_DATA_END, _G_BEATS, _G_STALL_TOKEN, _G_STALL_DMA, _G_ERROR, _G_BURSTS, _G_DMA_TAKES,
+ _G_DMA_COVERED) = range(16)
+_GLOBALS = 16
 # Read command slots, one per client (rows of `rc`).
 (_C_ACTIVE, _C_EXISTS, _C_LINES, _C_READY, _C_DONE, _C_LAST_AR, _C_LAST_END, _C_PREV_END,
- _C_FIRST_TAKE, _C_OWNER, _C_PERIOD, _C_HELD, _C_PHASE, _C_BURSTS) = range(14)
-_SLOTS = 14
+ _C_FIRST_TAKE, _C_OWNER, _C_PERIOD, _C_HELD, _C_PHASE, _C_BURSTS, _C_WINDOW) = range(15)
+_SLOTS = 15
 # Per unit (rows of `unit_state`, columns 1..3 = actors).
 _U_QUEUED, _U_TAKEN, _U_SETTLED, _U_IDLE_FROM, _U_RETIRED, _U_BUSY = range(6)
 # Per load (rows of `loads`).
-_L_TAKE, _L_HANDOFF, _L_DATA_START, _L_RETIRE = range(4)
+_L_TAKE, _L_HANDOFF, _L_RETIRE = range(3)
 # Result codes.
 OK, BAD_WORD, PROGRAM_END, TOKENS_LEFT, DEADLOCK_EMPTY, DEADLOCK, READER_BUSY = range(7)
 
@@ -458,6 +459,26 @@ def _stall(spans, g, slot, start, end):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _dma_opens(client, start, rc, in_flight, counted, g):
+    """`_Run._dma_opens`: the window of ``client``'s new command starts at ``start``; the
+    lines of other units still in flight taken from then on fall into it. ``counted``
+    holds, in the slots of ``in_flight``, the ends of lines that count no more."""
+    rc[_C_WINDOW, client] = start
+    mask = in_flight.shape[1] - 1
+    for other in range(1, 4):
+        if other == client:
+            continue
+        last = rc[_C_BURSTS, other] - 1
+        for j in range(last, last - READER_LINES_IN_FLIGHT, -1):
+            end = in_flight[other, j & mask]
+            if end + 1 < start:
+                break
+            if counted[other, j & mask] != end:
+                counted[other, j & mask] = end
+                g[_G_DMA_COVERED] += 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, first_take,
             owner):
     """A new read command of ``client`` (`ReadCommand` and `line_pattern`)."""
@@ -529,7 +550,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     busy = np.empty((4, size, 2), np.int64)
     stall_token = np.empty((2 * size, 2), np.int64)
     stall_dma = np.empty((size, 2), np.int64)
-    loads = np.empty((4, size), np.int64)
+    loads = np.empty((3, size), np.int64)
     rc = np.zeros((_SLOTS, 4), np.int64)
     rc[_C_HELD, :] = -1
     steps = np.zeros((4, bus), np.int64)
@@ -541,6 +562,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     # (a deque not full yet) is then one never written, and holds back nothing.
     history = np.full(_pow2_at_least(window_lines + bus + 2), -_INF, np.int64)
     in_flight = np.full((4, _pow2_at_least(READER_LINES_IN_FLIGHT)), -_INF, np.int64)
+    counted = np.full(in_flight.shape, -1, np.int64)
     s_handshakes = np.zeros(_pow2_at_least(bus + 2), np.int64)
     # The store unit's last write bursts, write responses and rows out of the output stage
     # (`_Run._store_unit`'s deques), rings like `history`.
@@ -549,7 +571,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     stage_out = np.full(_pow2_at_least(_OUTPUT_LATENCY), -_INF, np.int64)
     status, info, extra, cycles, stall_queue, bytes_written = _events(
         params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy, stall_token,
-        stall_dma, loads, rc, steps, history, in_flight, s_handshakes, w_recent,
+        stall_dma, loads, rc, steps, history, in_flight, counted, s_handshakes, w_recent,
         responses, stage_out, g, ev, us)
     if status != OK:
         return status, info, extra, counters, 0
@@ -557,7 +579,8 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     for u in range(1, 4):
         counters[u] = _union(busy[u, :, 0], busy[u, :, 1], us[_U_BUSY, u])
     counters[4] = _union(stall_token[:, 0], stall_token[:, 1], g[_G_STALL_TOKEN])
-    counters[5] = _union(stall_dma[:, 0], stall_dma[:, 1], g[_G_STALL_DMA])
+    counters[5] = _union(stall_dma[:, 0], stall_dma[:, 1], g[_G_STALL_DMA]) \
+        - g[_G_DMA_TAKES] + g[_G_DMA_COVERED]
     counters[6] = stall_queue
     counters[7] = g[_G_BEATS] * bus
     counters[8] = bytes_written
@@ -570,8 +593,8 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
 # owned by `_simulate`); it would cost more than the model's own arithmetic.
 @njit(cache=True, _nrt=False)
 def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, busy,
-            stall_token, stall_dma, loads, rc, steps, history, in_flight, s_handshakes,
-            w_recent, responses, stage_out, g, ev, us):
+            stall_token, stall_dma, loads, rc, steps, history, in_flight, counted,
+            s_handshakes, w_recent, responses, stage_out, g, ev, us):
     """The event loop over every actor. Returns (status, info, extra, cycles, queue
     stall cycles, bytes written)."""
     rows, cols, token_depth, queue_depth, bus = params[0], params[1], params[2], params[3], \
@@ -799,12 +822,12 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                 handoff = max(ld_accepted + 1, back_free)
                 data_start = handoff + 2 + ins[i, _F_PAD_LO]
                 loads[_L_HANDOFF, ld_position] = handoff
-                loads[_L_DATA_START, ld_position] = data_start
                 loads[_L_RETIRE, ld_position] = -1
                 ld_front_free = handoff + 1
                 if n:
                     _submit(rc, steps, g, _LOAD, ld_accepted, n, window + ins[i, _F_DRAM],
                             ins[i, _F_STRIDE], ins[i, _F_LEN], bus, data_start, ld_position)
+                    _dma_opens(_LOAD, data_start, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
                 else:
                     retire = data_start + 1 + ins[i, _F_PAD_HI]
@@ -912,6 +935,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     size_of = 1 if ins[i, _F_TYPE] == 1 else 4
                     _submit(rc, steps, g, _COMPUTE, cu_accepted, n, window + ins[i, _F_DRAM],
                             ins[i, _F_STRIDE], ins[i, _F_LEN] * size_of, bus, -1, 0)
+                    _dma_opens(_COMPUTE, cu_accepted + 1, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
                     cu_pc = 4
                 if cu_pc == 4:
@@ -921,10 +945,6 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     end = rc[_C_LAST_END, _COMPUTE]
                     finish = end + 1
                     drain_end = max(drain_end, end + 2)
-                    waited = end - cu_accepted + 1 - n
-                    if waited > 0:
-                        _stall(stall_dma, g, _G_STALL_DMA, cu_accepted + 1,
-                               cu_accepted + 1 + waited)
                     cu_fsm_free = finish + 1
                     preload_from = finish + 1
                     _busy(_COMPUTE, cu_take + 1, finish, us, busy)
@@ -1068,16 +1088,14 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     length = 4 * ins[i, _F_LEN]
                     _submit(rc, steps, g, _STORE, st_accepted, 3, window + ins[i, _F_DRAM],
                             length, length, bus, -1, 0)
+                    _dma_opens(_STORE, st_accepted + 1, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
                     st_pc = 4
                 if st_pc == 4:
                     if rc[_C_LAST_END, _STORE] < 0:
                         wanted = _NONE
                         break
-                    end = rc[_C_LAST_END, _STORE]
-                    finish = end + 1
-                    _stall(stall_dma, g, _G_STALL_DMA, st_accepted + 1,
-                           st_accepted + 1 + max(0, end - st_accepted - 2))
+                    finish = rc[_C_LAST_END, _STORE] + 1
                     st_pc = 9
                 # st_pc == 9: retired.
                 st_fsm_free = finish + 1
@@ -1090,8 +1108,8 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
 
         else:  # the read channel
             wanted = _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma,
-                                   loads, rc, steps, history, in_flight, s_handshakes, g, ev,
-                                   us)
+                                   loads, rc, steps, history, in_flight, counted, s_handshakes,
+                                   g, ev, us)
         if g[_G_ERROR]:
             return g[_G_ERROR], 0, 0, 0, 0, 0
         if wanted == _STOP:
@@ -1114,7 +1132,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
 
 @njit(cache=True, _nrt=False, inline="always")
 def _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma, loads, rc, steps,
-                  history, in_flight, s_handshakes, g, ev, us):
+                  history, in_flight, counted, s_handshakes, g, ev, us):
     """The read channel's actor (`_Run._memory`): bursts are accepted one by one (and in
     runs by `_stream`) until the next one falls at or after the next event of another
     actor. Returns the cycle to wake at, or _NONE with no command in progress."""
@@ -1187,14 +1205,30 @@ def _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma, loa
             word_end[word] = end
             if word == g[_G_FE_WORD]:
                 _wake(ev, g, _FETCH)
-        elif client == _LOAD and line == rc[_C_LINES, _LOAD] - 1:
+        else:
+            # Waits for DRAM data (`_Run._dma_line`).
+            take = end + 1
+            slot = rc[_C_BURSTS, client] & (counted.shape[1] - 1)
+            if line == 0 and first_take > take:
+                rc[_C_WINDOW, client] = first_take + 1
+                counted[client, slot] = end
+            else:
+                for other in range(1, 4):
+                    if (other != client and rc[_C_ACTIVE, other]
+                            and take >= rc[_C_WINDOW, other]):
+                        counted[client, slot] = end
+                        g[_G_DMA_COVERED] += 1
+                        break
+            if line + 1 == rc[_C_LINES, client]:
+                start = rc[_C_WINDOW, client]
+                late = 1 if first_take >= 0 and start > first_take else 0
+                g[_G_DMA_TAKES] += rc[_C_LINES, client] - late
+                last = rc[_C_HELD, client] if first_take >= 0 else take
+                _stall(stall_dma, g, _G_STALL_DMA, start, last + 1)
+        if client == _LOAD and line == rc[_C_LINES, _LOAD] - 1:
             # The last line of a LOAD (`_Run._load_line`).
             position = rc[_C_OWNER, _LOAD]
             consumed = rc[_C_HELD, _LOAD]
-            data_start = loads[_L_DATA_START, position]
-            waited = consumed - data_start + 1 - rc[_C_LINES, _LOAD]
-            if waited > 0:
-                _stall(stall_dma, g, _G_STALL_DMA, data_start, data_start + waited)
             li = units[_LOAD, position]
             retire = consumed + 2 + ins[li, _F_PAD_HI]
             loads[_L_RETIRE, position] = retire

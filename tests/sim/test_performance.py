@@ -72,3 +72,98 @@ def test_memory_timing_by_name_and_the_default_from_the_config():
     slow = PerformanceModel(config, cache=False).run(program).cycles
     fast = PerformanceModel(config.replace(dram_latency=2), cache=False).run(program).cycles
     assert slow > fast
+
+
+# -- STALL_DMA: units waiting for DRAM at the same time --------------------------------------
+
+def _overlapping_waits(rows: int, cols: int) -> str:
+    """Strided LOADs (as a 1x1 stride-2 convolution reads its input) and LOADQs that start
+    while they stream, after a STORE: the load and store units wait for their lines in turn,
+    line by line on the shared read channel."""
+    lines = []
+    for step in range(4):
+        lines += [f"load n=40 len={rows} stride={2 * rows} dram={step * 0x100} "
+                  f"spad={(step % 2) * 64}",
+                  f"store n=12 len={cols} stride={cols} dram=0xc00 mode=int8",
+                  f"loadq len={cols} dram=0x800"]
+    return "\n".join(lines + ["halt"])
+
+
+@pytest.mark.parametrize("engine", ["python", "compiled"])
+def test_stall_dma_of_units_waiting_together_matches_the_rtl(engine):
+    # The RTL's counters for this program on tiny: the Verilated accelerator with
+    # cocotbext-axi's AxiRam (tests/hw/accelerator_runs.py), code at 0x100, window at
+    # 0x8000, from reset; recorded 2026-11-26 with each unit's dma_wait sampled every cycle:
+    # the load unit waits 84 cycles, the store unit 82, both at once in 50. A model that
+    # counted each command's waits as one span from its start gave STALL_DMA 133.
+    config = preset("tiny")
+    model = PerformanceModel(config, AXI_RAM, cache=False, engine=engine)
+    result = model.run(assemble(_overlapping_waits(config.rows, config.cols)),
+                       instr_base=0x100, window_base=0x8000)
+    assert result.counters["CYCLES"] == 277
+    assert result.counters["STALL_DMA"] == 116
+
+
+def _strided_conv(config):
+    builder = ProgramBuilder(config)
+    x = builder.buffer("x", (8, 8, 16))
+    w = builder.buffer("w", (16, 16), data=np.ones((16, 16), np.int8))
+    out = builder.buffer("out", (4, 4, 16), "int32")
+    emit_conv2d(builder, x, w, out, None, kernel_size=1, stride=2, padding=0)
+    return builder.finish().words
+
+
+def _wait_cycles_line_by_line(commands: list, cycles: int) -> int:
+    """Cycles in which some unit waits for DRAM data, as hw/core.py counts them, from the
+    last beat of every line the model's units read: a unit waits in every cycle from the
+    one it may take its command's first line (a LOAD: when its back starts, `first_take`;
+    LOADACC and LOADQ: the cycle after the command) to the one it takes its last, but those
+    it takes a line in (the cycle after its last beat; a LOAD's first line not before the
+    back starts)."""
+    waiting = np.zeros((4, cycles + 2), bool)
+    for command in commands:
+        if command.client == 0:
+            continue  # instruction fetch: no unit waits for it
+        takes = np.array(command.ends) + 1
+        if command.first_take is not None:
+            start = command.first_take
+            takes[0] = max(takes[0], start)
+        else:
+            start = command.accepted + 1
+        waiting[command.client, start:takes[-1] + 1] = True
+        waiting[command.client, takes] = False
+    return int(waiting.any(axis=0).sum())
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_stall_dma_is_the_union_of_every_units_waits_line_by_line(name, monkeypatch):
+    from gemmstone.sim import performance
+    from gemmstone.sim.random_programs import random_program
+
+    made = []
+
+    class Recorded(performance.ReadCommand):
+        """A read command that keeps its lines' last beats (taken one by one)."""
+
+        def __init__(self, client, accepted, lines, pattern, **options):
+            super().__init__(client, accepted, lines, pattern,
+                             **{**options, "keep_ends": True})
+            self.accepted = accepted
+            made.append(self)
+
+    config = preset(name)
+    programs = [assemble(_overlapping_waits(config.rows, config.cols)), _strided_conv(config)]
+    programs += [random_program(config, seed, length=80, window_size=4096).words
+                 for seed in range(8)]
+    for index, words in enumerate(programs):
+        memory = (AXI_RAM, sim_dram(2), sim_dram(20))[index % 3]
+        addresses = {"instr_base": 0x100, "window_base": 0x8000}
+        results = [PerformanceModel(config, memory, cache=False, engine=engine).run(
+            words, **addresses) for engine in ("python", "compiled")]
+        made.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(performance, "ReadCommand", Recorded)
+            line_by_line = performance._Run(config, memory, words, 0x100, 0x8000, 0).result()
+        assert line_by_line.counters == results[0].counters == results[1].counters
+        expected = _wait_cycles_line_by_line(made, line_by_line.cycles)
+        assert results[0].counters["STALL_DMA"] == expected, f"program {index}"
