@@ -20,7 +20,10 @@ __all__ = ["AcceleratorConfig", "ConfigError", "PRESETS", "preset"]
 # Value sets accepted for the enumerated fields. Only int8 x int8 -> int32 arithmetic is
 # implemented by the ISA semantics today; the fields exist so the contract does not change
 # when wider types arrive.
-DATAFLOWS = ("ws", "os")
+#: Choices of the fields that have one value today: what no part implements yet (an
+#: output-stationary array, several cores on an interconnect) is refused here, so that no
+#: simulator, sweep or compiler can silently run a weight-stationary single core instead.
+DATAFLOWS = ("ws",)
 INPUT_TYPES = ("int8",)
 ACC_TYPES = ("int32",)
 TOPOLOGIES = ("ring", "mesh", "crossbar")
@@ -50,8 +53,9 @@ class AcceleratorConfig:
         Systolic array shape. ``rows`` is the reduction (K) dimension: an input vector has
         ``rows`` elements. ``cols`` is the output (N) dimension: a weight row and an
         accumulator row have ``cols`` elements. Powers of two from 2 to 128.
-    dataflow : {"ws", "os"}
-        Weight- or output-stationary. The ISA semantics do not depend on it; timing does.
+    dataflow : {"ws"}
+        Weight-stationary (output-stationary, "os", is not implemented yet). The ISA
+        semantics do not depend on it; timing would.
     input_type, weight_type, acc_type : str
         Element types of inputs, weights and accumulators ("int8", "int8", "int32").
     spad_kib, spad_banks : int
@@ -69,11 +73,12 @@ class AcceleratorConfig:
     token_depth : int
         Capacity of each dependency-token queue; a push into a full queue stalls.
     cores : int
-        Number of accelerator tiles on the interconnect.
+        Number of accelerator tiles on the interconnect: 1 (the multi-core interconnect is
+        not implemented yet).
     topology : {"ring", "mesh", "crossbar"}
-        On-chip interconnect joining the cores.
+        On-chip interconnect joining the cores (no effect on one core).
     link_bytes_per_cycle : int
-        Width of one interconnect link.
+        Width of one interconnect link (no effect on one core).
 
     Raises
     ------
@@ -128,6 +133,9 @@ class AcceleratorConfig:
                      "cores", "link_bytes_per_cycle"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"'{name}' must be at least 1, not {getattr(self, name)}")
+        if self.cores != 1:
+            raise ConfigError(f"'cores' must be 1 (the multi-core interconnect is not "
+                              f"implemented yet), not {self.cores}")
         if self.dram_latency < 0:
             raise ConfigError(f"'dram_latency' must not be negative, not {self.dram_latency}")
         if not 1 <= self.dram_bytes_per_cycle <= 128:

@@ -168,6 +168,10 @@ def sweep_command(grid_file, preset, config_path, params, workloads, batches, me
         console.print(f"sweep: {len(points)} config point(s) x {len(grid.workloads)} "
                       f"workload(s) x {len(grid.batches)} batch size(s); base "
                       f"{grid.base.describe()}; memory {grid.memory}, engine {grid.engine}")
+        if grid.without_effect:
+            console.print(f"note: {', '.join(grid.without_effect)} cannot change a result: "
+                          "one core has no interconnect (the multi-core interconnect is not "
+                          "implemented yet)")
         started = time.perf_counter()
         rows = run_sweep(grid, jobs=jobs, scheduler=scheduler, progress=progress)
         elapsed = time.perf_counter() - started

@@ -43,6 +43,9 @@ FIELDS: dict[str, type] = {f.name: int if f.type in ("int", int) else str
                            for f in fields(AcceleratorConfig)}
 #: Axis that sets ``rows`` and ``cols`` together ("16x16").
 ARRAY = "array"
+#: Fields that describe the interconnect between cores: no effect while a config has one
+#: core (`AcceleratorConfig` refuses more until the interconnect exists).
+INTERCONNECT = ("topology", "link_bytes_per_cycle")
 _TOP_KEYS = ("preset", "config", "workloads", "batches", "memory", "engine", "base",
              "grid")
 
@@ -126,6 +129,11 @@ class Grid:
     def swept(self) -> list[str]:
         """Axes with more than one value, in order."""
         return [name for name, values in self.axes.items() if len(values) > 1]
+
+    @property
+    def without_effect(self) -> list[str]:
+        """Swept axes that cannot change a result: the interconnect's, on one core."""
+        return [name for name in self.swept if name in INTERCONNECT]
 
 
 def _array(value: str) -> tuple[int, int]:

@@ -111,3 +111,22 @@ def test_module_entry_point(tmp_path: Path) -> None:
     assert "4 rows (2 failed)" in result.stdout
     rows = read_table(output)
     assert [r["error"] is None for r in rows] == [True, True, False, False]
+
+
+def test_what_is_not_implemented_is_said(tmp_path: Path) -> None:
+    """A point with several cores fails with the config's message (no silent single-core
+    result), and sweeping the interconnect of one core prints that it cannot matter."""
+    output = tmp_path / "cores.csv"
+    result = CliRunner().invoke(sweep_command, [
+        "--preset", "tiny", "-w", "gemm:16x8x32", "--param", "cores=1,2",
+        "--param", "topology=ring,mesh", "-j", "1", "--no-progress", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert ("note: topology cannot change a result: one core has no interconnect (the "
+            "multi-core interconnect is not implemented yet)") in result.output
+    rows = read_table(output)
+    assert [(r["cores"], r["topology"]) for r in rows] == [
+        (1, "ring"), (1, "mesh"), (2, "ring"), (2, "mesh")]
+    assert [r["error"] for r in rows[2:]] == [
+        "ConfigError: 'cores' must be 1 (the multi-core interconnect is not implemented "
+        "yet), not 2"] * 2
+    assert not rows[0]["error"] and rows[0]["cycles"] == rows[1]["cycles"] > 0
