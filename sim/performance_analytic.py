@@ -509,8 +509,10 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     ``accepted`` (first address the cycle after). A reader that holds one line for its
     consumer (``first_take >= 0``: the load unit's) lets line ``i`` go only once line
     ``i - 1`` was taken, one a cycle from ``first_take``. Fills ``out``: last address
-    handshake, last line's last beat, the cycle the consumer took the last line, and the
-    beat the data alone would end on (the rest: its addresses or its consumer bound it).
+    handshake, last line's last beat, the cycle the consumer took the last line, the
+    beat the data alone would end on (the rest: its addresses or its consumer bound it),
+    and the beats it took from the lines of another reader's command holding the channel
+    (0 if none) and that reader.
     When it shares the channel with the fetch, the fetched words ``undispatched`` ..
     ``asked`` - 1 (their ends in ``word_end``, data-bound ends in ``word_data``) move
     (`_delay_fetch`)."""
@@ -522,6 +524,7 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     total = _beats(n, offset, rest, whole, part, bus, shift)
     last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
     mean = total // n
+    out[4] = 0             # no beats taken from another reader's command (yet)
     h0 = max(accepted + 1, ch[_CH_OWN + client])
     if ch[_CH_GRANT] != client:
         h0 += 1       # the grant moves to this reader a cycle later
@@ -594,6 +597,8 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
         # The other command's data runs longer by this one's beats that went between its
         # lines: its reader's next command pays them (its own times are taken already).
         stolen = min(total, int(min(float(n), n - alternated + share[1]) * total / n))
+        out[4] = stolen
+        out[5] = ch[_CH_HOLDER]
         ch[_CH_DEBT + ch[_CH_HOLDER]] += stolen
         ch[_CH_DATA] += stolen
         ch[_CH_AR] = max(ch[_CH_AR], h_last + 1)
@@ -713,6 +718,55 @@ def _fetch(ch, fr, accepted, first, words, bus, latency, ahead, slack, word_end,
     if busy == 0:
         ch[_CH_GRANT] = 0
     return stolen
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _move_load(stolen, now, ch, pending, settle_event, idle_from, busy_total, busy_reach, tc,
+               pushes, token_mask, ld_data, ld_end, ld_last_ar, ld_retire, ld_at,
+               ld_front_free, ld_own, ld_pushed):
+    """Another reader's command (a fetch, a LOADQ, a LOADACC) reserved at ``now`` took
+    ``stolen`` beats between the lines of the load unit's command, which still runs: its
+    data-bound end ``ld_data`` moves (an end its addresses bound, ``ld_end``, moves less:
+    the other's beats fill idle ones first), and so does all that waits for its end, its
+    last address, retire and pushed token and the load taken after it (nothing has taken
+    those yet: steps go in time order); the beats are not charged to its next command as
+    well. Returns the load unit's new ``ld_data, ld_end, ld_last_ar, ld_retire, ld_at,
+    ld_front_free`` and the units whose heads must be looked at again (bit u for unit u)."""
+    ch[_CH_DEBT + _LOAD] -= stolen
+    ld_data += stolen
+    moved = ld_data - ld_end
+    if moved <= 0:
+        return ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, 0
+    ld_end = ld_data
+    ar_moved = min(moved, max(0, ld_last_ar - now))
+    ld_last_ar += ar_moved
+    ch[_CH_LAST + _LOAD] += ar_moved
+    if ld_own:
+        # (Its own lines-in-flight gate: a short read left the gate of the reads before
+        # it, `_read`.)
+        ch[_CH_OWN + _LOAD] += moved
+    settle_event[_LOAD] = max(settle_event[_LOAD], ld_last_ar)
+    retired_before = ld_retire
+    ld_retire += moved
+    if ld_at < _INF:
+        # The load taken since, whose read is not reserved yet, waits for this one: its
+        # first address and its hand-off move too.
+        handoff = max(pending[_P_ACCEPTED] + 1, retired_before + 1)
+        ld_at = max(pending[_P_TAKE] + 2, ld_last_ar)
+        later = max(ld_at + 1, ld_retire + 1) - handoff
+        pending[_P_ACCEPTED] = ld_at
+        settle_event[_LOAD] = max(settle_event[_LOAD], ld_at + 1)
+        pending[_P_DATA_START] += later
+        ld_front_free += later
+    idle_from[_LOAD] = max(idle_from[_LOAD], ld_retire + 1)
+    if busy_reach[_LOAD] > now:
+        busy_total[_LOAD] += moved
+        busy_reach[_LOAD] += moved
+    dirty = 1 << _LOAD
+    if ld_pushed and tc[0, _T_POPPED] < tc[0, _T_PUSHED]:
+        pushes[0, _slot(tc[0, _T_PUSHED] - 1, token_mask)] += moved
+        dirty |= 1 << _COMPUTE
+    return ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, dirty
 
 
 # -- token queues --------------------------------------------------------------------------
@@ -1125,44 +1179,12 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 stolen = _fetch(ch, fr, now, asked, ask, bus, latency, ahead, slack, word_end,
                                 word_data, share, fetch_shape)
                 if stolen and holder == _LOAD and ld_retire > now:
-                    # The load unit's last command still runs: its lines from now on
-                    # alternate with the words fetched, so its data-bound end moves (an
-                    # end its addresses bound moves less: the words fill idle beats), and
-                    # so does all that waits for its end (nothing has taken that yet:
-                    # steps go in time order).
-                    ch[_CH_DEBT + _LOAD] -= stolen
-                    ld_data += stolen
-                    moved = ld_data - ld_end
-                    if moved > 0:
-                        ld_end = ld_data
-                        ar_moved = min(moved, max(0, ld_last_ar - now))
-                        ld_last_ar += ar_moved
-                        ch[_CH_LAST + _LOAD] += ar_moved
-                        if ld_own:
-                            # (Its own lines-in-flight gate: a short read left the
-                            # gate of the reads before it, `_read`.)
-                            ch[_CH_OWN + _LOAD] += moved
-                        settle_event[_LOAD] = max(settle_event[_LOAD], ld_last_ar)
-                        retired_before = ld_retire
-                        ld_retire += moved
-                        if ld_at < _INF:
-                            # The load taken since, whose read is not reserved yet, waits
-                            # for this one: its first address and its hand-off move too.
-                            handoff = max(pending[_P_ACCEPTED] + 1, retired_before + 1)
-                            ld_at = max(pending[_P_TAKE] + 2, ld_last_ar)
-                            later = max(ld_at + 1, ld_retire + 1) - handoff
-                            pending[_P_ACCEPTED] = ld_at
-                            settle_event[_LOAD] = max(settle_event[_LOAD], ld_at + 1)
-                            pending[_P_DATA_START] += later
-                            ld_front_free += later
-                        idle_from[_LOAD] = max(idle_from[_LOAD], ld_retire + 1)
-                        if busy_reach[_LOAD] > now:
-                            busy_total[_LOAD] += moved
-                            busy_reach[_LOAD] += moved
-                        if ld_pushed and tc[0, _T_POPPED] < tc[0, _T_PUSHED]:
-                            pushes[0, _slot(tc[0, _T_PUSHED] - 1, token_mask)] += moved
-                            dirty |= 1 << _COMPUTE
-                        dirty |= 1 << _LOAD
+                    ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
+                        _move_load(stolen, now, ch, pending, settle_event, idle_from,
+                                   busy_total, busy_reach, tc, pushes, token_mask, ld_data,
+                                   ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, ld_own,
+                                   ld_pushed)
+                    dirty |= moved
                 asked += ask
                 continue
             # Dispatch word `index` now.
@@ -1329,6 +1351,14 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     _read(ch, fr, _COMPUTE, accepted, n, window + entry[_F_DRAM],
                           entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, shift,
                           latency, ahead, slack, out, share, word_end, word_data, index, asked)
+                    if out[4] and out[5] == _LOAD and ld_retire > take:
+                        ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, \
+                            moved = _move_load(out[4], take, ch, pending, settle_event,
+                                               idle_from, busy_total, busy_reach, tc, pushes,
+                                               token_mask, ld_data, ld_end, ld_last_ar,
+                                               ld_retire, ld_at, ld_front_free, ld_own,
+                                               ld_pushed)
+                        dirty |= moved
                     cu_last_ar = out[0]
                     end = out[1]
                     finish = end + 1
@@ -1354,6 +1384,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 _read(ch, fr, _STORE, accepted, 3, window + entry[_F_DRAM], length, length,
                       -1, bus, shift, latency, ahead, slack, out, share, word_end, word_data, index,
                       asked)
+                if out[4] and out[5] == _LOAD and ld_retire > take:
+                    ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
+                        _move_load(out[4], take, ch, pending, settle_event, idle_from,
+                                   busy_total, busy_reach, tc, pushes, token_mask, ld_data,
+                                   ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, ld_own,
+                                   ld_pushed)
+                    dirty |= moved
                 st_last_ar = out[0]
                 end = out[1]
                 finish = end + 1

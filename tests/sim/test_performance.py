@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_performance_calibration import overlapping_waits
 
 from gemmstone.compiler.builder import ProgramBuilder
 from gemmstone.compiler.kernels.conv import emit_conv2d
@@ -76,19 +77,6 @@ def test_memory_timing_by_name_and_the_default_from_the_config():
 
 # -- STALL_DMA: units waiting for DRAM at the same time --------------------------------------
 
-def _overlapping_waits(rows: int, cols: int) -> str:
-    """Strided LOADs (as a 1x1 stride-2 convolution reads its input) and LOADQs that start
-    while they stream, after a STORE: the load and store units wait for their lines in turn,
-    line by line on the shared read channel."""
-    lines = []
-    for step in range(4):
-        lines += [f"load n=40 len={rows} stride={2 * rows} dram={step * 0x100} "
-                  f"spad={(step % 2) * 64}",
-                  f"store n=12 len={cols} stride={cols} dram=0xc00 mode=int8",
-                  f"loadq len={cols} dram=0x800"]
-    return "\n".join(lines + ["halt"])
-
-
 @pytest.mark.parametrize("engine", ["python", "compiled"])
 def test_stall_dma_of_units_waiting_together_matches_the_rtl(engine):
     # The RTL's counters for this program on tiny: the Verilated accelerator with
@@ -98,7 +86,7 @@ def test_stall_dma_of_units_waiting_together_matches_the_rtl(engine):
     # counted each command's waits as one span from its start gave STALL_DMA 133.
     config = preset("tiny")
     model = PerformanceModel(config, AXI_RAM, cache=False, engine=engine)
-    result = model.run(assemble(_overlapping_waits(config.rows, config.cols)),
+    result = model.run(assemble(overlapping_waits(config.rows, config.cols)),
                        instr_base=0x100, window_base=0x8000)
     assert result.counters["CYCLES"] == 277
     assert result.counters["STALL_DMA"] == 116
@@ -152,7 +140,7 @@ def test_stall_dma_is_the_union_of_every_units_waits_line_by_line(name, monkeypa
             made.append(self)
 
     config = preset(name)
-    programs = [assemble(_overlapping_waits(config.rows, config.cols)), _strided_conv(config)]
+    programs = [assemble(overlapping_waits(config.rows, config.cols)), _strided_conv(config)]
     programs += [random_program(config, seed, length=80, window_size=4096).words
                  for seed in range(8)]
     for index, words in enumerate(programs):

@@ -91,6 +91,19 @@ def _repeat(lines: list[str], times: int) -> str:
     return "\n".join(lines * times + ["halt"])
 
 
+def overlapping_waits(rows: int, cols: int) -> str:
+    """Strided LOADs (as a 1x1 stride-2 convolution reads its input) and LOADQs that start
+    while they stream, after a STORE: the load and store units wait for their lines in turn,
+    line by line on the shared read channel."""
+    lines = []
+    for step in range(4):
+        lines += [f"load n=40 len={rows} stride={2 * rows} dram={step * 0x100} "
+                  f"spad={(step % 2) * 64}",
+                  f"store n=12 len={cols} stride={cols} dram=0xc00 mode=int8",
+                  f"loadq len={cols} dram=0x800"]
+    return "\n".join(lines + ["halt"])
+
+
 def microbenchmarks(config: AcceleratorConfig) -> list[tuple[str, str]]:
     """(name, assembly) of programs that exercise one instruction kind each."""
     rows, cols, bus = config.rows, config.cols, config.dram_bytes_per_cycle
@@ -118,6 +131,7 @@ def microbenchmarks(config: AcceleratorConfig) -> list[tuple[str, str]]:
         ("store then loadq", _repeat([f"store n=16 len={cols} stride={bus + 1} mode=int8",
                                       f"loadq len={cols} dram=0x400"], 5)),
         ("fences", _repeat([f"load n=8 len={rows}", "fence", "matmul n=8", "fence"], 6)),
+        ("loads and loadqs waiting together", overlapping_waits(rows, cols)),
     ]
 
 
@@ -158,6 +172,8 @@ def calibration_cases(config: AcceleratorConfig, *, large: bool = False,
         conv_case(config, rng, 7, 6, 5, 6, 3, 1, 1),
         conv_case(config, rng, 9, 9, 3, 5, 3, 2, 0),
         conv_case(config, rng, 8, 8, 8, 8, 1, 1, 0),
+        # A ResNet downsample: strided loads while the store unit reads its LOADQs.
+        conv_case(config, rng, 8, 8, 16, 16, 1, 2, 0),
     ]
     if large:
         cases += [
