@@ -66,8 +66,11 @@ compiled 34.6 ms (2,259x), analytic 9.35 ms (8,353x); at 07:50 (2b25a60, load 1.
 73.1 CPU s, compiled 23.6 ms (3,101x), analytic 6.69 ms (10,931x; within 0.41% of the
 RTL on every layer, -0.15% on the total). Back-to-back passes of the analytic
 engine in one process went from 4.8 to 9.0 ms within seconds at that time; against the
-RTL run cached earlier, runs gave 5.4-9.7 ms (7,700x-13,900x). So the analytic engine
-reaches 10^4x only while this machine is quiet.
+RTL run cached earlier, runs gave 5.4-9.7 ms (7,700x-13,900x). Session 6 (cb44713,
+the analytic engine 4% faster; 50f93f8, the same within noise), with ``--rerun-rtl`` at
+load 1.5-1.7: RTL 84.6 CPU s, analytic 8.59 ms (9,846x), compiled 37.3 ms (2,269x); RTL
+90.6 CPU s, analytic 9.42 ms (9,624x), compiled 34.7 ms (2,612x). So the analytic engine
+is at 10^4x within this machine's noise (four runs: 8,353x-10,931x), not clearly above.
 """
 
 from __future__ import annotations
