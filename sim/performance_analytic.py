@@ -47,8 +47,9 @@ work each:
   a 4-byte bus, where a word is four beats, a short load meets eight words where the
   RTL, fetching a word per freed slot, puts fewer between its lines).
 - memory does not grow with the program: words are decoded a chunk at a time (the
-  core's decode tables and checks) into a ring, and dispatch times, fetched words, queue
-  entries, token times and stall spans are rings as deep as the hardware's queues.
+  core's decoder, `performance_core.decode_chunk`) into a ring, and dispatch times, fetched
+  words, queue entries, token times and stall spans are rings as deep as the hardware's
+  queues.
 
 Retired counts and bytes moved are exact (bytes follow from the beats of each line); the
 cycles, busy and stall counters are estimates: tests/sim/test_performance_analytic.py
@@ -81,35 +82,34 @@ from gemmstone.sim.performance import (
     WRITE_RESPONSES,
 )
 from gemmstone.sim.performance_core import (
-    _COLUMNS,
-    _F_ACTOR,
-    _F_DRAM,
-    _F_FLAGS,
-    _F_K,
-    _F_KIND,
-    _F_LEN,
-    _F_MODE,
-    _F_N,
-    _F_PAD_HI,
-    _F_PAD_LO,
-    _F_STRIDE,
-    _F_TYPE,
-    _FIELDS,
-    _K_ALU,
-    _K_CONFIG,
-    _K_HALT,
-    _K_LOADQ,
-    _K_MATMUL,
-    _K_PRELOAD,
-    _K_STORE,
-    _TABLES,
-    _TOKEN_LSB,
     BAD_WORD,
     DEADLOCK,
     DEADLOCK_EMPTY,
+    DECODE_TABLES,
+    F_ACTOR,
+    F_DRAM,
+    F_FLAGS,
+    F_K,
+    F_KIND,
+    F_LEN,
+    F_MODE,
+    F_N,
+    F_PAD_HI,
+    F_PAD_LO,
+    F_STRIDE,
+    F_TYPE,
+    K_ALU,
+    K_CONFIG,
+    K_HALT,
+    K_LOADQ,
+    K_MATMUL,
+    K_PRELOAD,
+    K_STORE,
     OK,
     PROGRAM_END,
+    ROW_COLUMNS,
     TOKENS_LEFT,
+    decode_chunk,
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
@@ -156,7 +156,7 @@ assert _RING & _RING_MASK == 0
 _FETCH_BATCH = 8
 _FETCH_LOW = 12
 #: Words decoded at a time (the core's decoder, into a buffer of this many rows): a chunk's
-#: rows (13 columns each, 13 KiB) stay in the first-level cache until dispatch reads them
+#: rows (12 columns each, 12 KiB) stay in the first-level cache until dispatch reads them
 #: (512 measured a few percent slower on ResNet-18's convolutions).
 _CHUNK = 128
 #: Stall spans kept apart before the oldest half is counted for good.
@@ -208,90 +208,7 @@ if isinstance(core._LOCATORS, list):
     core._LOCATORS.insert(0, _AnalyticCacheLocator)
 
 
-# -- decoding ----------------------------------------------------------------------------------
-
-def _field_tables():
-    """The core's field table (`performance_core._TABLES`) as the fields each opcode has,
-    in order: column, half of the word (0 low, 1 high: no field straddles them), shift
-    and mask, ending with column -1; so decoding a word reads only its own fields (most
-    opcodes have one or two of the nine). And the enum fields with a width."""
-    kind, _, _, _, fields, enums = _TABLES
-    opcodes = len(kind)
-    spec = np.full((opcodes, len(_FIELDS) + 1, 4), -1, np.int64)
-    for opcode in range(opcodes):
-        present = 0
-        for f in range(len(_FIELDS)):
-            lsb, width = fields[opcode, f]
-            if not width:
-                continue
-            if lsb + width <= 64:
-                spec[opcode, present] = (f, 0, lsb, (1 << width) - 1)
-            elif lsb >= 64:
-                spec[opcode, present] = (f, 1, lsb - 64, (1 << width) - 1)
-            else:
-                raise AssertionError(f"field {_FIELDS[f]} of opcode {opcode} straddles the "
-                                     "halves of a word")
-            present += 1
-        for e in range(enums.shape[1]):
-            lsb, width = enums[opcode, e, :2]
-            if width and lsb < 64 < lsb + width:
-                raise AssertionError(f"an enum field of opcode {opcode} straddles the halves "
-                                     "of a word")
-    used = np.full((opcodes, enums.shape[1]), -1, np.int64)
-    for opcode in range(opcodes):
-        present = [e for e in range(enums.shape[1]) if enums[opcode, e, 1]]
-        used[opcode, :len(present)] = present
-    return spec, used
-
-
-_FIELD_SPEC, _ENUMS_USED = _field_tables()
-
-
-@njit(cache=True, _nrt=False)
-def _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums, spec, used,
-                  ins, row0):
-    """`performance_core._decode` for words ``start`` .. ``stop`` - 1 into rows from
-    ``row0`` of ``ins`` (fields, kind, actor, token flags; no positions): the same checks
-    in the same order, with the field table as the fields of each opcode (`_field_tables`),
-    and no allocation (the run's loop has numba's reference counting off). Returns the
-    index of the first word rejected, or -1."""
-    for i in range(start, stop):
-        lo = code[2 * i]
-        hi = code[2 * i + 1]
-        opcode = lo & 15
-        kind = kind_of[opcode]
-        if kind < 0 or (lo & reserved[opcode, 0]) != 0 or (hi & reserved[opcode, 1]) != 0:
-            return i
-        for j in range(used.shape[1]):
-            e = used[opcode, j]
-            if e < 0:
-                break
-            lsb = enums[opcode, e, 0]
-            width = enums[opcode, e, 1]
-            if lsb >= 64:
-                value = (hi >> (lsb - 64)) & ((1 << width) - 1)
-            else:
-                value = (lo >> lsb) & ((1 << width) - 1)
-            if not (enums[opcode, e, 2] >> value) & 1:
-                return i
-        flags = (lo >> _TOKEN_LSB) & 15
-        if flags & ~tokens[opcode]:
-            return i
-        row = ins[row0 + i - start]
-        # The fields the opcode lacks are 0 (the core's decoder writes them so too).
-        for f in range(len(_FIELDS)):
-            row[f] = 0
-        for j in range(spec.shape[1]):
-            f = spec[opcode, j, 0]
-            if f < 0:
-                break
-            half = hi if spec[opcode, j, 1] else lo
-            row[f] = (half >> spec[opcode, j, 2]) & spec[opcode, j, 3]
-        row[_F_KIND] = kind
-        row[_F_ACTOR] = actor_of[opcode]
-        row[_F_FLAGS] = flags
-    return -1
-
+# -- rings -----------------------------------------------------------------------------------
 
 @njit(cache=True, _nrt=False, inline="always")
 def _slot(value, mask):
@@ -906,7 +823,7 @@ def _stall_total(spans, meta):
 # -- the run ---------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _simulate(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, trace):
+def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, trace):
     """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
     (status, info, extra, counters, grant). Memory does not grow with the program: words
     are decoded a chunk at a time, and every other record is a ring as deep as the
@@ -925,8 +842,8 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, enums, spec, us
         rows *= 2
     counters = np.zeros(12, np.int64)
     status, info, extra = _run(
-        code, params, kind_of, actor_of, reserved, tokens, enums, spec, used,
-        np.empty((rows, _COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
+        code, params, kind_of, actor_of, reserved, tokens, fields, enums,
+        np.empty((rows, ROW_COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
         np.empty(_RING, np.int64),
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
@@ -940,14 +857,14 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, enums, spec, us
 
 
 @njit(cache=True, _nrt=False)
-def _validate(code, start, kind_of, actor_of, reserved, tokens, enums, spec, used, ins):
+def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, ins):
     """Decode the words from ``start`` on (the exact engines decode every word before they
     run): the index of the first word that does not decode, or -1."""
     count = code.shape[0] // 2
     while start < count:
         stop = min(count, start + _CHUNK)
-        bad = _decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, enums,
-                            spec, used, ins, 0)
+        bad = decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, fields,
+                           enums, ins, 0)
         if bad >= 0:
             return bad
         start = stop
@@ -955,7 +872,7 @@ def _validate(code, start, kind_of, actor_of, reserved, tokens, enums, spec, use
 
 
 @njit(cache=True, _nrt=False)
-def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, ins, queue,
+def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, queue,
          takes, dispatched, word_end, word_data, pushes, pops, spans, span_meta, counters,
          state, ch,
          out, fr, share, fetch_shape, pending, trace):
@@ -1066,27 +983,27 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             visible = slot[_Q_DISPATCHED] + FIFO_LATENCY
             if position:
                 visible = max(visible, takes[u, _slot(position - 1, slot_mask)] + 1)
-            kind = entry[_F_KIND]
+            kind = entry[F_KIND]
             if u == _LOAD:
                 gate = max(visible, ld_front_free)
                 structural = gate
             elif u == _COMPUTE:
-                if kind == _K_PRELOAD:
+                if kind == K_PRELOAD:
                     structural = max(visible, loader_free, preload_from)
-                elif kind == _K_MATMUL and entry[_F_N]:
+                elif kind == K_MATMUL and entry[F_N]:
                     structural = max(visible, loader_free, cu_fsm_free)
                 else:
                     structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
                 gate = max(visible, cu_fsm_free)
             else:
                 gate = max(visible, st_fsm_free)
-                switches = kind == _K_STORE and (entry[_F_MODE] == 1) != path_raw
-                if kind in (_K_LOADQ, _K_CONFIG) or switches:
+                switches = kind == K_STORE and (entry[F_MODE] == 1) != path_raw
+                if kind in (K_LOADQ, K_CONFIG) or switches:
                     structural = max(gate, output_empty)
                 else:
                     structural = gate
                 st_struct = structural
-            ready = _token_ready(u, entry[_F_FLAGS], token_depth, tc, pushes, pops,
+            ready = _token_ready(u, entry[F_FLAGS], token_depth, tc, pushes, pops,
                                  token_mask)
             if ready < 0:
                 continue
@@ -1115,7 +1032,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 fe_ran = True
                 waiting_idle = False
                 settle = max(idle_start, idle_from[1], idle_from[2], idle_from[3])
-                if ins[_slot(index - 1, row_mask), _F_KIND] == _K_HALT:
+                if ins[_slot(index - 1, row_mask), F_KIND] == K_HALT:
                     left = 0
                     for q in range(4):
                         if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
@@ -1144,16 +1061,16 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 if index >= decoded_to:
                     # The next chunk of words.
                     decoded_to = min(count, index + _CHUNK)
-                    bad = _decode_chunk(code, index, decoded_to, kind_of, actor_of,
-                                        reserved, tokens, enums, spec, used, ins,
-                                        index & row_mask)
+                    bad = decode_chunk(code, index, decoded_to, kind_of, actor_of,
+                                       reserved, tokens, fields, enums, ins,
+                                       index & row_mask)
                     if bad >= 0:
                         return BAD_WORD, bad, 0
                 row = _slot(index, row_mask)
                 visible = max(word_end[_slot(index, _RING_MASK)] + 1 + FIFO_LATENCY,
                               last_dispatch + 1)
                 dispatch_at = max(visible, earliest, fe_now)
-                u = ins[row, _F_ACTOR]
+                u = ins[row, F_ACTOR]
                 if u >= 0:
                     position = queued[u]
                     if position >= queue_depth:
@@ -1258,9 +1175,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
         position = taken_count[u]
         word = queue[u, _slot(position, slot_mask), _Q_INDEX]
         entry = ins[_slot(word, row_mask)]
-        flags = entry[_F_FLAGS]
-        kind = entry[_F_KIND]
-        n = entry[_F_N]
+        flags = entry[F_FLAGS]
+        kind = entry[F_KIND]
+        n = entry[F_N]
         gate = cand_gate[u]
         ready = cand_ready[u]
         stall_to = min(ready, take) if ready > gate and take > gate else gate
@@ -1281,7 +1198,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             if n:
                 accepted = max(accepted, ld_last_ar)
             handoff = max(accepted + 1, ld_retire + 1)
-            data_start = handoff + 2 + entry[_F_PAD_LO]
+            data_start = handoff + 2 + entry[F_PAD_LO]
             ld_front_free = handoff + 1
             idle_from[u] = max(idle_from[u], handoff + 1)
             if n:
@@ -1291,11 +1208,11 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 pending[_P_ACCEPTED] = accepted
                 pending[_P_TAKE] = take
                 pending[_P_DATA_START] = data_start
-                pending[_P_ADDR] = window + entry[_F_DRAM]
-                pending[_P_STRIDE] = entry[_F_STRIDE]
-                pending[_P_LEN] = entry[_F_LEN]
+                pending[_P_ADDR] = window + entry[F_DRAM]
+                pending[_P_STRIDE] = entry[F_STRIDE]
+                pending[_P_LEN] = entry[F_LEN]
                 pending[_P_N] = n
-                pending[_P_PAD_HI] = entry[_F_PAD_HI]
+                pending[_P_PAD_HI] = entry[F_PAD_HI]
                 pending[_P_FLAGS] = flags
                 ld_at = accepted
                 # Fence and halt wait for the read too.
@@ -1303,27 +1220,27 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 # Its pops happened (its pushes come with the read).
                 dirty |= 1 << u | _across(u, flags & (_POP_PREV | _POP_NEXT))
                 continue
-            finish = data_start + 1 + entry[_F_PAD_HI]
+            finish = data_start + 1 + entry[F_PAD_HI]
             ld_retire = finish
             ld_end = _INF          # no read of its own: a fetch cannot move it
             ld_pushed = flags & _PUSH_NEXT
             busy_last = finish
             idle_from[u] = max(idle_from[u], finish + 1)
         elif u == _COMPUTE:
-            if kind == _K_PRELOAD:
+            if kind == K_PRELOAD:
                 back = 1 - front
                 first = take + 2
                 last_back = last_input1 if back else last_input0
                 if last_back >= 0:
                     first = max(first, last_back + bank_ready)
                 streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                finish = max(first + entry[_F_K] - 1, streaming_until)
+                finish = max(first + entry[F_K] - 1, streaming_until)
                 if flags & _PUSH_NEXT:
                     finish = max(finish, drain_end + 1)
                 loader_free = finish + 1
                 front = back
                 busy_last = finish
-            elif kind == _K_MATMUL:
+            elif kind == K_MATMUL:
                 if n:
                     matmul_last = take + n
                     if front:
@@ -1339,7 +1256,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                     finish = take + 1
                 preload_from = take + 1
                 busy_last = matmul_last
-            elif kind == _K_ALU:
+            elif kind == K_ALU:
                 finish = take + 2 + ALU_LATENCY + n if n else take + 2
                 cu_fsm_free = finish + 1
                 preload_from = finish + 1
@@ -1347,9 +1264,9 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
             else:  # loadacc
                 if n:
                     accepted = max(take + 2, cu_last_ar)
-                    size_of = 1 if entry[_F_TYPE] == 1 else 4
-                    _read(ch, fr, _COMPUTE, accepted, n, window + entry[_F_DRAM],
-                          entry[_F_STRIDE], entry[_F_LEN] * size_of, -1, bus, shift,
+                    size_of = 1 if entry[F_TYPE] == 1 else 4
+                    _read(ch, fr, _COMPUTE, accepted, n, window + entry[F_DRAM],
+                          entry[F_STRIDE], entry[F_LEN] * size_of, -1, bus, shift,
                           latency, ahead, slack, out, share, word_end, word_data, index, asked)
                     if out[4] and out[5] == _LOAD and ld_retire > take:
                         ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, \
@@ -1374,14 +1291,14 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 busy_last = finish
             idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
         else:
-            if kind == _K_STORE:
-                path_raw = entry[_F_MODE] == 1
-            if kind == _K_CONFIG:
+            if kind == K_STORE:
+                path_raw = entry[F_MODE] == 1
+            if kind == K_CONFIG:
                 finish = take + 1
-            elif kind == _K_LOADQ:
+            elif kind == K_LOADQ:
                 accepted = max(take + 2, st_last_ar)
-                length = 4 * entry[_F_LEN]
-                _read(ch, fr, _STORE, accepted, 3, window + entry[_F_DRAM], length, length,
+                length = 4 * entry[F_LEN]
+                _read(ch, fr, _STORE, accepted, 3, window + entry[F_DRAM], length, length,
                       -1, bus, shift, latency, ahead, slack, out, share, word_end, word_data, index,
                       asked)
                 if out[4] and out[5] == _LOAD and ld_retire > take:
@@ -1402,13 +1319,13 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                 if flags & _PUSH_PREV:
                     finish = max(finish + 1, output_empty)
             else:
-                raw = entry[_F_MODE] == 1
-                length = max(1, entry[_F_LEN] * (4 if raw else 1))
-                bytes_written += n * entry[_F_LEN] * (4 if raw else 1)
+                raw = entry[F_MODE] == 1
+                length = max(1, entry[F_LEN] * (4 if raw else 1))
+                bytes_written += n * entry[F_LEN] * (4 if raw else 1)
                 accepted = max(take + 2, aw_free)
-                addr = window + entry[_F_DRAM]
+                addr = window + entry[F_DRAM]
                 offset = _mod(addr, bus, shift)
-                rest = _mod(entry[_F_STRIDE], bus, shift)
+                rest = _mod(entry[F_STRIDE], bus, shift)
                 whole = _div(length - 1, bus, shift)
                 part = _mod(length - 1, bus, shift)
                 total = _beats(n, offset, rest, whole, part, bus, shift)
@@ -1476,7 +1393,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, enums, spec, used, i
                          tc, pushes, token_mask)
 
     # Every word decodes in the exact engines before they run: a bad one wins.
-    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, enums, spec, used,
+    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, fields, enums,
                     ins)
     if bad >= 0:
         return BAD_WORD, bad, 0
@@ -1511,10 +1428,7 @@ def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
     params = core.run_params(config, memory, instr_base, window_base, grant)
     code = core.checked_code(code)
     takes = np.full(len(code) // 2, -1, np.int64) if trace else _NO_TRACE
-    kind_of, actor_of, reserved, tokens, _, enums = _TABLES
-    status, info, extra, counters, end_grant = _simulate(
-        code, params, kind_of, actor_of, reserved, tokens, enums, _FIELD_SPEC, _ENUMS_USED,
-        takes)
+    status, info, extra, counters, end_grant = _simulate(code, params, *DECODE_TABLES, takes)
     if status != OK:
         core.raise_status(status, info, extra, code)
     return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))

@@ -81,25 +81,45 @@ from gemmstone.sim.performance import (
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
-__all__ = ["run_compiled", "words_to_code", "run_params", "checked_code", "raise_status"]
+#: What the analytic engine takes from this module besides the functions of a run: the
+#: decoder and its row layout, and a run's result codes.
+SHARED = ("KINDS", "K_LOAD", "K_LOADACC", "K_LOADQ", "K_STORE", "K_CONFIG", "K_PRELOAD",
+          "K_MATMUL", "K_ALU", "K_FENCE", "K_HALT", "FIELDS", "F_N", "F_PAD_LO", "F_PAD_HI",
+          "F_DRAM", "F_STRIDE", "F_LEN", "F_K", "F_TYPE", "F_MODE", "F_KIND", "F_ACTOR",
+          "F_FLAGS", "ROW_COLUMNS", "DECODE_TABLES", "decode_chunk", "OK", "BAD_WORD",
+          "PROGRAM_END", "TOKENS_LEFT", "DEADLOCK_EMPTY", "DEADLOCK", "READER_BUSY")
+__all__ = ["run_compiled", "words_to_code", "run_params", "checked_code", "raise_status",
+           *SHARED]
 
 _WORD_MASK = (1 << 128) - 1
 _LOW_MASK = (1 << 64) - 1
 
-# -- decode tables (from the instruction table) ---------------------------------------------
+# -- decoded rows and decode tables: the layout shared with performance_analytic -------------
+#
+# Both compiled engines decode with `decode_chunk` (the exact one a whole program up front,
+# the analytic one a chunk at a time into a ring) and read a decoded word's row by the names
+# of `SHARED`: they are this module's interface to `gemmstone.sim.performance_analytic`,
+# which compiles them in (its numba cache key hashes this file's source). All else here
+# that starts with an underscore is the exact engine's own.
 
-#: Instruction kinds the model tells apart.
-_KINDS = ("load", "loadacc", "loadq", "store", "config", "preload", "matmul", "alu",
-          "fence", "halt")
-_K_LOAD, _K_LOADACC, _K_LOADQ, _K_STORE, _K_CONFIG, _K_PRELOAD, _K_MATMUL, _K_ALU, \
-    _K_FENCE, _K_HALT = range(len(_KINDS))
-#: Operand fields the model reads, in the columns of the decoded table.
-_FIELDS = ("n", "pad_lo", "pad_hi", "dram", "stride", "len", "k", "type", "mode")
-_F_N, _F_PAD_LO, _F_PAD_HI, _F_DRAM, _F_STRIDE, _F_LEN, _F_K, _F_TYPE, _F_MODE = \
-    range(len(_FIELDS))
-_F_KIND, _F_ACTOR, _F_FLAGS, _F_POSITION = range(len(_FIELDS), len(_FIELDS) + 4)
-_COLUMNS = len(_FIELDS) + 4
-_MAX_ENUMS = 4
+#: Instruction kinds the model tells apart (a row's `F_KIND`), named by their mnemonics.
+KINDS = ("load", "loadacc", "loadq", "store", "config", "preload", "matmul", "alu",
+         "fence", "halt")
+K_LOAD, K_LOADACC, K_LOADQ, K_STORE, K_CONFIG, K_PRELOAD, K_MATMUL, K_ALU, \
+    K_FENCE, K_HALT = range(len(KINDS))
+#: Operand fields the model reads: the first columns of a decoded row (0 where the
+#: instruction has no such field; enum fields as their integer values).
+FIELDS = ("n", "pad_lo", "pad_hi", "dram", "stride", "len", "k", "type", "mode")
+F_N, F_PAD_LO, F_PAD_HI, F_DRAM, F_STRIDE, F_LEN, F_K, F_TYPE, F_MODE = \
+    range(len(FIELDS))
+#: Then the kind, the actor (1 load, 2 compute, 3 store unit; -1 fence and halt, which
+#: dispatch runs) and the token flags (pop_prev 1, pop_next 2, push_prev 4, push_next 8).
+F_KIND, F_ACTOR, F_FLAGS = range(len(FIELDS), len(FIELDS) + 3)
+#: Columns of a decoded row (`decode_chunk` writes these; a wider array may hold more).
+ROW_COLUMNS = len(FIELDS) + 3
+# The exact engine's rows add the word's position in its unit's queue.
+_F_POSITION = ROW_COLUMNS
+_COLUMNS = ROW_COLUMNS + 1
 
 
 def _signed64(value: int) -> int:
@@ -107,37 +127,62 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _decode_tables():
+def _half_shift_mask(opcode: int, name: str, lsb: int, width: int) -> tuple[int, int, int]:
+    """Where a field lies: (half of the word, 0 low or 1 high; shift in that half; mask).
+    A field read from one half is one shift and one mask, none of the ISA's straddles the
+    halves (checked: the decoder relies on it)."""
+    if lsb + width <= 64:
+        return 0, lsb, (1 << width) - 1
+    if lsb >= 64:
+        return 1, lsb - 64, (1 << width) - 1
+    raise AssertionError(f"field {name} of opcode {opcode} straddles the halves of a word")
+
+
+def _decode_tables() -> tuple[np.ndarray, ...]:
+    """`DECODE_TABLES` from `gemmstone.isa.table`. An opcode's fields and enum fields are
+    listed in order, each (column or -1, half, shift, mask) and (half, shift, mask,
+    allowed values as bits) and ended by -1 in the first entry: a word's decode reads only
+    its own fields (at most six of the nine)."""
     opcodes = 1 << OPCODE_FIELD.width
     kind = np.full(opcodes, -1, np.int64)          # -1: reserved opcode
     actor = np.full(opcodes, -1, np.int64)
     reserved = np.zeros((opcodes, 2), np.int64)    # reserved bits, low and high word
     tokens = np.zeros(opcodes, np.int64)           # token flags the unit may set
-    fields = np.zeros((opcodes, len(_FIELDS), 2), np.int64)   # (lsb, width); width 0: none
-    enums = np.zeros((opcodes, _MAX_ENUMS, 3), np.int64)      # (lsb, width, allowed bits)
+    max_enums = max(sum(f.is_enum for f in spec.all_fields) for spec in BY_OPCODE.values())
+    fields = np.full((opcodes, len(FIELDS) + 1, 4), -1, np.int64)
+    enums = np.full((opcodes, max_enums + 1, 4), -1, np.int64)
     actors = {Unit.LOAD: 1, Unit.COMPUTE: 2, Unit.STORE: 3}
     for opcode, spec in BY_OPCODE.items():
-        kind[opcode] = _KINDS.index(spec.mnemonic)
+        kind[opcode] = KINDS.index(spec.mnemonic)
         actor[opcode] = actors.get(spec.unit, -1)
         for bit, flag in enumerate(TOKEN_FIELDS):
             if spec.unit.allows(flag.name):
                 tokens[opcode] |= 1 << bit
         mask = 0
-        count = 0
+        present = []
+        enum_fields = []
         for f in spec.all_fields:
             if f.kind == "reserved":
                 mask |= ((1 << f.width) - 1) << f.lsb
             elif f.is_enum:
                 allowed = sum(1 << int(member) for member in f.kind)
-                enums[opcode, count] = (f.lsb, f.width, allowed)
-                count += 1
-            if f.name in _FIELDS:
-                fields[opcode, _FIELDS.index(f.name)] = (f.lsb, f.width)
+                enum_fields.append((*_half_shift_mask(opcode, f.name, f.lsb, f.width),
+                                    allowed))
+            if f.name in FIELDS:
+                present.append((FIELDS.index(f.name),
+                                *_half_shift_mask(opcode, f.name, f.lsb, f.width)))
+        for j, entry in enumerate(present):
+            fields[opcode, j] = entry
+        for j, entry in enumerate(enum_fields):
+            enums[opcode, j] = entry
         reserved[opcode] = (_signed64(mask & (2**64 - 1)), _signed64(mask >> 64))
     return kind, actor, reserved, tokens, fields, enums
 
 
-_TABLES = _decode_tables()
+#: `decode_chunk`'s tables, in its argument order: per opcode its kind (-1: reserved
+#: opcode), actor, reserved bits (low and high half of the word), allowed token flags, the
+#: fields of `FIELDS` it has and its enum fields (`_decode_tables`).
+DECODE_TABLES = _decode_tables()
 _TOKEN_LSB = TOKEN_FIELDS[0].lsb
 assert [f.name for f in TOKEN_FIELDS] == ["pop_prev", "pop_next", "push_prev", "push_next"]
 assert int(AccLoadType.INT8) == 1 and int(StoreMode.INT32) == 1
@@ -257,50 +302,52 @@ elif not os.environ.get("NUMBA_CACHE_DIR"):
 # -- small helpers ----------------------------------------------------------------------------
 
 @njit(cache=True, _nrt=False)
-def _field(lo, hi, lsb, width):
-    if width == 0:
-        return 0
-    if lsb >= 64:
-        return (hi >> (lsb - 64)) & ((1 << width) - 1)
-    if lsb + width <= 64:
-        return (lo >> lsb) & ((1 << width) - 1)
-    low_bits = 64 - lsb
-    low = (lo >> lsb) & ((1 << low_bits) - 1)
-    return low | ((hi & ((1 << (width - low_bits)) - 1)) << low_bits)
+def decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, fields, enums, ins,
+                 row0):
+    """Decode words ``start`` .. ``stop - 1`` of ``code`` (`words_to_code`) into rows
+    ``row0`` on of ``ins`` (columns `ROW_COLUMNS` and up: `FIELDS`, `F_KIND`, `F_ACTOR`,
+    `F_FLAGS`; further columns are left as they are).
 
+    The tables are `DECODE_TABLES`. A word is rejected for what makes
+    `gemmstone.isa.encoding.decode` raise: a reserved opcode, a reserved bit set, an enum
+    field's value with no member, a token flag naming a neighbour its unit lacks (which
+    error, and its message, is the caller's to get from that decoder). No allocation: the
+    analytic engine calls it from a loop with numba's reference counting off.
 
-@njit(cache=True)
-def _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins):
-    """Fill ``ins`` (a row per word: `_FIELDS`, kind, actor, token flags, position in
-    its unit); returns the index of the first word the tables reject, or -1."""
-    count = code.shape[0] // 2
-    positions = np.zeros(4, np.int64)
-    for i in range(count):
+    Returns
+    -------
+    int
+        The index of the first word rejected (the rows before it are written), or -1.
+    """
+    for i in range(start, stop):
         lo = code[2 * i]
         hi = code[2 * i + 1]
         opcode = lo & 15
         kind = kind_of[opcode]
         if kind < 0 or (lo & reserved[opcode, 0]) != 0 or (hi & reserved[opcode, 1]) != 0:
             return i
-        for e in range(enums.shape[1]):
-            width = enums[opcode, e, 1]
-            if width and not (enums[opcode, e, 2] >> _field(lo, hi, enums[opcode, e, 0],
-                                                            width)) & 1:
+        for j in range(enums.shape[1]):
+            half = enums[opcode, j, 0]
+            if half < 0:
+                break
+            value = ((hi if half else lo) >> enums[opcode, j, 1]) & enums[opcode, j, 2]
+            if not (enums[opcode, j, 3] >> value) & 1:
                 return i
         flags = (lo >> _TOKEN_LSB) & 15
         if flags & ~tokens[opcode]:
             return i
-        for f in range(fields.shape[1]):
-            ins[i, f] = _field(lo, hi, fields[opcode, f, 0], fields[opcode, f, 1])
-        actor = actor_of[opcode]
-        ins[i, _F_KIND] = kind
-        ins[i, _F_ACTOR] = actor
-        ins[i, _F_FLAGS] = flags
-        if actor >= 0:
-            ins[i, _F_POSITION] = positions[actor]
-            positions[actor] += 1
-        else:
-            ins[i, _F_POSITION] = -1
+        row = ins[row0 + i - start]
+        for f in range(len(FIELDS)):
+            row[f] = 0
+        for j in range(fields.shape[1]):
+            f = fields[opcode, j, 0]
+            if f < 0:
+                break
+            half = hi if fields[opcode, j, 1] else lo
+            row[f] = (half >> fields[opcode, j, 2]) & fields[opcode, j, 3]
+        row[F_KIND] = kind
+        row[F_ACTOR] = actor_of[opcode]
+        row[F_FLAGS] = flags
     return -1
 
 
@@ -518,13 +565,14 @@ def _submit(rc, steps, g, client, accepted, lines, addr, stride, length, bus, fi
 @njit(cache=True)
 def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     """Run a whole program. ``params``: rows, cols, token_depth, queue_depth, bus,
-    instr_base, window_base, grant, then the `MemoryTiming` fields. Returns (status, info,
-    extra, counters, grant)."""
+    instr_base, window_base, grant, then the `MemoryTiming` fields; the tables are
+    `DECODE_TABLES`. Returns (status, info, extra, counters, grant)."""
     bus, read_ahead, write_ahead = params[4], params[9], params[11]
     counters = np.zeros(12, np.int64)
     count = code.shape[0] // 2
     ins = np.empty((count, _COLUMNS), np.int64)
-    bad = _decode(code, kind_of, actor_of, reserved, tokens, fields, enums, ins)
+    bad = decode_chunk(code, 0, count, kind_of, actor_of, reserved, tokens, fields, enums,
+                       ins, 0)
     if bad >= 0:
         return BAD_WORD, bad, 0, counters, 0
 
@@ -536,11 +584,18 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums):
     g[_G_FE_UNIT] = -1
     ev = np.zeros((4, 5), np.int64)
     us = np.zeros((6, 4), np.int64)
+    # Each unit's words in order, and each word's place among them (the analytic engine
+    # counts places as it dispatches, so the shared decoder leaves them out).
     units = np.empty((4, size), np.int64)
+    queued = np.zeros(4, np.int64)
     for i in range(count):
-        actor = ins[i, _F_ACTOR]
+        actor = ins[i, F_ACTOR]
         if actor >= 0:
-            units[actor, ins[i, _F_POSITION]] = i
+            units[actor, queued[actor]] = i
+            ins[i, _F_POSITION] = queued[actor]
+            queued[actor] += 1
+        else:
+            ins[i, _F_POSITION] = -1
     takes = np.empty((4, size), np.int64)
     dispatched = np.full(size, -1, np.int64)
     word_end = np.full(size, -1, np.int64)
@@ -691,7 +746,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         break
                     settle = max(idle_start, us[_U_IDLE_FROM, 1], us[_U_IDLE_FROM, 2],
                                  us[_U_IDLE_FROM, 3])
-                    if ins[index - 1, _F_KIND] == _K_HALT:
+                    if ins[index - 1, F_KIND] == K_HALT:
                         left = 0
                         for q in range(4):
                             if tc[q, _T_PUSHED] + tc[q, _T_PENDING] > tc[q, _T_POPPED]:
@@ -742,7 +797,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     visible = word_end[index] + 1 + _FIFO_LATENCY
                     if index:
                         visible = max(visible, dispatched[index - 1] + 1)
-                    unit = ins[index, _F_ACTOR]
+                    unit = ins[index, F_ACTOR]
                     ready = max(visible, earliest)
                     if unit >= 0:
                         position = ins[index, _F_POSITION]
@@ -788,8 +843,8 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     ld_gate = max(ld_gate, ld_front_free)
                     ld_pc = 1
                 i = units[_LOAD, ld_position]
-                flags = ins[i, _F_FLAGS]
-                n = ins[i, _F_N]
+                flags = ins[i, F_FLAGS]
+                n = ins[i, F_N]
                 if ld_pc == 1:
                     wanted = _token_wait(_LOAD, flags, ld_gate, ld_gate, now, token_depth,
                                          tc, pushes, pops, stall_token, g)
@@ -820,17 +875,17 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         break
                     back_free = retire + 1
                 handoff = max(ld_accepted + 1, back_free)
-                data_start = handoff + 2 + ins[i, _F_PAD_LO]
+                data_start = handoff + 2 + ins[i, F_PAD_LO]
                 loads[_L_HANDOFF, ld_position] = handoff
                 loads[_L_RETIRE, ld_position] = -1
                 ld_front_free = handoff + 1
                 if n:
-                    _submit(rc, steps, g, _LOAD, ld_accepted, n, window + ins[i, _F_DRAM],
-                            ins[i, _F_STRIDE], ins[i, _F_LEN], bus, data_start, ld_position)
+                    _submit(rc, steps, g, _LOAD, ld_accepted, n, window + ins[i, F_DRAM],
+                            ins[i, F_STRIDE], ins[i, F_LEN], bus, data_start, ld_position)
                     _dma_opens(_LOAD, data_start, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
                 else:
-                    retire = data_start + 1 + ins[i, _F_PAD_HI]
+                    retire = data_start + 1 + ins[i, F_PAD_HI]
                     loads[_L_RETIRE, ld_position] = retire
                     _busy(_LOAD, loads[_L_TAKE, ld_position] + 1, retire, us, busy)
                     us[_U_RETIRED, _LOAD] += 1
@@ -850,19 +905,19 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     visible = dispatched[i] + _FIFO_LATENCY
                     if cu_position:
                         visible = max(visible, takes[_COMPUTE, cu_position - 1] + 1)
-                    kind = ins[i, _F_KIND]
-                    if kind == _K_PRELOAD:
+                    kind = ins[i, F_KIND]
+                    if kind == K_PRELOAD:
                         cu_structural = max(visible, loader_free, preload_from)
-                    elif kind == _K_MATMUL and ins[i, _F_N]:
+                    elif kind == K_MATMUL and ins[i, F_N]:
                         cu_structural = max(visible, loader_free, cu_fsm_free)
                     else:
                         cu_structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
                     cu_gate = max(visible, cu_fsm_free)
                     cu_pc = 1
                 i = units[_COMPUTE, cu_position]
-                flags = ins[i, _F_FLAGS]
-                kind = ins[i, _F_KIND]
-                n = ins[i, _F_N]
+                flags = ins[i, F_FLAGS]
+                kind = ins[i, F_KIND]
+                n = ins[i, F_N]
                 if cu_pc == 1:
                     wanted = _token_wait(_COMPUTE, flags, cu_structural, cu_gate, now, token_depth,
                                          tc, pushes, pops, stall_token, g)
@@ -871,14 +926,14 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     cu_take = now
                     _take(_COMPUTE, flags, now, us, takes, tc, pops, ev, g)
                     take = now
-                    if kind == _K_PRELOAD:
+                    if kind == K_PRELOAD:
                         back = 1 - front
                         first = take + 2
                         last_back = last_input1 if back else last_input0
                         if last_back >= 0:
                             first = max(first, last_back + bank_ready)
                         streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                        final = max(first + ins[i, _F_K] - 1, streaming_until)
+                        final = max(first + ins[i, F_K] - 1, streaming_until)
                         if flags & _PUSH_NEXT:
                             final = max(final, drain_end + 1)
                         loader_free = final + 1
@@ -886,7 +941,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         _busy(_COMPUTE, take + 1, final, us, busy)
                         _push(_COMPUTE, flags, final, tc, pushes, ev, g)
                         cu_pc = 9
-                    elif kind == _K_MATMUL:
+                    elif kind == K_MATMUL:
                         if n:
                             matmul_last = take + n
                             if front:
@@ -903,7 +958,7 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         preload_from = take + 1
                         _busy(_COMPUTE, take + 1, matmul_last, us, busy)
                         cu_pc = 9
-                    elif kind == _K_ALU:
+                    elif kind == K_ALU:
                         finish = take + 2 + _ALU_LATENCY + n if n else take + 2
                         cu_fsm_free = finish + 1
                         preload_from = finish + 1
@@ -932,9 +987,9 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     if now < cu_accepted:
                         wanted = cu_accepted
                         break
-                    size_of = 1 if ins[i, _F_TYPE] == 1 else 4
-                    _submit(rc, steps, g, _COMPUTE, cu_accepted, n, window + ins[i, _F_DRAM],
-                            ins[i, _F_STRIDE], ins[i, _F_LEN] * size_of, bus, -1, 0)
+                    size_of = 1 if ins[i, F_TYPE] == 1 else 4
+                    _submit(rc, steps, g, _COMPUTE, cu_accepted, n, window + ins[i, F_DRAM],
+                            ins[i, F_STRIDE], ins[i, F_LEN] * size_of, bus, -1, 0)
                     _dma_opens(_COMPUTE, cu_accepted + 1, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
                     cu_pc = 4
@@ -964,20 +1019,20 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         wanted = _NONE
                         break
                     i = units[_STORE, st_position]
-                    kind = ins[i, _F_KIND]
+                    kind = ins[i, F_KIND]
                     visible = dispatched[i] + _FIFO_LATENCY
                     if st_position:
                         visible = max(visible, takes[_STORE, st_position - 1] + 1)
                     st_gate = max(visible, st_fsm_free)
-                    switches = kind == _K_STORE and (ins[i, _F_MODE] == 1) != path_raw
-                    if kind in (_K_LOADQ, _K_CONFIG) or switches:
+                    switches = kind == K_STORE and (ins[i, F_MODE] == 1) != path_raw
+                    if kind in (K_LOADQ, K_CONFIG) or switches:
                         st_structural = max(st_gate, output_empty)
                     else:
                         st_structural = st_gate
                     st_pc = 1
                 i = units[_STORE, st_position]
-                flags = ins[i, _F_FLAGS]
-                kind = ins[i, _F_KIND]
+                flags = ins[i, F_FLAGS]
+                kind = ins[i, F_KIND]
                 if st_pc == 1:
                     wanted = _token_wait(_STORE, flags, st_structural, st_gate, now, token_depth,
                                          tc, pushes, pops, stall_token, g)
@@ -989,27 +1044,27 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                         _stall(stall_token, g, _G_STALL_TOKEN, st_gate,
                                min(st_structural, take))
                     _take(_STORE, flags, take, us, takes, tc, pops, ev, g)
-                    if kind == _K_STORE:
-                        path_raw = ins[i, _F_MODE] == 1
-                    if kind == _K_CONFIG:
+                    if kind == K_STORE:
+                        path_raw = ins[i, F_MODE] == 1
+                    if kind == K_CONFIG:
                         finish = take + 1
                         st_pc = 9
-                    elif kind == _K_LOADQ:
+                    elif kind == K_LOADQ:
                         st_accepted = take + 2
                         st_pc = 2
-                    elif ins[i, _F_N] == 0:
+                    elif ins[i, F_N] == 0:
                         finish = take + 2
                         if flags & _PUSH_PREV:
                             finish = max(finish + 1, output_empty)
                         st_pc = 9
                     else:
-                        n = ins[i, _F_N]
-                        raw = ins[i, _F_MODE] == 1
+                        n = ins[i, F_N]
+                        raw = ins[i, F_MODE] == 1
                         size_of = 4 if raw else 1
                         accepted = max(take + 2, aw_free)
-                        addr = window + ins[i, _F_DRAM]
-                        stride = ins[i, _F_STRIDE]
-                        length = ins[i, _F_LEN] * size_of
+                        addr = window + ins[i, F_DRAM]
+                        stride = ins[i, F_STRIDE]
+                        length = ins[i, F_LEN] * size_of
                         bytes_written += n * length
                         # line_pattern(addr, stride, length, bus).steps, into `steps[0]`'s
                         # place: the store unit has no read command.
@@ -1085,8 +1140,8 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     if now < st_accepted:
                         wanted = st_accepted
                         break
-                    length = 4 * ins[i, _F_LEN]
-                    _submit(rc, steps, g, _STORE, st_accepted, 3, window + ins[i, _F_DRAM],
+                    length = 4 * ins[i, F_LEN]
+                    _submit(rc, steps, g, _STORE, st_accepted, 3, window + ins[i, F_DRAM],
                             length, length, bus, -1, 0)
                     _dma_opens(_STORE, st_accepted + 1, rc, in_flight, counted, g)
                     _wake(ev, g, _MEMORY)
@@ -1230,11 +1285,11 @@ def _read_channel(params, ins, units, word_end, tc, pushes, busy, stall_dma, loa
             position = rc[_C_OWNER, _LOAD]
             consumed = rc[_C_HELD, _LOAD]
             li = units[_LOAD, position]
-            retire = consumed + 2 + ins[li, _F_PAD_HI]
+            retire = consumed + 2 + ins[li, F_PAD_HI]
             loads[_L_RETIRE, position] = retire
             _busy(_LOAD, loads[_L_TAKE, position] + 1, retire, us, busy)
             us[_U_RETIRED, _LOAD] += 1
-            _push(_LOAD, ins[li, _F_FLAGS], retire, tc, pushes, ev, g)
+            _push(_LOAD, ins[li, F_FLAGS], retire, tc, pushes, ev, g)
             _settle(_LOAD, max(retire + 1, loads[_L_HANDOFF, position] + 1), us, ev, g)
             _wake(ev, g, _LOAD)
         rc[_C_PREV_END, client] = end
@@ -1493,7 +1548,7 @@ def run_compiled(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
     raises for the program."""
     params = run_params(config, memory, instr_base, window_base, grant)
     code = checked_code(code)
-    status, info, extra, counters, end_grant = _simulate(code, params, *_TABLES)
+    status, info, extra, counters, end_grant = _simulate(code, params, *DECODE_TABLES)
     if status != OK:
         raise_status(status, info, extra, code)
     return counters, int(end_grant)

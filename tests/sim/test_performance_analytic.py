@@ -170,27 +170,3 @@ def test_the_numba_cache_directory_is_keyed(monkeypatch):
     monkeypatch.setattr(analytic, "_CORE_SOURCE", "another core")
     assert analytic.analytic_key() != key
 
-
-def test_the_chunk_decoder_gives_the_core_decoders_rows():
-    from gemmstone.sim.performance_core import (
-        _COLUMNS,
-        _F_POSITION,
-        _TABLES,
-        _decode,
-        words_to_code,
-    )
-
-    config = preset("small")
-    words = []
-    for seed in range(4):
-        words += random_program(config, seed, length=120).words
-    code = words_to_code(words)
-    reference = np.zeros((len(words), _COLUMNS), np.int64)
-    assert _decode(code, *_TABLES, reference) == -1
-    rows = np.zeros((len(words), _COLUMNS), np.int64)
-    kind_of, actor_of, reserved, tokens, _, enums = _TABLES
-    assert analytic._decode_chunk(code, 0, len(words), kind_of, actor_of, reserved, tokens,
-                                  enums, analytic._FIELD_SPEC, analytic._ENUMS_USED, rows,
-                                  0) == -1
-    columns = [c for c in range(_COLUMNS) if c != _F_POSITION]
-    assert np.array_equal(rows[:, columns], reference[:, columns])

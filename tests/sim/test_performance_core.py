@@ -12,9 +12,9 @@ from test_performance_calibration import calibration_cases, conv_case
 
 from gemmstone.config import AcceleratorConfig, preset
 from gemmstone.isa import assemble
-from gemmstone.isa.encoding import words_to_bytes
+from gemmstone.isa.encoding import decode, words_to_bytes
 from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
-from gemmstone.isa.table import BY_MNEMONIC
+from gemmstone.isa.table import BY_MNEMONIC, BY_OPCODE, OPCODE_FIELD, TOKEN_FIELDS, Unit
 from gemmstone.sim import performance_core as core
 from gemmstone.sim.performance import ENGINES, PerformanceModel, _Run, estimate
 from gemmstone.sim.performance_core import _simulate, run_compiled, words_to_code
@@ -254,3 +254,106 @@ def test_long_streams_give_identical_results(name, memory):
                                  instr_base=0x30, window_base=0x8)
         _assert_same(compiled, python)
         assert compiled.counters["BYTES_READ"] > 1000 * config.dram_bytes_per_cycle
+
+
+# -- the decoder both compiled engines use (performance_core.decode_chunk) -------------------
+
+def _random_word(rng: np.random.Generator, opcode: int, fault: str | None = None) -> int:
+    """A word of ``opcode``, every field random within its width, enum fields a member,
+    only the token flags its unit has, reserved bits clear; but for one ``fault``:
+    ``"reserved"`` one reserved bit set, ``"enum"`` enum fields a value with no member
+    (where the field has room for one), ``"token"`` any token flags. A reserved opcode's
+    other bits are all random."""
+    spec = BY_OPCODE.get(opcode)
+    if spec is None:
+        return opcode | int(rng.integers(1 << 62)) << 4 | int(rng.integers(1 << 62)) << 66
+    word = opcode
+    for f in spec.all_fields:
+        if f.name == "opcode" or f.kind == "reserved":
+            continue
+        if f.is_enum:
+            members = [int(member) for member in f.kind]
+            others = [value for value in range(1 << f.width) if value not in members]
+            value = int(rng.choice(others if fault == "enum" and others else members))
+        elif f in TOKEN_FIELDS:
+            value = int((fault == "token" or spec.unit.allows(f.name)) and rng.random() < 0.5)
+        else:
+            value = int(rng.integers(1 << f.width))
+        word |= value << f.lsb
+    if fault == "reserved":
+        reserved = [f for f in spec.all_fields if f.kind == "reserved"]
+        f = reserved[int(rng.integers(len(reserved)))]
+        word |= 1 << (f.lsb + int(rng.integers(f.width)))
+    return word
+
+
+def _isa_row(word: int) -> list[int] | None:
+    """The decoded row `gemmstone.isa.encoding.decode` gives for ``word`` (None: it raises):
+    the operand fields the model reads (0 where the instruction has none), the kind, the
+    unit as the model's actor and the token flags as bits."""
+    try:
+        instr = decode(word)
+    except IllegalInstructionError:
+        return None
+    actors = {Unit.LOAD: 1, Unit.COMPUTE: 2, Unit.STORE: 3}
+    flags = sum(int(instr[f.name]) << bit for bit, f in enumerate(TOKEN_FIELDS))
+    return [int(instr.values.get(name, 0)) for name in core.FIELDS] + \
+        [core.KINDS.index(instr.mnemonic), actors.get(instr.spec.unit, -1), flags]
+
+
+def _decode_chunk(code, start, stop, ins, row0) -> int:
+    return core.decode_chunk(code, start, stop, *core.DECODE_TABLES, ins, row0)
+
+
+def test_the_decoder_gives_the_isa_decoders_fields_on_every_opcode():
+    rng = np.random.default_rng(11)
+    words = [_random_word(rng, opcode) for opcode in BY_OPCODE for _ in range(300)]
+    # A field's top and bottom bits (random values seldom reach both ends).
+    for spec in BY_OPCODE.values():
+        for f in spec.all_fields:
+            if f.name in core.FIELDS and not f.is_enum:
+                words += [spec.opcode | ((1 << f.width) - 1) << f.lsb, spec.opcode | 1 << f.lsb]
+    expected = np.array([_isa_row(word) for word in words], np.int64)
+    assert expected.shape == (len(words), core.ROW_COLUMNS)    # every word decodes
+    # Columns past ROW_COLUMNS are the caller's (the exact engine's positions): untouched.
+    rows = np.full((len(words), core.ROW_COLUMNS + 1), -7, np.int64)
+    assert _decode_chunk(words_to_code(words), 0, len(words), rows, 0) == -1
+    assert np.array_equal(rows[:, :core.ROW_COLUMNS], expected)
+    assert (rows[:, core.ROW_COLUMNS] == -7).all()
+
+
+def test_the_decoder_rejects_the_words_the_isa_decoder_rejects_at_their_index():
+    rng = np.random.default_rng(5)
+    opcodes = range(1 << OPCODE_FIELD.width)
+    # One fault at a time (or none), so each check of the decoder decides on its own.
+    faults = [None, None, "reserved", "enum", "token"]
+    words = [_random_word(rng, int(rng.choice(opcodes)), faults[int(rng.integers(5))])
+             for _ in range(6000)]
+    reasons = set()
+    for word in words:
+        try:
+            decode(word)
+        except IllegalInstructionError as error:
+            reasons.add(next(kind for kind, text in (
+                ("opcode", "illegal opcode"), ("reserved", "reserved bits set"),
+                ("enum", "is not one of"), ("token", "set, but the")) if text in error.reason))
+    assert reasons == {"opcode", "reserved", "enum", "token"}
+    expected = [_isa_row(word) for word in words]
+    code = words_to_code(words)
+    rows = np.zeros((len(words), core.ROW_COLUMNS), np.int64)
+    # Word by word: rejected exactly where the ISA's decoder raises, else its row.
+    for i, row in enumerate(expected):
+        assert _decode_chunk(code, i, i + 1, rows, i) == (-1 if row else i), hex(words[i])
+        if row:
+            assert rows[i].tolist() == row, hex(words[i])
+    # Chunks from any word into any place of a ring: the first word rejected, the rows
+    # before it written.
+    for _ in range(300):
+        start = int(rng.integers(len(words)))
+        stop = min(len(words), start + int(rng.integers(1, 12)))
+        row0 = int(rng.integers(len(words) - (stop - start) + 1))
+        bad = next((i for i in range(start, stop) if expected[i] is None), -1)
+        ring = np.zeros_like(rows)
+        assert _decode_chunk(code, start, stop, ring, row0) == bad
+        for i in range(start, stop if bad < 0 else bad):
+            assert ring[row0 + i - start].tolist() == expected[i]
