@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 
 import numpy as np
 from numba import njit
@@ -185,27 +184,8 @@ def analytic_key() -> str:
 
 
 CACHE_DIR = core.cache_dir([root / f"performance_analytic-{analytic_key()}"
-                            for root in core._default_roots()])
-
-
-class _AnalyticCacheLocator(core._CoreCacheLocator):
-    """Numba cache locator for this file's functions only: `CACHE_DIR`."""
-
-    def __init__(self, py_func, py_file) -> None:
-        super().__init__(py_func, py_file)
-        self._cache_path = str(CACHE_DIR)
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != os.path.abspath(__file__):
-            return None
-        return cls(py_func, py_file)
-
-
-if isinstance(core._LOCATORS, list):
-    core._LOCATORS[:] = [cls for cls in core._LOCATORS
-                         if cls.__name__ != _AnalyticCacheLocator.__name__]
-    core._LOCATORS.insert(0, _AnalyticCacheLocator)
+                            for root in core.cache_roots()])
+core.use_cache_dir(__file__, CACHE_DIR)
 
 
 # -- rings -----------------------------------------------------------------------------------
@@ -824,7 +804,7 @@ def _stall_total(spans, meta):
 
 @njit(cache=True)
 def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, trace):
-    """Run a whole program (``params`` as `performance_core._simulate`'s). Returns
+    """Run a whole program (``params``: `performance_core.run_params`). Returns
     (status, info, extra, counters, grant). Memory does not grow with the program: words
     are decoded a chunk at a time, and every other record is a ring as deep as the
     hardware's queues."""

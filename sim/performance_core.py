@@ -19,9 +19,10 @@ programs and every fault path. What changes is only the representation:
   its loop;
 - the read channel's actor, `_stream` and `_submit` are inlined into the event loop
   (numba passes every array as a struct of fields: a call costs more than a line);
-- instruction words are decoded in the compiled code from the program's bytes, with
-  per-opcode field tables built from `gemmstone.isa.table` (a word the tables reject is
-  decoded again by `gemmstone.isa.encoding.decode`, which raises the exact error).
+- instruction words are decoded in the compiled code from the program's bytes by
+  `decode_chunk` (the analytic engine's decoder too), with per-opcode field tables built
+  from `gemmstone.isa.table` (a word the tables reject is decoded again by
+  `gemmstone.isa.encoding.decode`, which raises the exact error).
 
 Compiled functions are cached on disk (numba ``cache=True``) in `CACHE_DIR`,
 ``performance_core-<core_key>`` under ``NUMBA_CACHE_DIR`` if set, else under
@@ -89,7 +90,7 @@ SHARED = ("KINDS", "K_LOAD", "K_LOADACC", "K_LOADQ", "K_STORE", "K_CONFIG", "K_P
           "F_FLAGS", "ROW_COLUMNS", "DECODE_TABLES", "decode_chunk", "OK", "BAD_WORD",
           "PROGRAM_END", "TOKENS_LEFT", "DEADLOCK_EMPTY", "DEADLOCK", "READER_BUSY")
 __all__ = ["run_compiled", "words_to_code", "run_params", "checked_code", "raise_status",
-           *SHARED]
+           "core_key", "cache_dir", "cache_roots", "use_cache_dir", "CACHE_DIR", *SHARED]
 
 _WORD_MASK = (1 << 128) - 1
 _LOW_MASK = (1 << 64) - 1
@@ -259,30 +260,43 @@ def cache_dir(roots) -> Path:
     return path
 
 
-def _default_roots() -> list[Path]:
+def cache_roots() -> list[Path]:
+    """Where compiled engines keep their numba caches, first choice first:
+    ``NUMBA_CACHE_DIR`` if set, then ``~/.cache/gemmstone/numba`` (`cache_dir` takes the
+    first it can write)."""
     roots = [Path(numba.config.CACHE_DIR)] if numba.config.CACHE_DIR else []
     with contextlib.suppress(RuntimeError):  # no home directory
         roots.append(Path.home() / ".cache" / "gemmstone" / "numba")
     return roots
 
 
-CACHE_DIR = cache_dir(_default_roots())
+CACHE_DIR = cache_dir(cache_roots())
 
 
 class _CoreCacheLocator(numba_caching.UserProvidedCacheLocator):
-    """Numba cache locator for this file's functions only: `CACHE_DIR` (other functions
-    in the process keep numba's own choice)."""
+    """Numba cache locator for the files given to `use_cache_dir` only: their directory
+    (other functions in the process keep numba's own choice)."""
+
+    #: The cache directory of each file (absolute path) whose functions it places.
+    directories: dict[str, str] = {}
 
     def __init__(self, py_func, py_file) -> None:
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(CACHE_DIR)
+        self._cache_path = self.directories[os.path.abspath(py_file)]
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != os.path.abspath(__file__):
+        if os.path.abspath(py_file) not in cls.directories:
             return None
         return cls(py_func, py_file)
+
+
+def use_cache_dir(py_file: str, directory: Path) -> None:
+    """Have numba cache the compiled functions of the module ``py_file`` (its ``__file__``)
+    in ``directory`` (`cache_dir`). Call it before the module's first ``@njit(cache=True)``:
+    numba picks a function's cache when the decorator is applied."""
+    _CoreCacheLocator.directories[os.path.abspath(py_file)] = str(directory)
 
 
 # Numba picks a locator per function when it is decorated (below), from this class list
@@ -297,6 +311,7 @@ if isinstance(_LOCATORS, list):
     _LOCATORS.insert(0, _CoreCacheLocator)
 elif not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = str(CACHE_DIR)
+use_cache_dir(__file__, CACHE_DIR)
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -322,7 +337,8 @@ def decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, fields,
     for i in range(start, stop):
         lo = code[2 * i]
         hi = code[2 * i + 1]
-        opcode = lo & 15
+        # Unsigned indices: numba then drops its fix-up for negative ones.
+        opcode = np.uint64(lo & 15)
         kind = kind_of[opcode]
         if kind < 0 or (lo & reserved[opcode, 0]) != 0 or (hi & reserved[opcode, 1]) != 0:
             return i
@@ -344,7 +360,7 @@ def decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, fields,
             if f < 0:
                 break
             half = hi if fields[opcode, j, 1] else lo
-            row[f] = (half >> fields[opcode, j, 2]) & fields[opcode, j, 3]
+            row[np.uint64(f)] = (half >> fields[opcode, j, 2]) & fields[opcode, j, 3]
         row[F_KIND] = kind
         row[F_ACTOR] = actor_of[opcode]
         row[F_FLAGS] = flags
