@@ -84,7 +84,6 @@ from gemmstone.sim.performance_core import (
     BAD_WORD,
     DEADLOCK,
     DEADLOCK_EMPTY,
-    DECODE_TABLES,
     F_ACTOR,
     F_DRAM,
     F_FLAGS,
@@ -803,7 +802,7 @@ def _stall_total(spans, meta):
 # -- the run ---------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, trace):
+def _simulate(code, params, trace):
     """Run a whole program (``params``: `performance_core.run_params`). Returns
     (status, info, extra, counters, grant). Memory does not grow with the program: words
     are decoded a chunk at a time, and every other record is a ring as deep as the
@@ -822,7 +821,7 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
         rows *= 2
     counters = np.zeros(12, np.int64)
     status, info, extra = _run(
-        code, params, kind_of, actor_of, reserved, tokens, fields, enums,
+        code, params,
         np.empty((rows, ROW_COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
         np.empty(_RING, np.int64),
@@ -837,14 +836,13 @@ def _simulate(code, params, kind_of, actor_of, reserved, tokens, fields, enums, 
 
 
 @njit(cache=True, _nrt=False)
-def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, ins):
+def _validate(code, start, ins):
     """Decode the words from ``start`` on (the exact engines decode every word before they
     run): the index of the first word that does not decode, or -1."""
     count = code.shape[0] // 2
     while start < count:
         stop = min(count, start + _CHUNK)
-        bad = decode_chunk(code, start, stop, kind_of, actor_of, reserved, tokens, fields,
-                           enums, ins, 0)
+        bad = decode_chunk(code, start, stop, ins, 0)
         if bad >= 0:
             return bad
         start = stop
@@ -852,7 +850,7 @@ def _validate(code, start, kind_of, actor_of, reserved, tokens, fields, enums, i
 
 
 @njit(cache=True, _nrt=False)
-def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, queue,
+def _run(code, params, ins, queue,
          takes, dispatched, word_end, word_data, pushes, pops, spans, span_meta, counters,
          state, ch,
          out, fr, share, fetch_shape, pending, trace):
@@ -1041,9 +1039,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                 if index >= decoded_to:
                     # The next chunk of words.
                     decoded_to = min(count, index + _CHUNK)
-                    bad = decode_chunk(code, index, decoded_to, kind_of, actor_of,
-                                       reserved, tokens, fields, enums, ins,
-                                       index & row_mask)
+                    bad = decode_chunk(code, index, decoded_to, ins, index & row_mask)
                     if bad >= 0:
                         return BAD_WORD, bad, 0
                 row = _slot(index, row_mask)
@@ -1373,8 +1369,7 @@ def _run(code, params, kind_of, actor_of, reserved, tokens, fields, enums, ins, 
                          tc, pushes, token_mask)
 
     # Every word decodes in the exact engines before they run: a bad one wins.
-    bad = _validate(code, decoded_to, kind_of, actor_of, reserved, tokens, fields, enums,
-                    ins)
+    bad = _validate(code, decoded_to, ins)
     if bad >= 0:
         return BAD_WORD, bad, 0
     if status != OK:
@@ -1408,7 +1403,7 @@ def run_analytic(config: AcceleratorConfig, memory: MemoryTiming, code: np.ndarr
     params = core.run_params(config, memory, instr_base, window_base, grant)
     code = core.checked_code(code)
     takes = np.full(len(code) // 2, -1, np.int64) if trace else _NO_TRACE
-    status, info, extra, counters, end_grant = _simulate(code, params, *DECODE_TABLES, takes)
+    status, info, extra, counters, end_grant = _simulate(code, params, takes)
     if status != OK:
         core.raise_status(status, info, extra, code)
     return (counters, int(end_grant), takes) if trace else (counters, int(end_grant))

@@ -302,7 +302,7 @@ def _isa_row(word: int) -> list[int] | None:
 
 
 def _decode_chunk(code, start, stop, ins, row0) -> int:
-    return core.decode_chunk(code, start, stop, *core.DECODE_TABLES, ins, row0)
+    return core.decode_chunk(code, start, stop, ins, row0)
 
 
 def test_the_decoder_gives_the_isa_decoders_fields_on_every_opcode():
