@@ -904,6 +904,9 @@ def _run(code, params, ins, queue,
     earliest = 0
     waiting_idle = False
     fe_now = 0
+    fe_next = -1           # the front end's next step when it last looked (`skip`) ...
+    fe_wait = 0            # ... the unit whose queue it waited for (0: none) ...
+    fe_wait_taken = 0      # ... and that unit's takes then
     idle_start = 0
     last_dispatch = -1
     # Load unit.
@@ -996,7 +999,12 @@ def _run(code, params, ins, queue,
         # -- the front end: its steps up to the units' next (ties: the front end first) --
         fe_ran = False
         stop = False
-        while True:
+        # The front end's next step as its last look found it, after `best`: it can only
+        # move later (fetches and reads push the channel and the words' ends later) until
+        # the unit whose queue it waits for takes, so the look is not taken again.
+        skip = not waiting_idle and fe_next > best and \
+            taken_count[fe_wait] == fe_wait_taken
+        while not skip:
             fetch_at = _INF
             dispatch_at = _INF
             if waiting_idle:
@@ -1061,6 +1069,9 @@ def _run(code, params, ins, queue,
                 break
             now = min(fetch_at, dispatch_at)
             if now > best or now == _INF:
+                fe_next = now
+                fe_wait = u if u >= 0 and dispatch_at == _INF else 0
+                fe_wait_taken = taken_count[fe_wait]
                 break
             fe_now = now
             fe_ran = True
@@ -1141,8 +1152,11 @@ def _run(code, params, ins, queue,
             ld_retire = finish
             ld_pushed = flags & _PUSH_NEXT
             idle_from[_LOAD] = max(idle_from[_LOAD], finish + 1)
+            # The load unit's own head is looked at again for its take already: nothing
+            # here changes it (the read sets what its take will read, the pushes only the
+            # queues' pushed counts).
             dirty |= _retire(_LOAD, flags, take, finish, finish, busy_total, busy_reach,
-                             retired, tc, pushes, token_mask)
+                             retired, tc, pushes, token_mask) & ~(1 << _LOAD)
             continue
 
         # -- a unit takes its head -----------------------------------------------------
