@@ -69,8 +69,10 @@ engine in one process went from 4.8 to 9.0 ms within seconds at that time; again
 RTL run cached earlier, runs gave 5.4-9.7 ms (7,700x-13,900x). Session 6 (cb44713,
 the analytic engine 4% faster; 50f93f8, the same within noise), with ``--rerun-rtl`` at
 load 1.5-1.7: RTL 84.6 CPU s, analytic 8.59 ms (9,846x), compiled 37.3 ms (2,269x); RTL
-90.6 CPU s, analytic 9.42 ms (9,624x), compiled 34.7 ms (2,612x). So the analytic engine
-is at 10^4x within this machine's noise (four runs: 8,353x-10,931x), not clearly above.
+90.6 CPU s, analytic 9.42 ms (9,624x), compiled 34.7 ms (2,612x); at 11:10 (26eefd1, the
+analytic engine about 10% faster than at the session's start; load 0.9): RTL 80.8 CPU s,
+analytic 7.98 ms (10,123x), compiled 33.5 ms (2,414x). So the analytic engine is at 10^4x
+within this machine's noise (five runs: 8,353x-10,931x), not clearly above.
 """
 
 from __future__ import annotations
