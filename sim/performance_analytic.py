@@ -1177,6 +1177,7 @@ def _run(code, params, ins, queue,
             _stall(spans[0], span_meta[0], gate, stall_to)
         takes[u, _slot(position, slot_mask)] = take
         taken_count[u] = position + 1
+        out[4] = 0             # beats its read (if any: `_read`) took from another's
         if trace.shape[0]:
             trace[word] = take
         _take(u, flags, take, tc, pops, token_mask)
@@ -1258,14 +1259,6 @@ def _run(code, params, ins, queue,
                     _read(ch, fr, _COMPUTE, accepted, n, window + entry[F_DRAM],
                           entry[F_STRIDE], entry[F_LEN] * size_of, -1, bus, shift,
                           latency, ahead, slack, out, share, word_end, word_data, index, asked)
-                    if out[4] and out[5] == _LOAD and ld_retire > take:
-                        ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, \
-                            moved = _move_load(out[4], take, ch, pending, settle_event,
-                                               idle_from, busy_total, busy_reach, tc, pushes,
-                                               token_mask, ld_data, ld_end, ld_last_ar,
-                                               ld_retire, ld_at, ld_front_free, ld_own,
-                                               ld_pushed)
-                        dirty |= moved
                     cu_last_ar = out[0]
                     end = out[1]
                     finish = end + 1
@@ -1291,13 +1284,6 @@ def _run(code, params, ins, queue,
                 _read(ch, fr, _STORE, accepted, 3, window + entry[F_DRAM], length, length,
                       -1, bus, shift, latency, ahead, slack, out, share, word_end, word_data, index,
                       asked)
-                if out[4] and out[5] == _LOAD and ld_retire > take:
-                    ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
-                        _move_load(out[4], take, ch, pending, settle_event, idle_from,
-                                   busy_total, busy_reach, tc, pushes, token_mask, ld_data,
-                                   ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, ld_own,
-                                   ld_pushed)
-                    dirty |= moved
                 st_last_ar = out[0]
                 end = out[1]
                 finish = end + 1
@@ -1379,6 +1365,14 @@ def _run(code, params, ins, queue,
             st_fsm_free = finish + 1
             busy_last = finish
             idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
+        if out[4] and out[5] == _LOAD and ld_retire > take:
+            # Its read (a LOADACC's or a LOADQ's) went between the lines of the load unit's
+            # command, which still runs.
+            ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
+                _move_load(out[4], take, ch, pending, settle_event, idle_from, busy_total,
+                           busy_reach, tc, pushes, token_mask, ld_data, ld_end, ld_last_ar,
+                           ld_retire, ld_at, ld_front_free, ld_own, ld_pushed)
+            dirty |= moved
         dirty |= _retire(u, flags, take, busy_last, finish, busy_total, busy_reach, retired,
                          tc, pushes, token_mask)
 
