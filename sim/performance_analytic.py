@@ -159,9 +159,12 @@ _FETCH_LOW = 12
 _CHUNK = 128
 #: Stall spans kept apart before the oldest half is counted for good.
 _SPANS = 256
-# Columns of a unit queue entry: the word's index and its dispatch cycle (its decoded row
-# stays in the ring of decoded words until it is taken).
-_Q_INDEX, _Q_DISPATCHED = 0, 1
+# Columns of a unit queue entry: the word's index, its dispatch cycle (its decoded row
+# stays in the ring of decoded words until it is taken) and what the head's candidate reads
+# of the row, packed: kind (bits 0-7), token flags (8-11), n > 0, a raw STORE. A candidate
+# then reads one entry, not the entry and then the row it names.
+_Q_INDEX, _Q_DISPATCHED, _Q_PACKED = 0, 1, 2
+_PK_N, _PK_RAW = 1 << 12, 1 << 13
 # Floats (`fr`): cycles per line of the command whose data holds the channel, and of the
 # holder before it.
 _FR_RATE, _FR_PREV_RATE = 0, 1
@@ -271,7 +274,7 @@ def _gate_offset(k, ahead, ahead_cost, flight_cost, warm):
     A reader starting cold sends a whole window of lines at once, then waits; one whose
     last command still has lines in flight (``warm``) goes on at the steady rate."""
     offset = k
-    if ahead > 0:
+    if 0 < ahead <= k:     # (most commands are shorter than the queue: no division)
         paced = (k // ahead) * ahead_cost + k % ahead
         if paced > offset:
             offset = paced
@@ -417,9 +420,15 @@ def _read(ch, fr, client, accepted, n, addr, stride, length, first_take, bus, sh
     rest = _mod(stride, bus, shift)
     whole = _div(length - 1, bus, shift)
     part = _mod(length - 1, bus, shift)
-    total = _beats(n, offset, rest, whole, part, bus, shift)
-    last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
-    mean = total // n
+    if rest == 0:
+        # Every line starts at the same offset (most commands): no call, no division.
+        last = whole + 1 + (1 if offset + part >= bus else 0)
+        total = n * last
+        mean = last
+    else:
+        total = _beats(n, offset, rest, whole, part, bus, shift)
+        last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
+        mean = total // n
     out[4] = 0             # no beats taken from another reader's command (yet)
     h0 = max(accepted + 1, ch[_CH_OWN + client])
     if ch[_CH_GRANT] != client:
@@ -665,6 +674,21 @@ def _move_load(stolen, now, ch, pending, settle_event, idle_from, busy_total, bu
     return ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, dirty
 
 
+
+@njit(cache=True, _nrt=False, inline="always")
+def _head(unit, taken_count, queued, queue, takes, mask):
+    """The cycle ``unit``'s head entry is visible to it (-1: its queue is empty) and the
+    entry's packed kind, flags and fields."""
+    position = taken_count[unit]
+    if position >= queued[unit]:
+        return -1, 0
+    slot = queue[unit, _slot(position, mask)]
+    visible = slot[_Q_DISPATCHED] + FIFO_LATENCY
+    if position:
+        visible = max(visible, takes[unit, _slot(position - 1, mask)] + 1)
+    return visible, slot[_Q_PACKED]
+
+
 # -- token queues --------------------------------------------------------------------------
 # Push and pop times live in rings (`mask` + 1 entries per queue): a queue holds at most
 # token_depth tokens, so pops look back at most that far and pushes run at most that far
@@ -757,6 +781,19 @@ def _stall(spans, meta, start, end):
     if end <= start:
         return
     count = meta[0]
+    if count:
+        # The common cases: the span overlaps or touches only the last segment, or lies
+        # after it.
+        last_end = spans[count - 1, 1]
+        if start <= last_end and start >= spans[count - 1, 0]:
+            if end > last_end:
+                spans[count - 1, 1] = end
+            return
+        if start > last_end and count < spans.shape[0] - 2:
+            spans[count, 0] = start
+            spans[count, 1] = end
+            meta[0] = count + 1
+            return
     j = count
     while j > 0 and spans[j - 1, 0] > end:
         j -= 1
@@ -822,7 +859,7 @@ def _simulate(code, params, trace):
     counters = np.zeros(12, np.int64)
     status, info, extra = _run(
         code, params,
-        np.empty((rows, ROW_COLUMNS), np.int64), np.empty((4, slots, 2), np.int64),
+        np.empty((rows, ROW_COLUMNS), np.int64), np.empty((4, slots, 3), np.int64),
         np.empty((4, slots), np.int64), np.empty(_RING, np.int64), np.empty(_RING, np.int64),
         np.empty(_RING, np.int64),
         np.empty((4, token_slots), np.int64), np.empty((4, token_slots), np.int64),
@@ -951,46 +988,56 @@ def _run(code, params, ins, queue,
 
     while True:
         # -- candidates of the units: the take cycle of each head (-1: not known yet) ----
-        for u in range(1, 4):
-            if not dirty & (1 << u):
-                continue
-            dirty &= ~(1 << u)
-            cand[u] = -1
-            position = taken_count[u]
-            if position >= queued[u]:
-                continue
-            slot = queue[u, _slot(position, slot_mask)]
-            entry = ins[_slot(slot[_Q_INDEX], row_mask)]
-            visible = slot[_Q_DISPATCHED] + FIFO_LATENCY
-            if position:
-                visible = max(visible, takes[u, _slot(position - 1, slot_mask)] + 1)
-            kind = entry[F_KIND]
-            if u == _LOAD:
+        # One block per unit, not a loop: with the unit a constant, its token queues
+        # (`_token_ready`) fold to the two or four it has.
+        if dirty & (1 << _LOAD):
+            cand[_LOAD] = -1
+            visible, packed = _head(_LOAD, taken_count, queued, queue, takes, slot_mask)
+            if visible >= 0:
                 gate = max(visible, ld_front_free)
-                structural = gate
-            elif u == _COMPUTE:
+                ready = _token_ready(_LOAD, (packed >> 8) & 15, token_depth, tc, pushes, pops,
+                                     token_mask)
+                if ready >= 0:
+                    cand[_LOAD] = max(gate, ready)
+                    cand_gate[_LOAD] = gate
+                    cand_ready[_LOAD] = ready
+        if dirty & (1 << _COMPUTE):
+            cand[_COMPUTE] = -1
+            visible, packed = _head(_COMPUTE, taken_count, queued, queue, takes, slot_mask)
+            if visible >= 0:
+                kind = packed & 255
                 if kind == K_PRELOAD:
                     structural = max(visible, loader_free, preload_from)
-                elif kind == K_MATMUL and entry[F_N]:
+                elif kind == K_MATMUL and packed & _PK_N:
                     structural = max(visible, loader_free, cu_fsm_free)
                 else:
                     structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
                 gate = max(visible, cu_fsm_free)
-            else:
+                ready = _token_ready(_COMPUTE, (packed >> 8) & 15, token_depth, tc, pushes,
+                                     pops, token_mask)
+                if ready >= 0:
+                    cand[_COMPUTE] = max(structural, ready)
+                    cand_gate[_COMPUTE] = gate
+                    cand_ready[_COMPUTE] = ready
+        if dirty & (1 << _STORE):
+            cand[_STORE] = -1
+            visible, packed = _head(_STORE, taken_count, queued, queue, takes, slot_mask)
+            if visible >= 0:
+                kind = packed & 255
                 gate = max(visible, st_fsm_free)
-                switches = kind == K_STORE and (entry[F_MODE] == 1) != path_raw
+                switches = kind == K_STORE and (packed & _PK_RAW != 0) != path_raw
                 if kind in (K_LOADQ, K_CONFIG) or switches:
                     structural = max(gate, output_empty)
                 else:
                     structural = gate
                 st_struct = structural
-            ready = _token_ready(u, entry[F_FLAGS], token_depth, tc, pushes, pops,
-                                 token_mask)
-            if ready < 0:
-                continue
-            cand[u] = max(structural, ready)
-            cand_gate[u] = gate
-            cand_ready[u] = ready
+                ready = _token_ready(_STORE, (packed >> 8) & 15, token_depth, tc, pushes,
+                                     pops, token_mask)
+                if ready >= 0:
+                    cand[_STORE] = max(structural, ready)
+                    cand_gate[_STORE] = gate
+                    cand_ready[_STORE] = ready
+        dirty = 0
         best = ld_at
         actor = _RESERVE if ld_at < _INF else -1
         for u in range(1, 4):
@@ -1104,6 +1151,8 @@ def _run(code, params, ins, queue,
             slot = queue[u, _slot(position, slot_mask)]
             slot[_Q_INDEX] = index - 1
             slot[_Q_DISPATCHED] = now
+            slot[_Q_PACKED] = ins[row, F_KIND] | ins[row, F_FLAGS] << 8 \
+                | (_PK_N if ins[row, F_N] else 0) | (_PK_RAW if ins[row, F_MODE] == 1 else 0)
             queued[u] = position + 1
             if position == taken_count[u]:
                 # A new head: taken FIFO_LATENCY cycles from now at the earliest, so the
@@ -1180,11 +1229,11 @@ def _run(code, params, ins, queue,
         out[4] = 0             # beats its read (if any: `_read`) took from another's
         if trace.shape[0]:
             trace[word] = take
-        _take(u, flags, take, tc, pops, token_mask)
         settle_event[u] = take
         finish = take
         busy_last = take
         if u == _LOAD:
+            _take(_LOAD, flags, take, tc, pops, token_mask)
             accepted = take + 2
             if n:
                 accepted = max(accepted, ld_last_ar)
@@ -1209,7 +1258,7 @@ def _run(code, params, ins, queue,
                 # Fence and halt wait for the read too.
                 settle_event[u] = accepted + 1
                 # Its pops happened (its pushes come with the read).
-                dirty |= 1 << u | _across(u, flags & (_POP_PREV | _POP_NEXT))
+                dirty |= 1 << _LOAD | _across(_LOAD, flags & (_POP_PREV | _POP_NEXT))
                 continue
             finish = data_start + 1 + entry[F_PAD_HI]
             ld_retire = finish
@@ -1218,6 +1267,7 @@ def _run(code, params, ins, queue,
             busy_last = finish
             idle_from[u] = max(idle_from[u], finish + 1)
         elif u == _COMPUTE:
+            _take(_COMPUTE, flags, take, tc, pops, token_mask)
             if kind == K_PRELOAD:
                 back = 1 - front
                 first = take + 2
@@ -1274,6 +1324,7 @@ def _run(code, params, ins, queue,
                 busy_last = finish
             idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
         else:
+            _take(_STORE, flags, take, tc, pops, token_mask)
             if kind == K_STORE:
                 path_raw = entry[F_MODE] == 1
             if kind == K_CONFIG:
@@ -1373,8 +1424,16 @@ def _run(code, params, ins, queue,
                            busy_reach, tc, pushes, token_mask, ld_data, ld_end, ld_last_ar,
                            ld_retire, ld_at, ld_front_free, ld_own, ld_pushed)
             dirty |= moved
-        dirty |= _retire(u, flags, take, busy_last, finish, busy_total, busy_reach, retired,
-                         tc, pushes, token_mask)
+        # (The unit as a constant again, as in the candidates.)
+        if u == _COMPUTE:
+            dirty |= _retire(_COMPUTE, flags, take, busy_last, finish, busy_total,
+                             busy_reach, retired, tc, pushes, token_mask)
+        elif u == _LOAD:
+            dirty |= _retire(_LOAD, flags, take, busy_last, finish, busy_total, busy_reach,
+                             retired, tc, pushes, token_mask)
+        else:
+            dirty |= _retire(_STORE, flags, take, busy_last, finish, busy_total, busy_reach,
+                             retired, tc, pushes, token_mask)
 
     # Every word decodes in the exact engines before they run: a bad one wins.
     bad = _validate(code, decoded_to, ins)
