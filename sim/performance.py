@@ -86,6 +86,9 @@ _QUEUES = {
 _UNIT_OF = {Unit.LOAD: _LOAD, Unit.COMPUTE: _COMPUTE, Unit.STORE: _STORE}
 #: Runs whose results `PerformanceModel` remembers (most recently used first to stay).
 RUN_CACHE_SIZE = 256
+#: Line ends `_Run` keeps as counted for STALL_DMA before it drops those no reader's
+#: in-flight record holds any more (so memory does not grow with the program).
+DMA_COUNTED_KEEP = 512
 #: The engines that run the model: the compiled core (default), the Python reference (both
 #: exact, identical results) and the analytic approximation.
 ENGINES = ("compiled", "python", "analytic")
@@ -654,6 +657,12 @@ class _Run:
         for its own lines, which come after them."""
         self._dma_start[client] = start
         counted = self._dma_counted
+        if len(counted) > DMA_COUNTED_KEEP:
+            # Only ends in the readers' in-flight records are looked up (below), a line's
+            # end is counted right after it enters them, and no two lines end in the same
+            # cycle: the ends no record holds are never looked up again.
+            held = {end for lines in self.read.in_flight for end in lines}
+            self._dma_counted = counted = counted & held
         for other in (_LOAD, _COMPUTE, _STORE):
             if other == client:
                 continue

@@ -15,6 +15,7 @@ from gemmstone.isa import assemble
 from gemmstone.isa.encoding import decode, words_to_bytes
 from gemmstone.isa.errors import IllegalInstructionError, ProgramEndError, TokenError
 from gemmstone.isa.table import BY_MNEMONIC, BY_OPCODE, OPCODE_FIELD, TOKEN_FIELDS, Unit
+from gemmstone.sim import performance
 from gemmstone.sim import performance_core as core
 from gemmstone.sim.performance import ENGINES, PerformanceModel, _Run, estimate
 from gemmstone.sim.performance_core import _simulate, run_compiled, words_to_code
@@ -100,12 +101,27 @@ def test_calibration_programs_give_identical_results(name, memory):
 
 
 def test_a_larger_conv_on_base_gives_identical_results():
-
-
     config = preset("base")
     _, program, _ = conv_case(config, np.random.default_rng(3), 14, 14, 24, 40, 3, 1, 1)
     for memory in (AXI_RAM, sim_dram(20)):
         _assert_same(*_both(config, memory, program.words))
+
+
+def test_the_reference_drops_line_ends_it_cannot_look_up_again(monkeypatch):
+    """The Python reference's STALL_DMA bookkeeping (`_Run._dma_counted`) keeps only the
+    line ends the readers' in-flight records still hold once it passes
+    `DMA_COUNTED_KEEP` (here: at every command): the same results as the compiled core
+    (the calibration cases include units waiting for DRAM together), in less memory."""
+    monkeypatch.setattr(performance, "DMA_COUNTED_KEEP", 0)
+    for name in ("tiny", "small"):
+        config = preset(name)
+        for memory in (AXI_RAM, sim_dram(20)):
+            for _, program, _ in calibration_cases(config):
+                run = _Run(config, memory, program.words, 0x100, 0x8000, 0)
+                _assert_same(_run("compiled", config, memory, program.words,
+                                  instr_base=0x100, window_base=0x8000), run.result())
+                held = {end for lines in run.read.in_flight for end in lines}
+                assert len(run._dma_counted) <= len(held) + 4 * 32
 
 
 def _flip_token_flags(words: list[int], rng: np.random.Generator) -> list[int]:
