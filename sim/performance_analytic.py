@@ -689,6 +689,21 @@ def _head(unit, taken_count, queued, queue, takes, mask):
     return visible, slot[_Q_PACKED]
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _compute_structural(packed, visible, loader_free, preload_from, fsm_free, drain_end):
+    """The cycle the compute unit's state machines let its head (``packed``: `_Q_PACKED`)
+    start, visible to it from ``visible``: a PRELOAD once the weight loader is free and
+    the instruction before has let go of the array (a MATMUL once started, an ALU or
+    LOADACC once done); a MATMUL that streams once the loader and the state machine are
+    free; anything else once the array has drained too."""
+    kind = packed & 255
+    if kind == K_PRELOAD:
+        return max(visible, loader_free, preload_from)
+    if kind == K_MATMUL and packed & _PK_N:
+        return max(visible, loader_free, fsm_free)
+    return max(visible, loader_free, fsm_free, drain_end + 1)
+
+
 # -- token queues --------------------------------------------------------------------------
 # Push and pop times live in rings (`mask` + 1 entries per queue): a queue holds at most
 # token_depth tokens, so pops look back at most that far and pushes run at most that far
@@ -1005,13 +1020,8 @@ def _run(code, params, ins, queue,
             cand[_COMPUTE] = -1
             visible, packed = _head(_COMPUTE, taken_count, queued, queue, takes, slot_mask)
             if visible >= 0:
-                kind = packed & 255
-                if kind == K_PRELOAD:
-                    structural = max(visible, loader_free, preload_from)
-                elif kind == K_MATMUL and packed & _PK_N:
-                    structural = max(visible, loader_free, cu_fsm_free)
-                else:
-                    structural = max(visible, loader_free, cu_fsm_free, drain_end + 1)
+                structural = _compute_structural(packed, visible, loader_free, preload_from,
+                                                 cu_fsm_free, drain_end)
                 gate = max(visible, cu_fsm_free)
                 ready = _token_ready(_COMPUTE, (packed >> 8) & 15, token_depth, tc, pushes,
                                      pops, token_mask)
@@ -1208,232 +1218,266 @@ def _run(code, params, ins, queue,
                              retired, tc, pushes, token_mask) & ~(1 << _LOAD)
             continue
 
-        # -- a unit takes its head -----------------------------------------------------
-        u = actor
-        take = best
-        position = taken_count[u]
-        word = queue[u, _slot(position, slot_mask), _Q_INDEX]
-        entry = ins[_slot(word, row_mask)]
-        flags = entry[F_FLAGS]
-        kind = entry[F_KIND]
-        n = entry[F_N]
-        gate = cand_gate[u]
-        ready = cand_ready[u]
-        stall_to = min(ready, take) if ready > gate and take > gate else gate
-        if u == _STORE and st_struct > gate and take > gate:
-            stall_to = max(stall_to, min(st_struct, take))
-        if stall_to > gate:
-            _stall(spans[0], span_meta[0], gate, stall_to)
-        takes[u, _slot(position, slot_mask)] = take
-        taken_count[u] = position + 1
-        out[4] = 0             # beats its read (if any: `_read`) took from another's
-        if trace.shape[0]:
-            trace[word] = take
-        settle_event[u] = take
-        finish = take
-        busy_last = take
-        if u == _LOAD:
-            _take(_LOAD, flags, take, tc, pops, token_mask)
-            accepted = take + 2
-            if n:
-                accepted = max(accepted, ld_last_ar)
-            handoff = max(accepted + 1, ld_retire + 1)
-            data_start = handoff + 2 + entry[F_PAD_LO]
-            ld_front_free = handoff + 1
-            idle_from[u] = max(idle_from[u], handoff + 1)
-            if n:
-                # The read is reserved when the reader sends its first address, not now:
-                # fetches before then reserve the channel first (`ld_at`). Its end and
-                # pushes are known from then (the pushes are pending until then).
-                pending[_P_ACCEPTED] = accepted
-                pending[_P_TAKE] = take
-                pending[_P_DATA_START] = data_start
-                pending[_P_ADDR] = window + entry[F_DRAM]
-                pending[_P_STRIDE] = entry[F_STRIDE]
-                pending[_P_LEN] = entry[F_LEN]
-                pending[_P_N] = n
-                pending[_P_PAD_HI] = entry[F_PAD_HI]
-                pending[_P_FLAGS] = flags
-                ld_at = accepted
-                # Fence and halt wait for the read too.
-                settle_event[u] = accepted + 1
-                # Its pops happened (its pushes come with the read).
-                dirty |= 1 << _LOAD | _across(_LOAD, flags & (_POP_PREV | _POP_NEXT))
-                continue
-            finish = data_start + 1 + entry[F_PAD_HI]
-            ld_retire = finish
-            ld_end = _INF          # no read of its own: a fetch cannot move it
-            ld_pushed = flags & _PUSH_NEXT
-            busy_last = finish
-            idle_from[u] = max(idle_from[u], finish + 1)
-        elif u == _COMPUTE:
-            _take(_COMPUTE, flags, take, tc, pops, token_mask)
-            if kind == K_PRELOAD:
-                back = 1 - front
-                first = take + 2
-                last_back = last_input1 if back else last_input0
-                if last_back >= 0:
-                    first = max(first, last_back + bank_ready)
-                streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                finish = max(first + entry[F_K] - 1, streaming_until)
-                if flags & _PUSH_NEXT:
-                    finish = max(finish, drain_end + 1)
-                loader_free = finish + 1
-                front = back
-                busy_last = finish
-            elif kind == K_MATMUL:
+        # -- a unit takes its head, and the compute unit the heads after it it can ---------
+        step_time = best
+        while True:
+            u = actor
+            take = best
+            position = taken_count[u]
+            word = queue[u, _slot(position, slot_mask), _Q_INDEX]
+            entry = ins[_slot(word, row_mask)]
+            flags = entry[F_FLAGS]
+            kind = entry[F_KIND]
+            n = entry[F_N]
+            gate = cand_gate[u]
+            ready = cand_ready[u]
+            stall_to = min(ready, take) if ready > gate and take > gate else gate
+            if u == _STORE and st_struct > gate and take > gate:
+                stall_to = max(stall_to, min(st_struct, take))
+            if stall_to > gate:
+                _stall(spans[0], span_meta[0], gate, stall_to)
+            takes[u, _slot(position, slot_mask)] = take
+            taken_count[u] = position + 1
+            out[4] = 0             # beats its read (if any: `_read`) took from another's
+            if trace.shape[0]:
+                trace[word] = take
+            settle_event[u] = take
+            finish = take
+            busy_last = take
+            if u == _LOAD:
+                _take(_LOAD, flags, take, tc, pops, token_mask)
+                accepted = take + 2
                 if n:
-                    matmul_last = take + n
-                    if front:
-                        last_input1 = take + n + 1
+                    accepted = max(accepted, ld_last_ar)
+                handoff = max(accepted + 1, ld_retire + 1)
+                data_start = handoff + 2 + entry[F_PAD_LO]
+                ld_front_free = handoff + 1
+                idle_from[u] = max(idle_from[u], handoff + 1)
+                if n:
+                    # The read is reserved when the reader sends its first address, not now:
+                    # fetches before then reserve the channel first (`ld_at`). Its end and
+                    # pushes are known from then (the pushes are pending until then).
+                    pending[_P_ACCEPTED] = accepted
+                    pending[_P_TAKE] = take
+                    pending[_P_DATA_START] = data_start
+                    pending[_P_ADDR] = window + entry[F_DRAM]
+                    pending[_P_STRIDE] = entry[F_STRIDE]
+                    pending[_P_LEN] = entry[F_LEN]
+                    pending[_P_N] = n
+                    pending[_P_PAD_HI] = entry[F_PAD_HI]
+                    pending[_P_FLAGS] = flags
+                    ld_at = accepted
+                    # Fence and halt wait for the read too.
+                    settle_event[u] = accepted + 1
+                    # Its pops happened (its pushes come with the read).
+                    dirty |= 1 << _LOAD | _across(_LOAD, flags & (_POP_PREV | _POP_NEXT))
+                    break
+                finish = data_start + 1 + entry[F_PAD_HI]
+                ld_retire = finish
+                ld_end = _INF          # no read of its own: a fetch cannot move it
+                ld_pushed = flags & _PUSH_NEXT
+                busy_last = finish
+                idle_from[u] = max(idle_from[u], finish + 1)
+            elif u == _COMPUTE:
+                _take(_COMPUTE, flags, take, tc, pops, token_mask)
+                if kind == K_PRELOAD:
+                    back = 1 - front
+                    first = take + 2
+                    last_back = last_input1 if back else last_input0
+                    if last_back >= 0:
+                        first = max(first, last_back + bank_ready)
+                    streaming_until = matmul_last + 1 if matmul_last >= take else 0
+                    finish = max(first + entry[F_K] - 1, streaming_until)
+                    if flags & _PUSH_NEXT:
+                        finish = max(finish, drain_end + 1)
+                    loader_free = finish + 1
+                    front = back
+                    busy_last = finish
+                elif kind == K_MATMUL:
+                    if n:
+                        matmul_last = take + n
+                        if front:
+                            last_input1 = take + n + 1
+                        else:
+                            last_input0 = take + n + 1
+                        cu_fsm_free = take + n + 1
+                        drain_end = take + n + pipe
+                        finish = drain_end
                     else:
-                        last_input0 = take + n + 1
-                    cu_fsm_free = take + n + 1
-                    drain_end = take + n + pipe
-                    finish = drain_end
-                else:
-                    matmul_last = take + 1
-                    cu_fsm_free = take + 2
+                        matmul_last = take + 1
+                        cu_fsm_free = take + 2
+                        finish = take + 1
+                    preload_from = take + 1
+                    busy_last = matmul_last
+                elif kind == K_ALU:
+                    finish = take + 2 + ALU_LATENCY + n if n else take + 2
+                    cu_fsm_free = finish + 1
+                    preload_from = finish + 1
+                    busy_last = finish
+                else:  # loadacc
+                    if n:
+                        accepted = max(take + 2, cu_last_ar)
+                        size_of = 1 if entry[F_TYPE] == 1 else 4
+                        _read(ch, fr, _COMPUTE, accepted, n, window + entry[F_DRAM],
+                              entry[F_STRIDE], entry[F_LEN] * size_of, -1, bus, shift,
+                              latency, ahead, slack, out, share, word_end, word_data, index, asked)
+                        cu_last_ar = out[0]
+                        end = out[1]
+                        finish = end + 1
+                        drain_end = max(drain_end, end + 2)
+                        waited = end - accepted + 1 - n
+                        if waited > 0:
+                            _stall(spans[1], span_meta[1], accepted + 1, accepted + 1 + waited)
+                        settle_event[u] = out[0]
+                    else:
+                        finish = take + 2
+                    cu_fsm_free = finish + 1
+                    preload_from = finish + 1
+                    busy_last = finish
+                idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
+            else:
+                _take(_STORE, flags, take, tc, pops, token_mask)
+                if kind == K_STORE:
+                    path_raw = entry[F_MODE] == 1
+                if kind == K_CONFIG:
                     finish = take + 1
-                preload_from = take + 1
-                busy_last = matmul_last
-            elif kind == K_ALU:
-                finish = take + 2 + ALU_LATENCY + n if n else take + 2
-                cu_fsm_free = finish + 1
-                preload_from = finish + 1
-                busy_last = finish
-            else:  # loadacc
-                if n:
-                    accepted = max(take + 2, cu_last_ar)
-                    size_of = 1 if entry[F_TYPE] == 1 else 4
-                    _read(ch, fr, _COMPUTE, accepted, n, window + entry[F_DRAM],
-                          entry[F_STRIDE], entry[F_LEN] * size_of, -1, bus, shift,
-                          latency, ahead, slack, out, share, word_end, word_data, index, asked)
-                    cu_last_ar = out[0]
+                elif kind == K_LOADQ:
+                    accepted = max(take + 2, st_last_ar)
+                    length = 4 * entry[F_LEN]
+                    _read(ch, fr, _STORE, accepted, 3, window + entry[F_DRAM], length, length,
+                          -1, bus, shift, latency, ahead, slack, out, share, word_end,
+                          word_data, index, asked)
+                    st_last_ar = out[0]
                     end = out[1]
                     finish = end + 1
-                    drain_end = max(drain_end, end + 2)
-                    waited = end - accepted + 1 - n
-                    if waited > 0:
-                        _stall(spans[1], span_meta[1], accepted + 1, accepted + 1 + waited)
+                    _stall(spans[1], span_meta[1], accepted + 1,
+                           accepted + 1 + max(0, end - accepted - 2))
                     settle_event[u] = out[0]
-                else:
+                elif n == 0:
                     finish = take + 2
-                cu_fsm_free = finish + 1
-                preload_from = finish + 1
+                    if flags & _PUSH_PREV:
+                        finish = max(finish + 1, output_empty)
+                else:
+                    raw = entry[F_MODE] == 1
+                    length = max(1, entry[F_LEN] * (4 if raw else 1))
+                    bytes_written += n * entry[F_LEN] * (4 if raw else 1)
+                    accepted = max(take + 2, aw_free)
+                    addr = window + entry[F_DRAM]
+                    offset = _mod(addr, bus, shift)
+                    rest = _mod(entry[F_STRIDE], bus, shift)
+                    whole = _div(length - 1, bus, shift)
+                    part = _mod(length - 1, bus, shift)
+                    total = _beats(n, offset, rest, whole, part, bus, shift)
+                    b0 = _line_beats(0, offset, rest, whole, part, bus, shift)
+                    b_last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
+                    aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
+                    if raw:
+                        taken0 = max(accepted + 2, line_free)
+                        line0 = taken0
+                    else:
+                        taken0 = max(accepted + 2, stage_gate)
+                        line0 = max(taken0 + OUTPUT_STAGE_LATENCY, line_free)
+                    end0 = max(line0 + 1, aw0 + 1, w_end + 1) + b0 - 1
+                    answered0 = max(end0 + w_response, aw0 + w_latency, answered + 1)
+                    # Write addresses: one a cycle, at most WRITE_RESPONSES bursts without a
+                    # response, at most `w_ahead` bursts ahead of their last beat.
+                    offset_aw = n - 1
+                    if w_latency > 0:
+                        paced = ((n - 1) // WRITE_RESPONSES) * (w_latency + 1) \
+                            + (n - 1) % WRITE_RESPONSES
+                        if paced > offset_aw:
+                            offset_aw = paced
+                    aw_last = aw0 + offset_aw
+                    if n > WRITE_RESPONSES:
+                        gate_r = end0 + _share_of(n - WRITE_RESPONSES, total, n) - b0 \
+                            + w_response + 1
+                        if gate_r > aw_last:
+                            aw_last = gate_r
+                    if w_ahead > 0 and n > w_ahead:
+                        gate_w = end0 + _share_of(n - w_ahead, total, n) - b0 - w_slack
+                        if gate_w > aw_last:
+                            aw_last = gate_w
+                    end_last = max(end0 + total - b0, aw_last + b_last)
+                    answered = max(end_last + w_response, aw_last + w_latency,
+                                   answered0 + n - 1)
+                    if raw:
+                        taken_last = max(taken0 + n - 1, end_last - b_last)
+                    elif n > 5:
+                        taken_last = max(taken0 + n - 1,
+                                         end_last - (total - _share_of(n - 5, total, n)))
+                    else:
+                        taken_last = taken0 + n - 1
+                    aw_next = aw_last + 1
+                    aw_free = aw_last
+                    w_end = end_last
+                    line_free = end_last
+                    finish = taken_last
+                    output_empty = answered + 1
+                    if flags & _PUSH_PREV:
+                        finish = max(finish + 1, output_empty)
+                    # Gates the next store's first rows see.
+                    if w_ahead > 0:
+                        wr_gate = end_last - (total - _share_of(max(1, n - w_ahead + 1), total,
+                                                                n)) - w_slack
+                    span = answered - answered0
+                    if n >= WRITE_RESPONSES:
+                        resp_gate = answered - span * (WRITE_RESPONSES - 1) // (n - 1) + 1
+                    else:
+                        resp_gate = answered0 - (WRITE_RESPONSES - n) + 1
+                    stage_gate = max(taken_last + OUTPUT_STAGE_LATENCY, end_last - b_last) - 3
+                st_fsm_free = finish + 1
                 busy_last = finish
-            idle_from[u] = max(idle_from[u], cu_fsm_free, drain_end + 1, loader_free)
-        else:
-            _take(_STORE, flags, take, tc, pops, token_mask)
-            if kind == K_STORE:
-                path_raw = entry[F_MODE] == 1
-            if kind == K_CONFIG:
-                finish = take + 1
-            elif kind == K_LOADQ:
-                accepted = max(take + 2, st_last_ar)
-                length = 4 * entry[F_LEN]
-                _read(ch, fr, _STORE, accepted, 3, window + entry[F_DRAM], length, length,
-                      -1, bus, shift, latency, ahead, slack, out, share, word_end, word_data, index,
-                      asked)
-                st_last_ar = out[0]
-                end = out[1]
-                finish = end + 1
-                _stall(spans[1], span_meta[1], accepted + 1,
-                       accepted + 1 + max(0, end - accepted - 2))
-                settle_event[u] = out[0]
-            elif n == 0:
-                finish = take + 2
-                if flags & _PUSH_PREV:
-                    finish = max(finish + 1, output_empty)
+                idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
+            if out[4] and out[5] == _LOAD and ld_retire > take:
+                # Its read (a LOADACC's or a LOADQ's) went between the lines of the load unit's
+                # command, which still runs.
+                ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
+                    _move_load(out[4], take, ch, pending, settle_event, idle_from, busy_total,
+                               busy_reach, tc, pushes, token_mask, ld_data, ld_end, ld_last_ar,
+                               ld_retire, ld_at, ld_front_free, ld_own, ld_pushed)
+                dirty |= moved
+            # (The unit as a constant again, as in the candidates.)
+            if u == _COMPUTE:
+                dirty |= _retire(_COMPUTE, flags, take, busy_last, finish, busy_total,
+                                 busy_reach, retired, tc, pushes, token_mask)
+            elif u == _LOAD:
+                dirty |= _retire(_LOAD, flags, take, busy_last, finish, busy_total, busy_reach,
+                                 retired, tc, pushes, token_mask)
             else:
-                raw = entry[F_MODE] == 1
-                length = max(1, entry[F_LEN] * (4 if raw else 1))
-                bytes_written += n * entry[F_LEN] * (4 if raw else 1)
-                accepted = max(take + 2, aw_free)
-                addr = window + entry[F_DRAM]
-                offset = _mod(addr, bus, shift)
-                rest = _mod(entry[F_STRIDE], bus, shift)
-                whole = _div(length - 1, bus, shift)
-                part = _mod(length - 1, bus, shift)
-                total = _beats(n, offset, rest, whole, part, bus, shift)
-                b0 = _line_beats(0, offset, rest, whole, part, bus, shift)
-                b_last = _line_beats(n - 1, offset, rest, whole, part, bus, shift)
-                aw0 = max(aw_next, accepted + 1, wr_gate, resp_gate)
-                if raw:
-                    taken0 = max(accepted + 2, line_free)
-                    line0 = taken0
-                else:
-                    taken0 = max(accepted + 2, stage_gate)
-                    line0 = max(taken0 + OUTPUT_STAGE_LATENCY, line_free)
-                end0 = max(line0 + 1, aw0 + 1, w_end + 1) + b0 - 1
-                answered0 = max(end0 + w_response, aw0 + w_latency, answered + 1)
-                # Write addresses: one a cycle, at most WRITE_RESPONSES bursts without a
-                # response, at most `w_ahead` bursts ahead of their last beat.
-                offset_aw = n - 1
-                if w_latency > 0:
-                    paced = ((n - 1) // WRITE_RESPONSES) * (w_latency + 1) \
-                        + (n - 1) % WRITE_RESPONSES
-                    if paced > offset_aw:
-                        offset_aw = paced
-                aw_last = aw0 + offset_aw
-                if n > WRITE_RESPONSES:
-                    gate_r = end0 + _share_of(n - WRITE_RESPONSES, total, n) - b0 \
-                        + w_response + 1
-                    if gate_r > aw_last:
-                        aw_last = gate_r
-                if w_ahead > 0 and n > w_ahead:
-                    gate_w = end0 + _share_of(n - w_ahead, total, n) - b0 - w_slack
-                    if gate_w > aw_last:
-                        aw_last = gate_w
-                end_last = max(end0 + total - b0, aw_last + b_last)
-                answered = max(end_last + w_response, aw_last + w_latency,
-                               answered0 + n - 1)
-                if raw:
-                    taken_last = max(taken0 + n - 1, end_last - b_last)
-                elif n > 5:
-                    taken_last = max(taken0 + n - 1,
-                                     end_last - (total - _share_of(n - 5, total, n)))
-                else:
-                    taken_last = taken0 + n - 1
-                aw_next = aw_last + 1
-                aw_free = aw_last
-                w_end = end_last
-                line_free = end_last
-                finish = taken_last
-                output_empty = answered + 1
-                if flags & _PUSH_PREV:
-                    finish = max(finish + 1, output_empty)
-                # Gates the next store's first rows see.
-                if w_ahead > 0:
-                    wr_gate = end_last - (total - _share_of(max(1, n - w_ahead + 1), total,
-                                                            n)) - w_slack
-                span = answered - answered0
-                if n >= WRITE_RESPONSES:
-                    resp_gate = answered - span * (WRITE_RESPONSES - 1) // (n - 1) + 1
-                else:
-                    resp_gate = answered0 - (WRITE_RESPONSES - n) + 1
-                stage_gate = max(taken_last + OUTPUT_STAGE_LATENCY, end_last - b_last) - 3
-            st_fsm_free = finish + 1
-            busy_last = finish
-            idle_from[u] = max(idle_from[u], st_fsm_free, output_empty)
-        if out[4] and out[5] == _LOAD and ld_retire > take:
-            # Its read (a LOADACC's or a LOADQ's) went between the lines of the load unit's
-            # command, which still runs.
-            ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, moved = \
-                _move_load(out[4], take, ch, pending, settle_event, idle_from, busy_total,
-                           busy_reach, tc, pushes, token_mask, ld_data, ld_end, ld_last_ar,
-                           ld_retire, ld_at, ld_front_free, ld_own, ld_pushed)
-            dirty |= moved
-        # (The unit as a constant again, as in the candidates.)
-        if u == _COMPUTE:
-            dirty |= _retire(_COMPUTE, flags, take, busy_last, finish, busy_total,
-                             busy_reach, retired, tc, pushes, token_mask)
-        elif u == _LOAD:
-            dirty |= _retire(_LOAD, flags, take, busy_last, finish, busy_total, busy_reach,
-                             retired, tc, pushes, token_mask)
-        else:
-            dirty |= _retire(_STORE, flags, take, busy_last, finish, busy_total, busy_reach,
-                             retired, tc, pushes, token_mask)
+                dirty |= _retire(_STORE, flags, take, busy_last, finish, busy_total, busy_reach,
+                                 retired, tc, pushes, token_mask)
+            if u != _COMPUTE:
+                break
+            # The compute unit's next head, when it neither reads DRAM nor pops a token:
+            # its take depends on nothing but the compute unit and its queue (its push
+            # room is known or it is not taken here), so it is taken now, ahead of the
+            # other parts' steps before it (none of them reads what it changes but its
+            # take and push times, which are final).
+            visible, packed = _head(_COMPUTE, taken_count, queued, queue, takes, slot_mask)
+            if visible < 0:
+                break
+            kind = packed & 255
+            head_flags = (packed >> 8) & 15
+            if head_flags & _POP_NEXT or kind not in (K_MATMUL, K_PRELOAD, K_ALU):
+                break      # (a store's token: not needed by the compiler's programs)
+            if head_flags & _POP_PREV:
+                # A load's token: final once pushed at or before this step's time (a
+                # fetch or another read moves only a push still to come, `_move_load`).
+                needed = tc[0, _T_POPPED]
+                if needed >= tc[0, _T_PUSHED] or \
+                        pushes[0, _slot(needed, token_mask)] > step_time:
+                    break
+            structural = _compute_structural(packed, visible, loader_free, preload_from,
+                                             cu_fsm_free, drain_end)
+            gate = max(visible, cu_fsm_free)
+            ready = _token_ready(_COMPUTE, head_flags, token_depth, tc, pushes, pops,
+                                 token_mask)
+            if ready < 0:
+                break
+            actor = _COMPUTE
+            best = max(structural, ready)
+            cand_gate[_COMPUTE] = gate
+            cand_ready[_COMPUTE] = ready
 
     # Every word decodes in the exact engines before they run: a bad one wins.
     bad = _validate(code, decoded_to, ins)
