@@ -1,8 +1,9 @@
 """The performance model's analytic engine: the same microarchitecture priced per instruction
-in closed form, about 4x faster than the exact compiled core (about 100 ns of CPU per
-instruction on ResNet-18's convolutions, benchmarks/perf_analytic.py best of 7 passes at
-07:06 on 2026-11-26; up to twice that while the shared machine is busy), within 2% of its
-CYCLES on every layer and GEMM of that benchmark (576 cases, worst -1.76%).
+in closed form, about 5x faster than the exact compiled core (about 80 ns of CPU per
+instruction on ResNet-18's convolutions, benchmarks/perf_analytic.py best of 7 passes on
+2026-11-26; up to twice that while the shared machine is busy; over 10^4x the RTL,
+benchmarks/perf_speed.py), within 2% of its CYCLES on every layer and GEMM of that
+benchmark (576 cases, worst -1.76%).
 
 `gemmstone.sim.performance` (``engine="python"``) and `gemmstone.sim.performance_core`
 (``engine="compiled"``) are exact: they take every DMA line between two events of other
@@ -27,8 +28,10 @@ work each:
   responses tracked);
 - the shared read channel is a reservation: the next free address cycle and data beat;
   the front end and the units are stepped in time order (the earliest of the front end's
-  next step and the three units' next takes, no event heap), and each command reserves
-  the channel after those before it. A command that arrives while another reader's
+  next step and the three units' next takes, no event heap; but the compute unit's
+  instructions that read no DRAM and wait for no token still to come are taken in the
+  step of the one before them, as their takes depend on nothing else), and each command
+  reserves the channel after those before it. A command that arrives while another reader's
   command holds the channel shares it as the arbiter's round robin does: its data starts
   after the bursts the memory accepted before its first, then its lines alternate with
   the holder's remaining lines, and the holder's data moves back by the beats that went
@@ -672,7 +675,6 @@ def _move_load(stolen, now, ch, pending, settle_event, idle_from, busy_total, bu
         pushes[0, _slot(tc[0, _T_PUSHED] - 1, token_mask)] += moved
         dirty |= 1 << _COMPUTE
     return ld_data, ld_end, ld_last_ar, ld_retire, ld_at, ld_front_free, dirty
-
 
 
 @njit(cache=True, _nrt=False, inline="always")
