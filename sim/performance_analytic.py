@@ -732,6 +732,20 @@ def _token_ready(unit, flags, depth, tc, pushes, pops, mask):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _candidate(unit, packed, structural, gate, depth, tc, pushes, pops, mask, cand,
+               cand_gate, cand_ready):
+    """Record ``unit``'s head (``packed``: `_Q_PACKED`) as taken once its state machines
+    allow (``structural``) and its tokens are there (`_token_ready`), with the cycle it
+    waits from (``gate``) and its tokens' cycle for the stall counters; nothing while
+    its tokens depend on a push or pop not known yet."""
+    ready = _token_ready(unit, (packed >> 8) & 15, depth, tc, pushes, pops, mask)
+    if ready >= 0:
+        cand[unit] = max(structural, ready)
+        cand_gate[unit] = gate
+        cand_ready[unit] = ready
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _take(unit, flags, time, tc, pops, mask):
     for q in range(4):
         if _Q_CONSUMER[q] == unit and flags & _Q_POP[q]:
@@ -1012,25 +1026,17 @@ def _run(code, params, ins, queue,
             visible, packed = _head(_LOAD, taken_count, queued, queue, takes, slot_mask)
             if visible >= 0:
                 gate = max(visible, ld_front_free)
-                ready = _token_ready(_LOAD, (packed >> 8) & 15, token_depth, tc, pushes, pops,
-                                     token_mask)
-                if ready >= 0:
-                    cand[_LOAD] = max(gate, ready)
-                    cand_gate[_LOAD] = gate
-                    cand_ready[_LOAD] = ready
+                _candidate(_LOAD, packed, gate, gate, token_depth, tc, pushes, pops,
+                           token_mask, cand, cand_gate, cand_ready)
         if dirty & (1 << _COMPUTE):
             cand[_COMPUTE] = -1
             visible, packed = _head(_COMPUTE, taken_count, queued, queue, takes, slot_mask)
             if visible >= 0:
                 structural = _compute_structural(packed, visible, loader_free, preload_from,
                                                  cu_fsm_free, drain_end)
-                gate = max(visible, cu_fsm_free)
-                ready = _token_ready(_COMPUTE, (packed >> 8) & 15, token_depth, tc, pushes,
-                                     pops, token_mask)
-                if ready >= 0:
-                    cand[_COMPUTE] = max(structural, ready)
-                    cand_gate[_COMPUTE] = gate
-                    cand_ready[_COMPUTE] = ready
+                _candidate(_COMPUTE, packed, structural, max(visible, cu_fsm_free),
+                           token_depth, tc, pushes, pops, token_mask, cand, cand_gate,
+                           cand_ready)
         if dirty & (1 << _STORE):
             cand[_STORE] = -1
             visible, packed = _head(_STORE, taken_count, queued, queue, takes, slot_mask)
@@ -1043,12 +1049,8 @@ def _run(code, params, ins, queue,
                 else:
                     structural = gate
                 st_struct = structural
-                ready = _token_ready(_STORE, (packed >> 8) & 15, token_depth, tc, pushes,
-                                     pops, token_mask)
-                if ready >= 0:
-                    cand[_STORE] = max(structural, ready)
-                    cand_gate[_STORE] = gate
-                    cand_ready[_STORE] = ready
+                _candidate(_STORE, packed, structural, gate, token_depth, tc, pushes, pops,
+                           token_mask, cand, cand_gate, cand_ready)
         dirty = 0
         best = ld_at
         actor = _RESERVE if ld_at < _INF else -1
