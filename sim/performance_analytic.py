@@ -1222,7 +1222,7 @@ def _run(code, params, ins, queue,
                              retired, tc, pushes, token_mask) & ~(1 << _LOAD)
             continue
 
-        # -- a unit takes its head, and the compute unit the heads after it it can ---------
+        # -- a unit takes its head (the compute unit: and the heads after it it can) ------
         step_time = best
         while True:
             u = actor
@@ -1275,7 +1275,7 @@ def _run(code, params, ins, queue,
                     settle_event[u] = accepted + 1
                     # Its pops happened (its pushes come with the read).
                     dirty |= 1 << _LOAD | _across(_LOAD, flags & (_POP_PREV | _POP_NEXT))
-                    break
+                    break      # (not a compute take: nothing more in this step)
                 finish = data_start + 1 + entry[F_PAD_HI]
                 ld_retire = finish
                 ld_end = _INF          # no read of its own: a fetch cannot move it
