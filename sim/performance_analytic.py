@@ -111,6 +111,7 @@ from gemmstone.sim.performance_core import (
     ROW_COLUMNS,
     TOKENS_LEFT,
     decode_chunk,
+    preload_end,
 )
 from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTiming
 
@@ -1286,14 +1287,9 @@ def _run(code, params, ins, queue,
                 _take(_COMPUTE, flags, take, tc, pops, token_mask)
                 if kind == K_PRELOAD:
                     back = 1 - front
-                    first = take + 2
-                    last_back = last_input1 if back else last_input0
-                    if last_back >= 0:
-                        first = max(first, last_back + bank_ready)
-                    streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                    finish = max(first + entry[F_K] - 1, streaming_until)
-                    if flags & _PUSH_NEXT:
-                        finish = max(finish, drain_end + 1)
+                    finish = preload_end(take, entry[F_K], flags & _PUSH_NEXT,
+                                         last_input1 if back else last_input0, matmul_last,
+                                         drain_end, bank_ready)
                     loader_free = finish + 1
                     front = back
                     busy_last = finish

@@ -87,7 +87,8 @@ from gemmstone.sim.performance_memory import READER_LINES_IN_FLIGHT, MemoryTimin
 SHARED = ("KINDS", "K_LOAD", "K_LOADACC", "K_LOADQ", "K_STORE", "K_CONFIG", "K_PRELOAD",
           "K_MATMUL", "K_ALU", "K_FENCE", "K_HALT", "FIELDS", "F_N", "F_PAD_LO", "F_PAD_HI",
           "F_DRAM", "F_STRIDE", "F_LEN", "F_K", "F_TYPE", "F_MODE", "F_KIND", "F_ACTOR",
-          "F_FLAGS", "ROW_COLUMNS", "DECODE_TABLES", "decode_chunk", "OK", "BAD_WORD",
+          "F_FLAGS", "ROW_COLUMNS", "DECODE_TABLES", "decode_chunk", "preload_end", "OK",
+          "BAD_WORD",
           "PROGRAM_END", "TOKENS_LEFT", "DEADLOCK_EMPTY", "DEADLOCK", "READER_BUSY")
 __all__ = ["run_compiled", "words_to_code", "run_params", "checked_code", "raise_status",
            "core_key", "cache_dir", "cache_roots", "use_cache_dir", "CACHE_DIR", *SHARED]
@@ -370,6 +371,24 @@ def decode_chunk(code, start, stop, ins, row0):
         row[F_ACTOR] = _ACTOR_OF[opcode]
         row[F_FLAGS] = flags
     return -1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def preload_end(take, k, push_next, last_back, matmul_last, drain_end, bank_ready):
+    """The last cycle of a PRELOAD of ``k`` weight rows taken at ``take`` (both compiled
+    engines' timing of it, `_Run`'s in Python): it writes the back bank, whose last input
+    row entered the array at ``last_back`` (-1: none yet), from two cycles on and
+    ``bank_ready`` cycles after that row; it ends no earlier than a MATMUL still streaming
+    (its last row at ``matmul_last``); and with ``push_next`` not before the array has
+    drained (``drain_end``): its push must not overtake the rows of earlier matmuls."""
+    first = take + 2
+    if last_back >= 0:
+        first = max(first, last_back + bank_ready)
+    streaming_until = matmul_last + 1 if matmul_last >= take else 0
+    end = max(first + k - 1, streaming_until)
+    if push_next:
+        end = max(end, drain_end + 1)
+    return end
 
 
 @njit(cache=True, _nrt=False)
@@ -948,14 +967,9 @@ def _events(params, ins, units, takes, dispatched, word_end, tc, pushes, pops, b
                     take = now
                     if kind == K_PRELOAD:
                         back = 1 - front
-                        first = take + 2
-                        last_back = last_input1 if back else last_input0
-                        if last_back >= 0:
-                            first = max(first, last_back + bank_ready)
-                        streaming_until = matmul_last + 1 if matmul_last >= take else 0
-                        final = max(first + ins[i, F_K] - 1, streaming_until)
-                        if flags & _PUSH_NEXT:
-                            final = max(final, drain_end + 1)
+                        final = preload_end(take, ins[i, F_K], flags & _PUSH_NEXT,
+                                            last_input1 if back else last_input0,
+                                            matmul_last, drain_end, bank_ready)
                         loader_free = final + 1
                         front = back
                         _busy(_COMPUTE, take + 1, final, us, busy)
